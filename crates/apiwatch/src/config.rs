@@ -1,0 +1,482 @@
+//! The configuration file (`apiwatch.toml`): parsing, validation with line and column, and the
+//! typed settings each stage is built from.
+//!
+//! Two steps, as in the style guide: [`RawConfig`] is what serde reads (with spans on every
+//! value that needs checking), [`RawConfig::validate`] turns it into [`Settings`] or returns
+//! every problem at once, each with its path, line and column.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use apiwatch_event::identity::IdentityConfig;
+use apiwatch_event::redact::RedactConfig;
+use apiwatch_gateway::{GatewaySettings, Limits, Route, TlsSettings, Upstream};
+use apiwatch_journal::FsyncPolicy;
+use ipnet::IpNet;
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+/// The whole file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Format version; only 1 exists.
+    pub version: Option<Spanned<u32>>,
+    /// Where the journal, keys and state live.
+    pub data_dir: Option<Spanned<String>>,
+    /// The reverse proxy.
+    #[serde(default)]
+    pub gateway: RawGateway,
+    /// The journal.
+    #[serde(default)]
+    pub journal: RawJournal,
+    /// The admin API.
+    #[serde(default)]
+    pub admin: RawAdmin,
+    /// Redaction policy additions.
+    #[serde(default)]
+    pub redact: RedactConfig,
+    /// Where credentials are looked for.
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    /// Internal logs.
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    /// Listen address, default `127.0.0.1:8080`.
+    pub listen: Option<Spanned<String>>,
+    /// Peers whose forwarded headers are believed (CIDR or address).
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+    /// Route templates tried before the heuristics.
+    #[serde(default)]
+    pub route_templates: Vec<String>,
+    /// Keep a redacted prefix of request bodies in events.
+    #[serde(default)]
+    pub capture_body: bool,
+    /// Size of that prefix.
+    pub capture_body_max_bytes: Option<usize>,
+    /// TLS termination.
+    pub tls: Option<RawTls>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Upstream routes.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+/// `[gateway.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain.
+    pub cert_file: Spanned<String>,
+    /// PEM private key.
+    pub key_file: Spanned<String>,
+}
+
+/// `[gateway.limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// 413 beyond.
+    pub max_request_body_bytes: Option<u64>,
+    /// 431 beyond.
+    pub max_header_bytes: Option<usize>,
+    /// Longest request id kept.
+    pub max_request_id_len: Option<usize>,
+    /// e.g. `"5s"`.
+    pub upstream_connect_timeout: Option<Spanned<String>>,
+    /// e.g. `"30s"`.
+    pub upstream_timeout: Option<Spanned<String>>,
+    /// e.g. `"90s"`.
+    pub pool_idle_timeout: Option<Spanned<String>>,
+    /// Idle upstream connections kept per upstream.
+    pub pool_max_idle_per_host: Option<usize>,
+}
+
+/// `[[gateway.routes]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Host to match (any when absent).
+    pub host: Option<String>,
+    /// Path prefix to match, default `/`.
+    pub path_prefix: Option<Spanned<String>>,
+    /// `http://host:port`.
+    pub upstream: Spanned<String>,
+    /// `service.name = "..."`.
+    #[serde(default)]
+    pub service: RawService,
+    /// Statuses that mean an authentication failure.
+    pub auth_failure_statuses: Option<Vec<u16>>,
+}
+
+/// `service` of a route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    /// `service.name` of its events.
+    pub name: Option<String>,
+}
+
+/// `[journal]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJournal {
+    /// `"always"` or an interval like `"100ms"`.
+    pub fsync: Option<Spanned<String>>,
+    /// Segment size before rotation.
+    pub segment_max_bytes: Option<u64>,
+    /// e.g. `"5s"`.
+    pub checkpoint_interval: Option<Spanned<String>>,
+    /// File outside the data directory that receives every checkpoint.
+    pub witness_file: Option<String>,
+    /// Events waiting for the writer before producers wait.
+    pub queue_capacity: Option<usize>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Listen address, default `127.0.0.1:9600`.
+    pub listen: Option<Spanned<String>>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `pretty` or `json`.
+    pub format: Option<Spanned<String>>,
+    /// A `tracing` filter, e.g. `info` or `apiwatch=debug`.
+    pub level: Option<String>,
+}
+
+/// Validated settings for every stage.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Gateway listen address.
+    pub listen: SocketAddr,
+    /// Admin listen address.
+    pub admin_listen: SocketAddr,
+    /// The gateway.
+    pub gateway: GatewaySettings,
+    /// The journal (without its directory, which comes from `data_dir`).
+    pub fsync: FsyncPolicy,
+    /// Segment size.
+    pub segment_max_bytes: Option<u64>,
+    /// Checkpoint interval.
+    pub checkpoint_interval: Option<Duration>,
+    /// Witness file.
+    pub witness_file: Option<PathBuf>,
+    /// Journal queue capacity.
+    pub queue_capacity: Option<usize>,
+    /// Log format: true for JSON.
+    pub log_json: bool,
+    /// Log filter.
+    pub log_level: String,
+}
+
+/// One problem in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigProblem {
+    /// Dotted path, e.g. `gateway.routes[0].upstream`.
+    pub path: String,
+    /// 1-based line and column, when known.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.position {
+            Some((line, column)) => write!(f, "{line}:{column}: {}: {}", self.path, self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--upstream`: replaces the file's routes with one catch-all route.
+    pub upstream: Option<String>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--admin`.
+    pub admin: Option<String>,
+    /// `--data`.
+    pub data_dir: Option<PathBuf>,
+    /// `--trusted-proxy` (replaces the file's list when given).
+    pub trusted_proxies: Vec<String>,
+    /// `--fsync`.
+    pub fsync: Option<String>,
+    /// `--witness`.
+    pub witness_file: Option<PathBuf>,
+    /// `--tls-cert` and `--tls-key`.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Reads and parses a config file; a syntax or type error is one problem with its position.
+pub fn parse(text: &str) -> Result<RawConfig, Vec<ConfigProblem>> {
+    toml::from_str::<RawConfig>(text).map_err(|err| {
+        let position = err.span().map(|span| line_column(text, span.start));
+        vec![ConfigProblem {
+            path: "file".to_owned(),
+            position,
+            message: err.message().trim().to_owned(),
+        }]
+    })
+}
+
+/// Loads, parses and validates a file with overrides applied.
+pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Settings, Vec<ConfigProblem>> {
+    let (text, raw) = match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|err| {
+                vec![ConfigProblem {
+                    path: path.display().to_string(),
+                    position: None,
+                    message: format!("failed to read config file: {err}"),
+                }]
+            })?;
+            let raw = parse(&text)?;
+            (text, raw)
+        }
+        None => (String::new(), RawConfig::default()),
+    };
+    raw.validate(&text, overrides)
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(before.chars().count(), |newline| before[newline + 1..].chars().count()) + 1;
+    (line, column)
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Checker<'_> {
+    fn problem<T>(&mut self, path: impl Into<String>, value: Option<&Spanned<T>>, message: impl Into<String>) {
+        let position = value.filter(|_| !self.text.is_empty()).map(|value| line_column(self.text, value.span().start));
+        self.problems.push(ConfigProblem { path: path.into(), position, message: message.into() });
+    }
+
+    fn socket_addr(&mut self, path: &str, flag: Option<&String>, value: Option<&Spanned<String>>, default: &str) -> SocketAddr {
+        let (text, spanned) = match (flag, value) {
+            (Some(flag), _) => (flag.as_str(), None),
+            (None, Some(value)) => (value.get_ref().as_str(), Some(value)),
+            (None, None) => (default, None),
+        };
+        text.parse().unwrap_or_else(|_| {
+            self.problem(path, spanned, format!("expected an address like 127.0.0.1:8080 or [::1]:8080, got {text:?}"));
+            // Placeholder so validation can go on and report every problem.
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    }
+
+    fn duration(&mut self, path: &str, value: Option<&Spanned<String>>, default: Duration) -> Duration {
+        let Some(value) = value else { return default };
+        match humantime::parse_duration(value.get_ref()) {
+            Ok(duration) if !duration.is_zero() => duration,
+            _ => {
+                self.problem(path, Some(value), format!("expected a duration like \"5s\" or \"250ms\", got {:?}", value.get_ref()));
+                default
+            }
+        }
+    }
+}
+
+impl RawConfig {
+    /// Checks every value and builds the settings, or returns every problem found.
+    pub fn validate(self, text: &str, overrides: &Overrides) -> Result<Settings, Vec<ConfigProblem>> {
+        let mut check = Checker { text, problems: Vec::new() };
+        if let Some(version) = &self.version
+            && *version.get_ref() != 1
+        {
+            check.problem("version", Some(version), format!("unsupported config version {}, expected 1", version.get_ref()));
+        }
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or_else(|| self.data_dir.as_ref().map(|dir| PathBuf::from(dir.get_ref())))
+            .unwrap_or_else(|| PathBuf::from("./apiwatch-data"));
+        let listen = check.socket_addr("gateway.listen", overrides.listen.as_ref(), self.gateway.listen.as_ref(), "127.0.0.1:8080");
+        let admin_listen = check.socket_addr("admin.listen", overrides.admin.as_ref(), self.admin.listen.as_ref(), "127.0.0.1:9600");
+
+        let routes = self.validate_routes(&mut check, overrides);
+        let trusted_proxies = if overrides.trusted_proxies.is_empty() {
+            let mut nets = Vec::new();
+            for (index, entry) in self.gateway.trusted_proxies.iter().enumerate() {
+                match parse_net(entry.get_ref()) {
+                    Some(net) => nets.push(net),
+                    None => check.problem(
+                        format!("gateway.trusted_proxies[{index}]"),
+                        Some(entry),
+                        format!("expected a CIDR like 10.0.0.0/8 or an address, got {:?}", entry.get_ref()),
+                    ),
+                }
+            }
+            nets
+        } else {
+            let mut nets = Vec::new();
+            for entry in &overrides.trusted_proxies {
+                match parse_net(entry) {
+                    Some(net) => nets.push(net),
+                    None => check.problem::<String>("--trusted-proxy", None, format!("expected a CIDR like 10.0.0.0/8 or an address, got {entry:?}")),
+                }
+            }
+            nets
+        };
+
+        let raw_limits = &self.gateway.limits;
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_request_body_bytes: raw_limits.max_request_body_bytes.unwrap_or(defaults.max_request_body_bytes),
+            max_header_bytes: raw_limits.max_header_bytes.unwrap_or(defaults.max_header_bytes),
+            max_request_id_len: raw_limits.max_request_id_len.unwrap_or(defaults.max_request_id_len),
+            upstream_connect_timeout: check.duration("gateway.limits.upstream_connect_timeout", raw_limits.upstream_connect_timeout.as_ref(), defaults.upstream_connect_timeout),
+            upstream_timeout: check.duration("gateway.limits.upstream_timeout", raw_limits.upstream_timeout.as_ref(), defaults.upstream_timeout),
+            pool_idle_timeout: check.duration("gateway.limits.pool_idle_timeout", raw_limits.pool_idle_timeout.as_ref(), defaults.pool_idle_timeout),
+            pool_max_idle_per_host: raw_limits.pool_max_idle_per_host.unwrap_or(defaults.pool_max_idle_per_host),
+            ..defaults
+        };
+        if limits.max_header_bytes < 1024 {
+            check.problem::<String>("gateway.limits.max_header_bytes", None, "must be at least 1024");
+        }
+
+        let tls = match (&overrides.tls, &self.gateway.tls) {
+            (Some((cert_file, key_file)), _) => Some(TlsSettings { cert_file: cert_file.clone(), key_file: key_file.clone() }),
+            (None, Some(tls)) => {
+                for (path, file) in [("gateway.tls.cert_file", &tls.cert_file), ("gateway.tls.key_file", &tls.key_file)] {
+                    if !Path::new(file.get_ref()).is_file() {
+                        check.problem(path, Some(file), format!("file {:?} does not exist", file.get_ref()));
+                    }
+                }
+                Some(TlsSettings { cert_file: tls.cert_file.get_ref().into(), key_file: tls.key_file.get_ref().into() })
+            }
+            (None, None) => None,
+        };
+
+        let fsync = match (&overrides.fsync, &self.journal.fsync) {
+            (Some(flag), _) => flag.parse().unwrap_or_else(|err| {
+                check.problem::<String>("--fsync", None, format!("{err}"));
+                FsyncPolicy::default()
+            }),
+            (None, Some(value)) => value.get_ref().parse().unwrap_or_else(|err| {
+                check.problem("journal.fsync", Some(value), format!("{err}"));
+                FsyncPolicy::default()
+            }),
+            (None, None) => FsyncPolicy::default(),
+        };
+        let checkpoint_interval = self
+            .journal
+            .checkpoint_interval
+            .as_ref()
+            .map(|value| check.duration("journal.checkpoint_interval", Some(value), Duration::from_secs(5)));
+        let log_json = match &self.log.format {
+            None => false,
+            Some(format) => match format.get_ref().as_str() {
+                "pretty" => false,
+                "json" => true,
+                other => {
+                    check.problem("log.format", Some(format), format!("expected \"pretty\" or \"json\", got {other:?}"));
+                    false
+                }
+            },
+        };
+        if !check.problems.is_empty() {
+            return Err(check.problems);
+        }
+        let capture_body_max_bytes = self.gateway.capture_body_max_bytes.unwrap_or(4096);
+        Ok(Settings {
+            data_dir,
+            listen,
+            admin_listen,
+            gateway: GatewaySettings {
+                routes,
+                trusted_proxies,
+                limits,
+                tls,
+                redact: self.redact,
+                identity: self.identity,
+                route_templates: self.gateway.route_templates,
+                capture_body: self.gateway.capture_body,
+                capture_body_max_bytes,
+            },
+            fsync,
+            segment_max_bytes: self.journal.segment_max_bytes,
+            checkpoint_interval,
+            witness_file: overrides.witness_file.clone().or(self.journal.witness_file.map(PathBuf::from)),
+            queue_capacity: self.journal.queue_capacity,
+            log_json,
+            log_level: self.log.level.unwrap_or_else(|| "info".to_owned()),
+        })
+    }
+
+    fn validate_routes(&self, check: &mut Checker<'_>, overrides: &Overrides) -> Vec<Route> {
+        if let Some(upstream) = &overrides.upstream {
+            return match Upstream::parse(upstream) {
+                Ok(upstream) => vec![Route::new(upstream)],
+                Err(message) => {
+                    check.problem::<String>("--upstream", None, message);
+                    Vec::new()
+                }
+            };
+        }
+        if self.gateway.routes.is_empty() {
+            check.problem::<String>("gateway.routes", None, "no upstream: give --upstream http://HOST:PORT or at least one [[gateway.routes]]");
+        }
+        let mut routes = Vec::new();
+        for (index, raw) in self.gateway.routes.iter().enumerate() {
+            let upstream = match Upstream::parse(raw.upstream.get_ref()) {
+                Ok(upstream) => upstream,
+                Err(message) => {
+                    check.problem(format!("gateway.routes[{index}].upstream"), Some(&raw.upstream), message);
+                    continue;
+                }
+            };
+            let path_prefix = raw.path_prefix.as_ref().map_or_else(|| "/".to_owned(), |prefix| prefix.get_ref().clone());
+            if !path_prefix.starts_with('/') {
+                check.problem(format!("gateway.routes[{index}].path_prefix"), raw.path_prefix.as_ref(), format!("expected a path starting with /, got {path_prefix:?}"));
+            }
+            let mut route = Route::new(upstream);
+            route.host = raw.host.clone();
+            route.path_prefix = path_prefix;
+            if let Some(name) = &raw.service.name {
+                route.service_name.clone_from(name);
+            }
+            if let Some(statuses) = &raw.auth_failure_statuses {
+                route.auth_failure_statuses.clone_from(statuses);
+            }
+            routes.push(route);
+        }
+        routes
+    }
+}
+
+fn parse_net(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+#[cfg(test)]
+mod tests;

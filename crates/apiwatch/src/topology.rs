@@ -1,0 +1,136 @@
+//! Wires the pipeline, top to bottom: journal -> gateway (emitting into the journal) -> admin.
+//!
+//! ```text
+//! clients -> gateway --(Event, bounded wait)--> JournalSink -> journal writer thread
+//!                                                              (segments, Merkle, checkpoints)
+//! admin: /healthz /readyz /metrics  <- registry of every stage's metrics
+//! ```
+//! The journal is opened first (recovery runs before any request is accepted) and closed last
+//! (the final checkpoint covers every request answered).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use apiwatch_event::Event;
+use apiwatch_event::identity::Fingerprinter;
+use apiwatch_gateway::{EventSink, Gateway};
+use apiwatch_journal::{Appender, Journal, JournalConfig, RecoveryReport};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+
+/// Hands gateway events to the journal. Waits (bounded by the journal's queue) rather than
+/// dropping; an event is only lost when the journal itself has failed, and then it is counted
+/// in `apiwatch_events_dropped_total` and logged.
+pub struct JournalSink {
+    appender: Appender,
+    dropped: Counter,
+}
+
+impl EventSink for JournalSink {
+    fn emit(&self, event: Event) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let appender = self.appender.clone();
+        let dropped = self.dropped.clone();
+        Box::pin(async move {
+            let event_id = event.id.clone();
+            if let Err(err) = appender.append(event.to_json()).await {
+                dropped.inc();
+                tracing::error!(event_id = %event_id, error = %err, "event dropped: journal append failed");
+            }
+        })
+    }
+}
+
+/// A running apiwatch: gateway, journal and admin API.
+pub struct Running {
+    /// Where the gateway listens.
+    pub gateway_addr: SocketAddr,
+    /// Where the admin API listens.
+    pub admin_addr: SocketAddr,
+    /// What journal recovery found at start.
+    pub recovery: RecoveryReport,
+    shutdown: watch::Sender<bool>,
+    gateway_task: tokio::task::JoinHandle<apiwatch_gateway::Result<()>>,
+    admin_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    journal: Journal,
+}
+
+/// Opens the journal, binds the listeners and starts serving.
+pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("failed to create data directory {}", settings.data_dir.display()))?;
+    let mut journal_config = JournalConfig::new(&settings.data_dir);
+    journal_config.fsync = settings.fsync;
+    if let Some(bytes) = settings.segment_max_bytes {
+        journal_config.segment_max_bytes = bytes;
+    }
+    if let Some(interval) = settings.checkpoint_interval {
+        journal_config.checkpoint_interval = interval;
+    }
+    journal_config.witness_file.clone_from(&settings.witness_file);
+    if let Some(capacity) = settings.queue_capacity {
+        journal_config.queue_capacity = capacity;
+    }
+    let (journal, recovery) = Journal::open(journal_config)
+        .with_context(|| format!("failed to open the journal in {}", settings.data_dir.display()))?;
+    if recovery.truncated_bytes > 0 {
+        tracing::warn!(%recovery, "journal recovery truncated a torn tail");
+    } else {
+        tracing::info!(%recovery, "journal opened");
+    }
+    let fingerprint_key = apiwatch_journal::load_or_create_secret(&settings.data_dir.join("keys"), "fingerprint")
+        .context("failed to load the fingerprint key")?;
+
+    let mut registry = Registry::default();
+    journal.register_metrics(&mut registry);
+    let dropped = Counter::default();
+    registry.register("apiwatch_events_dropped", "Events lost because the journal failed", dropped.clone());
+    let sink = Arc::new(JournalSink { appender: journal.appender(), dropped });
+    let gateway = Gateway::new(settings.gateway.clone(), sink, Fingerprinter::new(fingerprint_key))
+        .context("failed to build the gateway")?;
+    gateway.metrics().register(&mut registry);
+
+    let gateway_listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("failed to listen on {} (gateway)", settings.listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(settings.admin_listen)
+        .await
+        .with_context(|| format!("failed to listen on {} (admin)", settings.admin_listen))?;
+    let gateway_addr = gateway_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let (shutdown, _) = watch::channel(false);
+    let gateway_task = tokio::spawn(gateway.serve(gateway_listener, stopped(shutdown.subscribe())));
+    let admin_state = apiwatch_server::AdminState::new(registry, Arc::clone(&ready));
+    let admin_task = tokio::spawn(apiwatch_server::serve(admin_listener, admin_state, stopped(shutdown.subscribe())));
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(Running { gateway_addr, admin_addr, recovery, shutdown, gateway_task, admin_task, journal })
+}
+
+async fn stopped(mut receiver: watch::Receiver<bool>) {
+    let _ = receiver.wait_for(|stop| *stop).await;
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests, then closes the journal with a final
+    /// checkpoint.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.gateway_task.await.context("gateway task panicked")?.context("gateway failed")?;
+        self.admin_task.await.context("admin task panicked")?.context("admin server failed")?;
+        let journal = self.journal;
+        let checkpoint = tokio::task::spawn_blocking(move || journal.shutdown())
+            .await
+            .context("journal shutdown panicked")?
+            .context("failed to close the journal")?;
+        tracing::info!(?checkpoint, "journal closed");
+        Ok(())
+    }
+}

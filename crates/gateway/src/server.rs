@@ -1,0 +1,214 @@
+//! The listener: accepts connections, terminates TLS, serves HTTP/1.1 and HTTP/2 on each.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apiwatch_event::identity::Fingerprinter;
+use apiwatch_event::redact::Redactor;
+use apiwatch_event::route::RouteTemplater;
+use apiwatch_event::{Event, EventKind};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+
+use crate::config::GatewaySettings;
+use crate::error::{Error, Result};
+use crate::metrics::GatewayMetrics;
+use crate::proxy::{self, Shared};
+use crate::{EventSink, tls};
+
+/// How long a TLS handshake may take before the connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests get to finish after shutdown is asked.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The running reverse proxy.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Gateway {
+    /// Builds the gateway: upstream pool, TLS acceptor, redaction and identity policies.
+    pub fn new(
+        settings: GatewaySettings,
+        sink: Arc<dyn EventSink>,
+        fingerprinter: Fingerprinter,
+    ) -> Result<Self> {
+        if settings.routes.is_empty() {
+            return Err(Error::NoRoutes);
+        }
+        let tls = settings.tls.as_ref().map(tls::acceptor).transpose()?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(settings.limits.upstream_connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(settings.limits.pool_idle_timeout)
+            .pool_max_idle_per_host(settings.limits.pool_max_idle_per_host)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .set_host(false)
+            .build(connector);
+        let shared = Shared {
+            redactor: Arc::new(Redactor::new(&settings.redact)),
+            templater: RouteTemplater::new(&settings.route_templates),
+            scheme: if tls.is_some() { "https" } else { "http" },
+            settings,
+            client,
+            sink,
+            metrics: Arc::new(GatewayMetrics::default()),
+            fingerprinter,
+        };
+        Ok(Gateway {
+            shared: Arc::new(shared),
+            tls,
+        })
+    }
+
+    /// The gateway's metrics, to register with the admin server.
+    pub fn metrics(&self) -> Arc<GatewayMetrics> {
+        Arc::clone(&self.shared.metrics)
+    }
+
+    /// Serves connections from `listener` until `shutdown` resolves, then stops accepting and
+    /// gives in-flight requests a bounded time to finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let graceful = GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        let limits = &self.shared.settings.limits;
+        // hyper refuses (431, no event) headers past its read buffer; keep that buffer well above
+        // our own limit so that our limit, which is logged, is the one clients meet.
+        let read_buffer = (limits.max_header_bytes + 16 * 1024).max(8192);
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .max_buf_size(read_buffer);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(read_buffer).unwrap_or(u32::MAX));
+        let builder = Arc::new(builder);
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let shared = Arc::clone(&self.shared);
+            let builder = Arc::clone(&builder);
+            let tls = self.tls.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                match tls {
+                    None => serve_connection(shared, builder, watcher, stream, peer).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(stream)) => {
+                                serve_connection(shared, builder, watcher, stream, peer).await
+                            }
+                            Ok(Err(err)) => {
+                                shared.metrics.connection_errors.inc();
+                                tracing::debug!(%peer, error = %err, "tls handshake failed");
+                            }
+                            Err(_) => {
+                                shared.metrics.connection_errors.inc();
+                                tracing::debug!(%peer, "tls handshake timed out");
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        drop(listener);
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}");
+        }
+        Ok(())
+    }
+}
+
+async fn serve_connection<IO>(
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+    stream: IO,
+    peer: SocketAddr,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handler_shared = Arc::clone(&shared);
+    let service =
+        service_fn(move |request| proxy::handle(Arc::clone(&handler_shared), peer, request));
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    if let Err(err) = watcher.watch(connection.into_owned()).await {
+        record_connection_error(&shared, peer, err.as_ref());
+    }
+}
+
+/// A connection that failed below the request level (malformed HTTP, headers past hyper's
+/// buffer): counted, and recorded as an event when it looks like a refused request rather
+/// than a client that simply went away.
+fn record_connection_error(
+    shared: &Shared,
+    peer: SocketAddr,
+    err: &(dyn std::error::Error + 'static),
+) {
+    shared.metrics.connection_errors.inc();
+    let Some(hyper_error) = err.downcast_ref::<hyper::Error>() else {
+        tracing::debug!(%peer, error = %err, "connection ended with an error");
+        return;
+    };
+    if !hyper_error.is_parse() && !hyper_error.is_parse_too_large() {
+        tracing::debug!(%peer, error = %err, "connection ended with an error");
+        return;
+    }
+    let mut event = Event::new(
+        EventKind::Request,
+        "gateway.access",
+        time::OffsetDateTime::now_utc(),
+    );
+    event.source_ip = Some(peer.ip().to_canonical().to_string());
+    event.source_port = Some(peer.port());
+    event.url_scheme = Some(shared.scheme.to_owned());
+    event.outcome = Some("failure".to_owned());
+    if hyper_error.is_parse_too_large() {
+        event.status_code = Some(431);
+        event.error_type = Some("headers_too_large".to_owned());
+        event.error_message =
+            Some("request head larger than the read buffer; refused before parsing".to_owned());
+    } else {
+        event.status_code = Some(400);
+        event.error_type = Some("malformed_request".to_owned());
+        event.error_message = Some(apiwatch_event::sanitize::sanitize_str(
+            &format!("malformed http request: {err}"),
+            512,
+        ));
+    }
+    crate::body::spawn_detached(shared.sink.emit(event));
+}

@@ -1,0 +1,444 @@
+//! The gateway against a real upstream, over real sockets.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use apiwatch_event::AuthOutcome;
+use common::*;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn request_is_forwarded_and_recorded_as_exactly_one_event() {
+    let upstream = start_upstream().await;
+    let (gateway, sink) = start_gateway(upstream, |_| {}).await;
+    let client = http1_client();
+    let request = get(gateway, "/api/users/42?sort=asc")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "must not pass")
+        .header("user-agent", "test-agent/1.0")
+        .body(empty())
+        .unwrap();
+    let (status, headers, body) = send(&client, request).await;
+    assert_eq!(status, StatusCode::OK);
+    let echoed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let upstream_headers = &echoed["headers"];
+    assert!(
+        upstream_headers.get("x-hop").is_none(),
+        "hop-by-hop header forwarded: {upstream_headers}"
+    );
+    assert_eq!(upstream_headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(upstream_headers["x-forwarded-proto"], "http");
+    let request_id = headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(upstream_headers["x-request-id"], request_id.as_str());
+
+    let events = sink.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        sink.events.lock().unwrap().len(),
+        1,
+        "exactly one event per request"
+    );
+    let event = &events[0];
+    assert_eq!(event.method.as_deref(), Some("GET"));
+    assert_eq!(event.url_path.as_deref(), Some("/api/users/42"));
+    assert_eq!(event.url_query.as_deref(), Some("sort=asc"));
+    assert_eq!(event.status_code, Some(200));
+    assert_eq!(event.response_bytes, body.len() as u64);
+    assert_eq!(event.request_id.as_deref(), Some(request_id.as_str()));
+    assert_eq!(event.source_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(event.user_agent.as_deref(), Some("test-agent/1.0"));
+    assert_eq!(
+        event.upstream_address.as_deref(),
+        Some(upstream.to_string().as_str())
+    );
+    assert_eq!(event.service_name.as_deref(), Some("default"));
+    assert_eq!(event.http_version.as_deref(), Some("1.1"));
+    assert!(event.duration_ns > 0);
+}
+
+#[tokio::test]
+async fn client_request_id_is_kept_and_returned() {
+    let upstream = start_upstream().await;
+    let (gateway, sink) = start_gateway(upstream, |_| {}).await;
+    let request = get(gateway, "/")
+        .header("x-request-id", "trace-abc-123")
+        .body(empty())
+        .unwrap();
+    let (_, headers, body) = send(&http1_client(), request).await;
+    assert_eq!(headers["x-request-id"], "trace-abc-123");
+    assert!(body.contains("trace-abc-123"));
+    assert_eq!(
+        sink.wait_for(1).await[0].request_id.as_deref(),
+        Some("trace-abc-123")
+    );
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served() {
+    let upstream = start_upstream().await;
+    let (gateway, sink) = start_gateway(upstream, |_| {}).await;
+    let (status, _, body) = send(&h2c_client(), get(gateway, "/h2").body(empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("\"path\":\"/h2\""));
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.http_version.as_deref(), Some("2"));
+    assert_eq!(event.url_domain.as_deref(), Some("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn declared_body_over_the_limit_is_refused_with_413_and_recorded() {
+    let upstream = start_upstream().await;
+    let (gateway, sink) = start_gateway(upstream, |settings| {
+        settings.limits.max_request_body_bytes = 1000
+    })
+    .await;
+    let request = Request::post(format!("http://{gateway}/upload"))
+        .body(body_of(vec![b'a'; 5000]))
+        .unwrap();
+    let (status, headers, body) = send(&http1_client(), request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body.contains("request_too_large"), "{body}");
+    assert!(body.contains(headers["x-request-id"].to_str().unwrap()));
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.status_code, Some(413));
+    assert_eq!(event.error_type.as_deref(), Some("request_too_large"));
+    assert!(event.error_message.as_deref().unwrap().contains("1000"));
+}
+
+#[tokio::test]
+async fn streamed_body_over_the_limit_is_cut_and_refused_with_413() {
+    let upstream = start_upstream().await;
+    let (gateway, sink) = start_gateway(upstream, |settings| {
+        settings.limits.max_request_body_bytes = 100_000
+    })
+    .await;
+    // Chunked, no Content-Length: the limit can only be seen while streaming.
+    let chunks = futures_chunks(20, 10_000);
+    let request = Request::post(format!("http://{gateway}/upload"))
+        .body(chunks)
+        .unwrap();
+    let (status, _, _) = send(&http1_client(), request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.error_type.as_deref(), Some("request_too_large"));
+    assert!(
+        event.request_bytes > 100_000 && event.request_bytes <= 110_000,
+        "{}",
+        event.request_bytes
+    );
+}
+
+/// A body of `count` chunks of `size` bytes without a known length.
+fn futures_chunks(count: usize, size: usize) -> TestBody {
+    let (mut sender, body) =
+        http_body_util::channel::Channel::<bytes::Bytes, std::convert::Infallible>::new(4);
+    tokio::spawn(async move {
+        for _ in 0..count {
+            if sender
+                .send_data(bytes::Bytes::from(vec![b'z'; size]))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    body.boxed()
+}
+
+#[tokio::test]
+async fn headers_over_the_limit_are_refused_with_431_and_recorded() {
+    let upstream = start_upstream().await;
+    let (gateway, sink) =
+        start_gateway(upstream, |settings| settings.limits.max_header_bytes = 2048).await;
+    let request = get(gateway, "/")
+        .header("x-big", "b".repeat(4000))
+        .body(empty())
+        .unwrap();
+    let (status, _, _) = send(&http1_client(), request).await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.status_code, Some(431));
+    assert_eq!(event.error_type.as_deref(), Some("headers_too_large"));
+}
+
+#[tokio::test]
+async fn unreachable_upstream_gives_502_with_the_reason() {
+    // Bind then drop to get a port nobody listens on.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (gateway, sink) = start_gateway(closed, |_| {}).await;
+    let (status, _, body) = send(&http1_client(), get(gateway, "/").body(empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(body.contains("upstream_connect"), "{body}");
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.status_code, Some(502));
+    assert_eq!(event.error_type.as_deref(), Some("upstream_connect"));
+    let message = event.error_message.as_deref().unwrap();
+    assert!(
+        message.contains("failed to connect to upstream") && message.contains(&closed.to_string()),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn slow_upstream_gives_504() {
+    let upstream = start_upstream().await;
+    let (gateway, sink) = start_gateway(upstream, |settings| {
+        settings.limits.upstream_timeout = Duration::from_millis(300)
+    })
+    .await;
+    let started = Instant::now();
+    let (status, _, _) = send(
+        &http1_client(),
+        get(gateway, "/slow").body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.error_type.as_deref(), Some("upstream_timeout"));
+    assert!(
+        event
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("did not answer within")
+    );
+}
+
+#[tokio::test]
+async fn no_matching_route_gives_404_and_routes_pick_the_longest_prefix() {
+    let upstream = start_upstream().await;
+    let (gateway, sink) = start_gateway(upstream, |settings| {
+        let base = settings.routes[0].clone();
+        settings.routes[0].path_prefix = "/api".into();
+        settings.routes[0].service_name = "api".into();
+        let mut users = base.clone();
+        users.path_prefix = "/api/users".into();
+        users.service_name = "users".into();
+        settings.routes.push(users);
+        let mut other_host = base;
+        other_host.host = Some("admin.example".into());
+        other_host.service_name = "admin".into();
+        settings.routes.push(other_host);
+    })
+    .await;
+    let client = http1_client();
+    assert_eq!(
+        send(&client, get(gateway, "/api/users/1").body(empty()).unwrap())
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&client, get(gateway, "/api/orders").body(empty()).unwrap())
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&client, get(gateway, "/elsewhere").body(empty()).unwrap())
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let request = get(gateway, "/elsewhere")
+        .header("host", "admin.example:8080")
+        .body(empty())
+        .unwrap();
+    assert_eq!(send(&client, request).await.0, StatusCode::OK);
+    let events = sink.wait_for(4).await;
+    let services: Vec<_> = events
+        .iter()
+        .map(|event| event.service_name.clone())
+        .collect();
+    assert_eq!(
+        services,
+        vec![
+            Some("users".into()),
+            Some("api".into()),
+            None,
+            Some("admin".into())
+        ]
+    );
+    assert_eq!(events[2].error_type.as_deref(), Some("no_route"));
+}
+
+#[tokio::test]
+async fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    let upstream = start_upstream().await;
+    let (trusting, trusting_sink) = start_gateway(upstream, |settings| {
+        settings.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let (untrusting, untrusting_sink) = start_gateway(upstream, |_| {}).await;
+    let client = http1_client();
+    for gateway in [trusting, untrusting] {
+        let request = get(gateway, "/")
+            .header("x-forwarded-for", "2001:db8::7")
+            .body(empty())
+            .unwrap();
+        send(&client, request).await;
+    }
+    let trusted_event = &trusting_sink.wait_for(1).await[0];
+    assert_eq!(trusted_event.source_ip.as_deref(), Some("2001:db8::7"));
+    assert_eq!(trusted_event.forwarded_by.as_deref(), Some("127.0.0.1"));
+    let untrusted_event = &untrusting_sink.wait_for(1).await[0];
+    assert_eq!(untrusted_event.source_ip.as_deref(), Some("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn gateway_listens_on_ipv6() {
+    let upstream = start_upstream().await;
+    let settings = apiwatch_gateway::GatewaySettings::with_upstream(
+        apiwatch_gateway::Upstream::parse(&format!("http://{upstream}")).unwrap(),
+    );
+    let sink = CollectingSink::default();
+    let gateway = apiwatch_gateway::Gateway::new(
+        settings,
+        std::sync::Arc::new(sink.clone()),
+        apiwatch_event::identity::Fingerprinter::new([1; 32]),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(gateway.serve(listener, std::future::pending()));
+    let (status, _, _) = send(
+        &http1_client(),
+        Request::get(format!("http://[::1]:{}/", addr.port()))
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sink.wait_for(1).await[0].source_ip.as_deref(), Some("::1"));
+}
+
+#[tokio::test]
+async fn upstream_401_is_an_authentication_failure() {
+    let upstream = start_upstream().await;
+    let (gateway, sink) = start_gateway(upstream, |_| {}).await;
+    let client = http1_client();
+    let request = get(gateway, "/unauthorized")
+        .header("authorization", "Bearer not-a-jwt-token")
+        .body(empty())
+        .unwrap();
+    assert_eq!(send(&client, request).await.0, StatusCode::UNAUTHORIZED);
+    let request = get(gateway, "/ok")
+        .header("authorization", "Basic YWxpY2U6c2VjcmV0")
+        .body(empty())
+        .unwrap();
+    assert_eq!(send(&client, request).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&client, get(gateway, "/anonymous").body(empty()).unwrap())
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let events = sink.wait_for(3).await;
+    assert_eq!(events[0].auth_outcome, AuthOutcome::Failure);
+    assert_eq!(events[1].auth_outcome, AuthOutcome::Success);
+    assert_eq!(events[2].auth_outcome, AuthOutcome::None);
+}
+
+#[tokio::test]
+async fn response_completes_only_after_the_event_is_accepted() {
+    let upstream = start_upstream().await;
+    let slow_sink = CollectingSink {
+        delay: Some(Duration::from_millis(400)),
+        ..CollectingSink::default()
+    };
+    let (gateway, sink) = start_gateway_with_sink(upstream, slow_sink, |_| {}).await;
+    let started = Instant::now();
+    let (status, _, body) = send(
+        &http1_client(),
+        get(gateway, "/bytes/100000").body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.len(), 100_000);
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "response finished before the event was accepted"
+    );
+    assert_eq!(
+        sink.events.lock().unwrap().len(),
+        1,
+        "event must be recorded when the client has the whole response"
+    );
+}
+
+#[tokio::test]
+async fn client_leaving_mid_response_is_recorded() {
+    let upstream = start_upstream().await;
+    let (gateway, sink) = start_gateway(upstream, |_| {}).await;
+    let mut stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
+    stream
+        .write_all(b"GET /bytes/50000000 HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 65536];
+    let read = stream.read(&mut first).await.unwrap();
+    assert!(read > 0);
+    drop(stream);
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.error_type.as_deref(), Some("client_disconnect"));
+    assert!(event.response_bytes < 50_000_000);
+}
+
+#[tokio::test]
+async fn websocket_upgrade_is_passed_through_both_ways() {
+    let upstream = start_upstream().await;
+    let (gateway, sink) = start_gateway(upstream, |_| {}).await;
+    let mut stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nhost: test\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
+    stream.write_all(b"ping through the tunnel").await.unwrap();
+    let mut echoed = vec![0u8; 23];
+    stream.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"ping through the tunnel");
+    drop(stream);
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.status_code, Some(101));
+    assert_eq!(event.request_bytes, 23);
+    assert_eq!(event.response_bytes, 23);
+}
+
+#[tokio::test]
+async fn secrets_are_fingerprinted_not_recorded() {
+    let upstream = start_upstream().await;
+    let (gateway, sink) = start_gateway(upstream, |_| {}).await;
+    let request = get(gateway, "/")
+        .header("x-api-key", "sk_live_supersecretvalue")
+        .header("cookie", "session=abcdef0123456789")
+        .body(empty())
+        .unwrap();
+    send(&http1_client(), request).await;
+    let event = &sink.wait_for(1).await[0];
+    let json = String::from_utf8(event.to_json()).unwrap();
+    assert!(!json.contains("sk_live_supersecretvalue"), "{json}");
+    assert!(!json.contains("abcdef0123456789"), "{json}");
+    assert_eq!(event.auth_method.as_deref(), Some("api_key"));
+    assert!(event.key_fingerprint.as_deref().unwrap().starts_with("fp_"));
+}
