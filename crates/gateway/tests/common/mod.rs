@@ -1,7 +1,6 @@
 //! Shared pieces of the gateway tests: a real upstream, a collecting sink, a started gateway.
 #![allow(dead_code)]
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -12,14 +11,12 @@ use apiwatch_event::Event;
 use apiwatch_event::identity::Fingerprinter;
 use apiwatch_gateway::{EventSink, Gateway, GatewaySettings, Upstream};
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
-pub type TestBody = BoxBody<Bytes, Infallible>;
+pub use apiwatch_testkit::{TestBody, full, start_upstream};
 
 /// Collects events; optionally delays acceptance to show the gateway waits for it.
 #[derive(Clone, Default)]
@@ -58,94 +55,6 @@ impl CollectingSink {
             self.events.lock().unwrap()
         );
     }
-}
-
-fn full(text: impl Into<Bytes>) -> TestBody {
-    Full::new(text.into()).boxed()
-}
-
-/// A real HTTP/1.1 upstream with a few behaviours chosen by path.
-pub async fn start_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(upstream_handler))
-                    .with_upgrades()
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-async fn upstream_handler(
-    mut request: Request<Incoming>,
-) -> Result<Response<TestBody>, Infallible> {
-    let path = request.uri().path().to_owned();
-    let response = match path.as_str() {
-        "/slow" => {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            Response::new(full("late"))
-        }
-        "/upload" => {
-            let mut total = 0u64;
-            let mut body = request.into_body();
-            while let Some(frame) = body.frame().await {
-                match frame {
-                    Ok(frame) => total += frame.data_ref().map_or(0, |data| data.len() as u64),
-                    Err(_) => break,
-                }
-            }
-            Response::new(full(total.to_string()))
-        }
-        "/unauthorized" => {
-            let mut response = Response::new(full("no"));
-            *response.status_mut() = StatusCode::UNAUTHORIZED;
-            response
-        }
-        "/ws" => {
-            let upgrade = hyper::upgrade::on(&mut request);
-            tokio::spawn(async move {
-                if let Ok(upgraded) = upgrade.await {
-                    let mut io = TokioIo::new(upgraded);
-                    let (mut reader, mut writer) = tokio::io::split(&mut io);
-                    let _ = tokio::io::copy(&mut reader, &mut writer).await;
-                }
-            });
-            Response::builder()
-                .status(StatusCode::SWITCHING_PROTOCOLS)
-                .header("connection", "upgrade")
-                .header("upgrade", "websocket")
-                .body(full(""))
-                .unwrap()
-        }
-        path if path.starts_with("/bytes/") => {
-            let count: usize = path["/bytes/".len()..].parse().unwrap_or(0);
-            Response::new(full(vec![b'x'; count]))
-        }
-        _ => {
-            // Echo what arrived, for header assertions.
-            let headers: serde_json::Map<String, serde_json::Value> = request
-                .headers()
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        name.to_string(),
-                        String::from_utf8_lossy(value.as_bytes()).into(),
-                    )
-                })
-                .collect();
-            let body = serde_json::json!({"path": path, "headers": headers});
-            Response::new(full(body.to_string()))
-        }
-    };
-    Ok(response)
 }
 
 /// A gateway in front of `upstream`, its address, and the sink receiving its events.

@@ -1,0 +1,113 @@
+//! Test-only helpers shared by apiwatch's crates (never shipped in the binary).
+//!
+//! [`start_upstream`] runs a real HTTP/1.1 server on 127.0.0.1 with behaviours chosen by path:
+//! `/slow` (answers after 3 s), `/upload` (drains the body, answers its length),
+//! `/unauthorized` (401), `/ws` (101 upgrade, then echoes bytes), `/bytes/N` (N bytes of `x`),
+//! anything else echoes the path and the received headers as JSON.
+#![allow(missing_docs)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// Body type of the test server and clients.
+pub type TestBody = BoxBody<Bytes, Infallible>;
+
+/// A complete body.
+pub fn full(text: impl Into<Bytes>) -> TestBody {
+    Full::new(text.into()).boxed()
+}
+
+/// Starts the test upstream; returns its address.
+/// A real HTTP/1.1 upstream with a few behaviours chosen by path.
+pub async fn start_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(upstream_handler))
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn upstream_handler(
+    mut request: Request<Incoming>,
+) -> Result<Response<TestBody>, Infallible> {
+    let path = request.uri().path().to_owned();
+    let response = match path.as_str() {
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Response::new(full("late"))
+        }
+        "/upload" => {
+            let mut total = 0u64;
+            let mut body = request.into_body();
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(frame) => total += frame.data_ref().map_or(0, |data| data.len() as u64),
+                    Err(_) => break,
+                }
+            }
+            Response::new(full(total.to_string()))
+        }
+        "/unauthorized" => {
+            let mut response = Response::new(full("no"));
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+            response
+        }
+        "/ws" => {
+            let upgrade = hyper::upgrade::on(&mut request);
+            tokio::spawn(async move {
+                if let Ok(upgraded) = upgrade.await {
+                    let mut io = TokioIo::new(upgraded);
+                    let (mut reader, mut writer) = tokio::io::split(&mut io);
+                    let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                }
+            });
+            Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .body(full(""))
+                .unwrap()
+        }
+        path if path.starts_with("/bytes/") => {
+            let count: usize = path["/bytes/".len()..].parse().unwrap_or(0);
+            Response::new(full(vec![b'x'; count]))
+        }
+        _ => {
+            // Echo what arrived, for header assertions.
+            let headers: serde_json::Map<String, serde_json::Value> = request
+                .headers()
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.to_string(),
+                        String::from_utf8_lossy(value.as_bytes()).into(),
+                    )
+                })
+                .collect();
+            let body = serde_json::json!({"path": path, "headers": headers});
+            Response::new(full(body.to_string()))
+        }
+    };
+    Ok(response)
+}
+
