@@ -264,7 +264,12 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Settings, Vec<
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.chars().count(), |newline| before[newline + 1..].chars().count()) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.chars().count(), |newline| {
+            before[newline + 1..].chars().count()
+        })
+        + 1;
     (line, column)
 }
 
@@ -274,30 +279,63 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn problem<T>(&mut self, path: impl Into<String>, value: Option<&Spanned<T>>, message: impl Into<String>) {
-        let position = value.filter(|_| !self.text.is_empty()).map(|value| line_column(self.text, value.span().start));
-        self.problems.push(ConfigProblem { path: path.into(), position, message: message.into() });
+    fn problem<T>(
+        &mut self,
+        path: impl Into<String>,
+        value: Option<&Spanned<T>>,
+        message: impl Into<String>,
+    ) {
+        let position = value
+            .filter(|_| !self.text.is_empty())
+            .map(|value| line_column(self.text, value.span().start));
+        self.problems.push(ConfigProblem {
+            path: path.into(),
+            position,
+            message: message.into(),
+        });
     }
 
-    fn socket_addr(&mut self, path: &str, flag: Option<&String>, value: Option<&Spanned<String>>, default: &str) -> SocketAddr {
+    fn socket_addr(
+        &mut self,
+        path: &str,
+        flag: Option<&String>,
+        value: Option<&Spanned<String>>,
+        default: &str,
+    ) -> SocketAddr {
         let (text, spanned) = match (flag, value) {
             (Some(flag), _) => (flag.as_str(), None),
             (None, Some(value)) => (value.get_ref().as_str(), Some(value)),
             (None, None) => (default, None),
         };
         text.parse().unwrap_or_else(|_| {
-            self.problem(path, spanned, format!("expected an address like 127.0.0.1:8080 or [::1]:8080, got {text:?}"));
+            self.problem(
+                path,
+                spanned,
+                format!("expected an address like 127.0.0.1:8080 or [::1]:8080, got {text:?}"),
+            );
             // Placeholder so validation can go on and report every problem.
             SocketAddr::from(([127, 0, 0, 1], 0))
         })
     }
 
-    fn duration(&mut self, path: &str, value: Option<&Spanned<String>>, default: Duration) -> Duration {
+    fn duration(
+        &mut self,
+        path: &str,
+        value: Option<&Spanned<String>>,
+        default: Duration,
+    ) -> Duration {
         let Some(value) = value else { return default };
         match humantime::parse_duration(value.get_ref()) {
             Ok(duration) if !duration.is_zero() => duration,
             _ => {
-                self.problem(path, Some(value), format!("expected a duration like \"5s\" or \"250ms\", got {:?}", value.get_ref()));
+                self.problem(
+                    path,
+                    Some(value),
+                    format!(
+                        "expected a duration like \"5s\" or \"250ms\", got {:?}",
+                        value.get_ref()
+                    ),
+                );
                 default
             }
         }
@@ -306,20 +344,48 @@ impl Checker<'_> {
 
 impl RawConfig {
     /// Checks every value and builds the settings, or returns every problem found.
-    pub fn validate(self, text: &str, overrides: &Overrides) -> Result<Settings, Vec<ConfigProblem>> {
-        let mut check = Checker { text, problems: Vec::new() };
+    pub fn validate(
+        self,
+        text: &str,
+        overrides: &Overrides,
+    ) -> Result<Settings, Vec<ConfigProblem>> {
+        let mut check = Checker {
+            text,
+            problems: Vec::new(),
+        };
         if let Some(version) = &self.version
             && *version.get_ref() != 1
         {
-            check.problem("version", Some(version), format!("unsupported config version {}, expected 1", version.get_ref()));
+            check.problem(
+                "version",
+                Some(version),
+                format!(
+                    "unsupported config version {}, expected 1",
+                    version.get_ref()
+                ),
+            );
         }
         let data_dir = overrides
             .data_dir
             .clone()
-            .or_else(|| self.data_dir.as_ref().map(|dir| PathBuf::from(dir.get_ref())))
+            .or_else(|| {
+                self.data_dir
+                    .as_ref()
+                    .map(|dir| PathBuf::from(dir.get_ref()))
+            })
             .unwrap_or_else(|| PathBuf::from("./apiwatch-data"));
-        let listen = check.socket_addr("gateway.listen", overrides.listen.as_ref(), self.gateway.listen.as_ref(), "127.0.0.1:8080");
-        let admin_listen = check.socket_addr("admin.listen", overrides.admin.as_ref(), self.admin.listen.as_ref(), "127.0.0.1:9600");
+        let listen = check.socket_addr(
+            "gateway.listen",
+            overrides.listen.as_ref(),
+            self.gateway.listen.as_ref(),
+            "127.0.0.1:8080",
+        );
+        let admin_listen = check.socket_addr(
+            "admin.listen",
+            overrides.admin.as_ref(),
+            self.admin.listen.as_ref(),
+            "127.0.0.1:9600",
+        );
 
         let routes = self.validate_routes(&mut check, overrides);
         let trusted_proxies = if overrides.trusted_proxies.is_empty() {
@@ -330,7 +396,10 @@ impl RawConfig {
                     None => check.problem(
                         format!("gateway.trusted_proxies[{index}]"),
                         Some(entry),
-                        format!("expected a CIDR like 10.0.0.0/8 or an address, got {:?}", entry.get_ref()),
+                        format!(
+                            "expected a CIDR like 10.0.0.0/8 or an address, got {:?}",
+                            entry.get_ref()
+                        ),
                     ),
                 }
             }
@@ -340,7 +409,11 @@ impl RawConfig {
             for entry in &overrides.trusted_proxies {
                 match parse_net(entry) {
                     Some(net) => nets.push(net),
-                    None => check.problem::<String>("--trusted-proxy", None, format!("expected a CIDR like 10.0.0.0/8 or an address, got {entry:?}")),
+                    None => check.problem::<String>(
+                        "--trusted-proxy",
+                        None,
+                        format!("expected a CIDR like 10.0.0.0/8 or an address, got {entry:?}"),
+                    ),
                 }
             }
             nets
@@ -349,55 +422,101 @@ impl RawConfig {
         let raw_limits = &self.gateway.limits;
         let defaults = Limits::default();
         let limits = Limits {
-            max_request_body_bytes: raw_limits.max_request_body_bytes.unwrap_or(defaults.max_request_body_bytes),
-            max_header_bytes: raw_limits.max_header_bytes.unwrap_or(defaults.max_header_bytes),
-            max_request_id_len: raw_limits.max_request_id_len.unwrap_or(defaults.max_request_id_len),
-            upstream_connect_timeout: check.duration("gateway.limits.upstream_connect_timeout", raw_limits.upstream_connect_timeout.as_ref(), defaults.upstream_connect_timeout),
-            upstream_timeout: check.duration("gateway.limits.upstream_timeout", raw_limits.upstream_timeout.as_ref(), defaults.upstream_timeout),
-            pool_idle_timeout: check.duration("gateway.limits.pool_idle_timeout", raw_limits.pool_idle_timeout.as_ref(), defaults.pool_idle_timeout),
-            pool_max_idle_per_host: raw_limits.pool_max_idle_per_host.unwrap_or(defaults.pool_max_idle_per_host),
+            max_request_body_bytes: raw_limits
+                .max_request_body_bytes
+                .unwrap_or(defaults.max_request_body_bytes),
+            max_header_bytes: raw_limits
+                .max_header_bytes
+                .unwrap_or(defaults.max_header_bytes),
+            max_request_id_len: raw_limits
+                .max_request_id_len
+                .unwrap_or(defaults.max_request_id_len),
+            upstream_connect_timeout: check.duration(
+                "gateway.limits.upstream_connect_timeout",
+                raw_limits.upstream_connect_timeout.as_ref(),
+                defaults.upstream_connect_timeout,
+            ),
+            upstream_timeout: check.duration(
+                "gateway.limits.upstream_timeout",
+                raw_limits.upstream_timeout.as_ref(),
+                defaults.upstream_timeout,
+            ),
+            pool_idle_timeout: check.duration(
+                "gateway.limits.pool_idle_timeout",
+                raw_limits.pool_idle_timeout.as_ref(),
+                defaults.pool_idle_timeout,
+            ),
+            pool_max_idle_per_host: raw_limits
+                .pool_max_idle_per_host
+                .unwrap_or(defaults.pool_max_idle_per_host),
             ..defaults
         };
         if limits.max_header_bytes < 1024 {
-            check.problem::<String>("gateway.limits.max_header_bytes", None, "must be at least 1024");
+            check.problem::<String>(
+                "gateway.limits.max_header_bytes",
+                None,
+                "must be at least 1024",
+            );
         }
 
         let tls = match (&overrides.tls, &self.gateway.tls) {
-            (Some((cert_file, key_file)), _) => Some(TlsSettings { cert_file: cert_file.clone(), key_file: key_file.clone() }),
+            (Some((cert_file, key_file)), _) => Some(TlsSettings {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+            }),
             (None, Some(tls)) => {
-                for (path, file) in [("gateway.tls.cert_file", &tls.cert_file), ("gateway.tls.key_file", &tls.key_file)] {
+                for (path, file) in [
+                    ("gateway.tls.cert_file", &tls.cert_file),
+                    ("gateway.tls.key_file", &tls.key_file),
+                ] {
                     if !Path::new(file.get_ref()).is_file() {
-                        check.problem(path, Some(file), format!("file {:?} does not exist", file.get_ref()));
+                        check.problem(
+                            path,
+                            Some(file),
+                            format!("file {:?} does not exist", file.get_ref()),
+                        );
                     }
                 }
-                Some(TlsSettings { cert_file: tls.cert_file.get_ref().into(), key_file: tls.key_file.get_ref().into() })
+                Some(TlsSettings {
+                    cert_file: tls.cert_file.get_ref().into(),
+                    key_file: tls.key_file.get_ref().into(),
+                })
             }
             (None, None) => None,
         };
 
         let fsync = match (&overrides.fsync, &self.journal.fsync) {
-            (Some(flag), _) => flag.parse().unwrap_or_else(|err| {
-                check.problem::<String>("--fsync", None, format!("{err}"));
+            (Some(flag), _) => flag.parse::<FsyncPolicy>().unwrap_or_else(|err| {
+                check.problem::<String>("--fsync", None, err.to_string());
                 FsyncPolicy::default()
             }),
-            (None, Some(value)) => value.get_ref().parse().unwrap_or_else(|err| {
-                check.problem("journal.fsync", Some(value), format!("{err}"));
-                FsyncPolicy::default()
-            }),
+            (None, Some(value)) => value
+                .get_ref()
+                .parse::<FsyncPolicy>()
+                .unwrap_or_else(|err| {
+                    check.problem("journal.fsync", Some(value), err.to_string());
+                    FsyncPolicy::default()
+                }),
             (None, None) => FsyncPolicy::default(),
         };
-        let checkpoint_interval = self
-            .journal
-            .checkpoint_interval
-            .as_ref()
-            .map(|value| check.duration("journal.checkpoint_interval", Some(value), Duration::from_secs(5)));
+        let checkpoint_interval = self.journal.checkpoint_interval.as_ref().map(|value| {
+            check.duration(
+                "journal.checkpoint_interval",
+                Some(value),
+                Duration::from_secs(5),
+            )
+        });
         let log_json = match &self.log.format {
             None => false,
             Some(format) => match format.get_ref().as_str() {
                 "pretty" => false,
                 "json" => true,
                 other => {
-                    check.problem("log.format", Some(format), format!("expected \"pretty\" or \"json\", got {other:?}"));
+                    check.problem(
+                        "log.format",
+                        Some(format),
+                        format!("expected \"pretty\" or \"json\", got {other:?}"),
+                    );
                     false
                 }
             },
@@ -424,7 +543,10 @@ impl RawConfig {
             fsync,
             segment_max_bytes: self.journal.segment_max_bytes,
             checkpoint_interval,
-            witness_file: overrides.witness_file.clone().or(self.journal.witness_file.map(PathBuf::from)),
+            witness_file: overrides
+                .witness_file
+                .clone()
+                .or(self.journal.witness_file.map(PathBuf::from)),
             queue_capacity: self.journal.queue_capacity,
             log_json,
             log_level: self.log.level.unwrap_or_else(|| "info".to_owned()),
@@ -442,20 +564,35 @@ impl RawConfig {
             };
         }
         if self.gateway.routes.is_empty() {
-            check.problem::<String>("gateway.routes", None, "no upstream: give --upstream http://HOST:PORT or at least one [[gateway.routes]]");
+            check.problem::<String>(
+                "gateway.routes",
+                None,
+                "no upstream: give --upstream http://HOST:PORT or at least one [[gateway.routes]]",
+            );
         }
         let mut routes = Vec::new();
         for (index, raw) in self.gateway.routes.iter().enumerate() {
             let upstream = match Upstream::parse(raw.upstream.get_ref()) {
                 Ok(upstream) => upstream,
                 Err(message) => {
-                    check.problem(format!("gateway.routes[{index}].upstream"), Some(&raw.upstream), message);
+                    check.problem(
+                        format!("gateway.routes[{index}].upstream"),
+                        Some(&raw.upstream),
+                        message,
+                    );
                     continue;
                 }
             };
-            let path_prefix = raw.path_prefix.as_ref().map_or_else(|| "/".to_owned(), |prefix| prefix.get_ref().clone());
+            let path_prefix = raw
+                .path_prefix
+                .as_ref()
+                .map_or_else(|| "/".to_owned(), |prefix| prefix.get_ref().clone());
             if !path_prefix.starts_with('/') {
-                check.problem(format!("gateway.routes[{index}].path_prefix"), raw.path_prefix.as_ref(), format!("expected a path starting with /, got {path_prefix:?}"));
+                check.problem(
+                    format!("gateway.routes[{index}].path_prefix"),
+                    raw.path_prefix.as_ref(),
+                    format!("expected a path starting with /, got {path_prefix:?}"),
+                );
             }
             let mut route = Route::new(upstream);
             route.host = raw.host.clone();

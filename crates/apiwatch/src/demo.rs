@@ -50,7 +50,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("failed to start the demo api")?;
+    let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("failed to start the demo api")?;
     let api_addr = api_listener.local_addr()?;
     tokio::spawn(async move { axum::serve(api_listener, demo_api()).await });
 
@@ -74,8 +76,15 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
     settings.gateway.route_templates = vec!["/api/users/{id}".to_owned()];
     let data = settings.data_dir.clone();
     let running = crate::topology::start(settings).await?;
-    let key = apiwatch_journal::load_verifying_key(&data).map(|key| apiwatch_journal::public_key_string(&key))?;
-    print_banner(api_addr, running.gateway_addr, running.admin_addr, &data, &key);
+    let key = apiwatch_journal::load_verifying_key(&data)
+        .map(|key| apiwatch_journal::public_key_string(&key))?;
+    print_banner(
+        api_addr,
+        running.gateway_addr,
+        running.admin_addr,
+        &data,
+        &key,
+    );
 
     let generator = tokio::spawn(generate_traffic(running.gateway_addr));
     match args.duration {
@@ -86,11 +95,20 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     generator.abort();
     running.stop().await?;
-    println!("\ndemo stopped; the journal stays in {} (try: apiwatch verify --data {0})", data.display());
+    println!(
+        "\ndemo stopped; the journal stays in {} (try: apiwatch verify --data {0})",
+        data.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_banner(api: SocketAddr, gateway: SocketAddr, admin: SocketAddr, data: &std::path::Path, key: &str) {
+fn print_banner(
+    api: SocketAddr,
+    gateway: SocketAddr,
+    admin: SocketAddr,
+    data: &std::path::Path,
+    key: &str,
+) {
     let data = data.display();
     println!(
         "apiwatch demo\n\
@@ -115,16 +133,35 @@ fn demo_api() -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/api/login", post(login))
         .route("/api/users/{id}", get(user))
-        .route("/api/products", get(|| async { Json(serde_json::json!([{"id": 1, "name": "lamp"}, {"id": 2, "name": "chair"}])) }))
-        .route("/api/payments", post(|| async { (StatusCode::CREATED, Json(serde_json::json!({"status": "accepted"}))) }))
+        .route(
+            "/api/products",
+            get(|| async {
+                Json(serde_json::json!([{"id": 1, "name": "lamp"}, {"id": 2, "name": "chair"}]))
+            }),
+        )
+        .route(
+            "/api/payments",
+            post(|| async {
+                (
+                    StatusCode::CREATED,
+                    Json(serde_json::json!({"status": "accepted"})),
+                )
+            }),
+        )
 }
 
 async fn login(Json(body): Json<serde_json::Value>) -> (StatusCode, Json<serde_json::Value>) {
     let user = body["username"].as_str().unwrap_or_default();
     if body["password"] == "correct-horse" && !user.is_empty() {
-        (StatusCode::OK, Json(serde_json::json!({"token": format!("demo-token-{user}")})))
+        (
+            StatusCode::OK,
+            Json(serde_json::json!({"token": format!("demo-token-{user}")})),
+        )
     } else {
-        (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": "invalid credentials"})))
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({"error": "invalid credentials"})),
+        )
     }
 }
 
@@ -134,11 +171,20 @@ async fn user(Path(id): Path<String>, headers: HeaderMap) -> (StatusCode, Json<s
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("Bearer demo-token-"));
     if !authorised {
-        return (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": "missing token"})));
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({"error": "missing token"})),
+        );
     }
     match id.parse::<u32>() {
-        Ok(number) if (1..=100).contains(&number) => (StatusCode::OK, Json(serde_json::json!({"id": number, "name": format!("user{number}")}))),
-        _ => (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "no such user"}))),
+        Ok(number) if (1..=100).contains(&number) => (
+            StatusCode::OK,
+            Json(serde_json::json!({"id": number, "name": format!("user{number}")})),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "no such user"})),
+        ),
     }
 }
 
@@ -148,7 +194,14 @@ struct Generator {
 }
 
 impl Generator {
-    async fn send(&self, from: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<String>) {
+    async fn send(
+        &self,
+        from: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) {
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.gateway))
@@ -160,7 +213,9 @@ impl Generator {
         if body.is_some() {
             request = request.header("content-type", "application/json");
         }
-        let Ok(request) = request.body(Full::new(Bytes::from(body.unwrap_or_default()))) else { return };
+        let Ok(request) = request.body(Full::new(Bytes::from(body.unwrap_or_default()))) else {
+            return;
+        };
         if let Ok(response) = self.client.request(request).await {
             let _ = response.into_body().collect().await;
         }
@@ -169,53 +224,137 @@ impl Generator {
 
 /// Rounds of ordinary traffic, with one attack per round, forever (until aborted).
 async fn generate_traffic(gateway: SocketAddr) {
-    let generator = Generator { client: Client::builder(TokioExecutor::new()).build_http(), gateway };
+    let generator = Generator {
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        gateway,
+    };
     let pause = || tokio::time::sleep(Duration::from_millis(40));
     for round in 0u64.. {
         for user in 0..12u32 {
             let from = format!("198.51.100.{}", 10 + user);
             let token = format!("Bearer demo-token-user{user}");
-            generator.send(&from, "GET", "/api/products?page=1", &[], None).await;
+            generator
+                .send(&from, "GET", "/api/products?page=1", &[], None)
+                .await;
             let path = format!("/api/users/{}", 1 + (user * 7 + round as u32) % 100);
-            generator.send(&from, "GET", &path, &[("authorization", &token)], None).await;
+            generator
+                .send(&from, "GET", &path, &[("authorization", &token)], None)
+                .await;
             pause().await;
         }
-        let login = |user: &str, password: &str| Some(format!("{{\"username\":\"{user}\",\"password\":\"{password}\"}}"));
+        let login = |user: &str, password: &str| {
+            Some(format!(
+                "{{\"username\":\"{user}\",\"password\":\"{password}\"}}"
+            ))
+        };
         match round % 6 {
             0 => {
-                println!("[attack] brute force: 30 passwords for admin on /api/login from 203.0.113.66");
+                println!(
+                    "[attack] brute force: 30 passwords for admin on /api/login from 203.0.113.66"
+                );
                 for attempt in 0..30 {
-                    generator.send("203.0.113.66", "POST", "/api/login", &[], login("admin", &format!("guess{attempt}"))).await;
+                    generator
+                        .send(
+                            "203.0.113.66",
+                            "POST",
+                            "/api/login",
+                            &[],
+                            login("admin", &format!("guess{attempt}")),
+                        )
+                        .await;
                 }
             }
             1 => {
                 println!("[attack] credential stuffing: 25 usernames from 203.0.113.77");
                 for victim in 0..25 {
-                    generator.send("203.0.113.77", "POST", "/api/login", &[], login(&format!("victim{victim}@example.com"), "Summer2024!")).await;
+                    generator
+                        .send(
+                            "203.0.113.77",
+                            "POST",
+                            "/api/login",
+                            &[],
+                            login(&format!("victim{victim}@example.com"), "Summer2024!"),
+                        )
+                        .await;
                 }
             }
             2 => {
-                println!("[attack] scanner probing /.env, /.git/config, /wp-login.php... from 192.0.2.13");
-                for path in ["/.env", "/.git/config", "/wp-login.php", "/backup.zip", "/admin/config.php", "/server-status"] {
-                    generator.send("192.0.2.13", "GET", path, &[("user-agent", "Nikto/2.5.0")], None).await;
+                println!(
+                    "[attack] scanner probing /.env, /.git/config, /wp-login.php... from 192.0.2.13"
+                );
+                for path in [
+                    "/.env",
+                    "/.git/config",
+                    "/wp-login.php",
+                    "/backup.zip",
+                    "/admin/config.php",
+                    "/server-status",
+                ] {
+                    generator
+                        .send(
+                            "192.0.2.13",
+                            "GET",
+                            path,
+                            &[("user-agent", "Nikto/2.5.0")],
+                            None,
+                        )
+                        .await;
                 }
             }
             3 => {
                 println!("[attack] injection probes from 192.0.2.44");
-                for query in ["q=%27%20OR%20%271%27%3D%271", "q=%3Cscript%3Ealert(1)%3C%2Fscript%3E", "file=..%2F..%2Fetc%2Fpasswd"] {
-                    generator.send("192.0.2.44", "GET", &format!("/api/products?{query}"), &[("user-agent", "sqlmap/1.7.2")], None).await;
+                for query in [
+                    "q=%27%20OR%20%271%27%3D%271",
+                    "q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+                    "file=..%2F..%2Fetc%2Fpasswd",
+                ] {
+                    generator
+                        .send(
+                            "192.0.2.44",
+                            "GET",
+                            &format!("/api/products?{query}"),
+                            &[("user-agent", "sqlmap/1.7.2")],
+                            None,
+                        )
+                        .await;
                 }
             }
             4 => {
                 println!("[attack] object-id enumeration /api/users/1..150 from 203.0.113.90");
                 for id in 1..150 {
-                    generator.send("203.0.113.90", "GET", &format!("/api/users/{id}"), &[("authorization", "Bearer demo-token-mallory")], None).await;
+                    generator
+                        .send(
+                            "203.0.113.90",
+                            "GET",
+                            &format!("/api/users/{id}"),
+                            &[("authorization", "Bearer demo-token-mallory")],
+                            None,
+                        )
+                        .await;
                 }
             }
             _ => {
-                println!("[careless] a client sends a card number and a password in the URL (redacted in the journal)");
-                generator.send("198.51.100.99", "POST", "/api/payments?card=4111111111111111&password=hunter2", &[("cookie", "session=s3cr3t")], Some("{\"card\":\"4111 1111 1111 1111\"}".to_owned())).await;
-                generator.send("198.51.100.10", "POST", "/api/login", &[], login("user0", "correct-horse")).await;
+                println!(
+                    "[careless] a client sends a card number and a password in the URL (redacted in the journal)"
+                );
+                generator
+                    .send(
+                        "198.51.100.99",
+                        "POST",
+                        "/api/payments?card=4111111111111111&password=hunter2",
+                        &[("cookie", "session=s3cr3t")],
+                        Some("{\"card\":\"4111 1111 1111 1111\"}".to_owned()),
+                    )
+                    .await;
+                generator
+                    .send(
+                        "198.51.100.10",
+                        "POST",
+                        "/api/login",
+                        &[],
+                        login("user0", "correct-horse"),
+                    )
+                    .await;
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -18,7 +18,7 @@ use anyhow::Context;
 use apiwatch_event::Event;
 use apiwatch_event::identity::Fingerprinter;
 use apiwatch_gateway::{EventSink, Gateway};
-use apiwatch_journal::{Appender, Journal, JournalConfig, RecoveryReport};
+use apiwatch_journal::{Appender, Journal, JournalConfig};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
@@ -53,8 +53,6 @@ pub struct Running {
     pub gateway_addr: SocketAddr,
     /// Where the admin API listens.
     pub admin_addr: SocketAddr,
-    /// What journal recovery found at start.
-    pub recovery: RecoveryReport,
     shutdown: watch::Sender<bool>,
     gateway_task: tokio::task::JoinHandle<apiwatch_gateway::Result<()>>,
     admin_task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -63,8 +61,12 @@ pub struct Running {
 
 /// Opens the journal, binds the listeners and starts serving.
 pub async fn start(settings: Settings) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("failed to create data directory {}", settings.data_dir.display()))?;
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "failed to create data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
     let mut journal_config = JournalConfig::new(&settings.data_dir);
     journal_config.fsync = settings.fsync;
     if let Some(bytes) = settings.segment_max_bytes {
@@ -73,27 +75,45 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     if let Some(interval) = settings.checkpoint_interval {
         journal_config.checkpoint_interval = interval;
     }
-    journal_config.witness_file.clone_from(&settings.witness_file);
+    journal_config
+        .witness_file
+        .clone_from(&settings.witness_file);
     if let Some(capacity) = settings.queue_capacity {
         journal_config.queue_capacity = capacity;
     }
-    let (journal, recovery) = Journal::open(journal_config)
-        .with_context(|| format!("failed to open the journal in {}", settings.data_dir.display()))?;
+    let (journal, recovery) = Journal::open(journal_config).with_context(|| {
+        format!(
+            "failed to open the journal in {}",
+            settings.data_dir.display()
+        )
+    })?;
     if recovery.truncated_bytes > 0 {
         tracing::warn!(%recovery, "journal recovery truncated a torn tail");
     } else {
         tracing::info!(%recovery, "journal opened");
     }
-    let fingerprint_key = apiwatch_journal::load_or_create_secret(&settings.data_dir.join("keys"), "fingerprint")
-        .context("failed to load the fingerprint key")?;
+    let fingerprint_key =
+        apiwatch_journal::load_or_create_secret(&settings.data_dir, "fingerprint")
+            .context("failed to load the fingerprint key")?;
 
     let mut registry = Registry::default();
     journal.register_metrics(&mut registry);
     let dropped = Counter::default();
-    registry.register("apiwatch_events_dropped", "Events lost because the journal failed", dropped.clone());
-    let sink = Arc::new(JournalSink { appender: journal.appender(), dropped });
-    let gateway = Gateway::new(settings.gateway.clone(), sink, Fingerprinter::new(fingerprint_key))
-        .context("failed to build the gateway")?;
+    registry.register(
+        "apiwatch_events_dropped",
+        "Events lost because the journal failed",
+        dropped.clone(),
+    );
+    let sink = Arc::new(JournalSink {
+        appender: journal.appender(),
+        dropped,
+    });
+    let gateway = Gateway::new(
+        settings.gateway.clone(),
+        sink,
+        Fingerprinter::new(fingerprint_key),
+    )
+    .context("failed to build the gateway")?;
     gateway.metrics().register(&mut registry);
 
     let gateway_listener = tokio::net::TcpListener::bind(settings.listen)
@@ -109,9 +129,20 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let (shutdown, _) = watch::channel(false);
     let gateway_task = tokio::spawn(gateway.serve(gateway_listener, stopped(shutdown.subscribe())));
     let admin_state = apiwatch_server::AdminState::new(registry, Arc::clone(&ready));
-    let admin_task = tokio::spawn(apiwatch_server::serve(admin_listener, admin_state, stopped(shutdown.subscribe())));
+    let admin_task = tokio::spawn(apiwatch_server::serve(
+        admin_listener,
+        admin_state,
+        stopped(shutdown.subscribe()),
+    ));
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
-    Ok(Running { gateway_addr, admin_addr, recovery, shutdown, gateway_task, admin_task, journal })
+    Ok(Running {
+        gateway_addr,
+        admin_addr,
+        shutdown,
+        gateway_task,
+        admin_task,
+        journal,
+    })
 }
 
 async fn stopped(mut receiver: watch::Receiver<bool>) {
@@ -123,8 +154,14 @@ impl Running {
     /// checkpoint.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
-        self.gateway_task.await.context("gateway task panicked")?.context("gateway failed")?;
-        self.admin_task.await.context("admin task panicked")?.context("admin server failed")?;
+        self.gateway_task
+            .await
+            .context("gateway task panicked")?
+            .context("gateway failed")?;
+        self.admin_task
+            .await
+            .context("admin task panicked")?
+            .context("admin server failed")?;
         let journal = self.journal;
         let checkpoint = tokio::task::spawn_blocking(move || journal.shutdown())
             .await

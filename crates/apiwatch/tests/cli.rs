@@ -15,7 +15,16 @@ fn data_arg(dir: &tempfile::TempDir) -> &str {
 
 #[test]
 fn every_command_has_help() {
-    for command in ["serve", "verify", "prove", "verify-proof", "tail", "keys", "config", "demo"] {
+    for command in [
+        "serve",
+        "verify",
+        "prove",
+        "verify-proof",
+        "tail",
+        "keys",
+        "config",
+        "demo",
+    ] {
         let output = run(&[command, "--help"]);
         assert!(output.status.success(), "{command} --help failed");
         assert!(stdout_of(&output).contains("Usage:"), "{command}");
@@ -29,15 +38,32 @@ fn journal_written_by_serve_verifies_and_proves_an_event_offline() {
     let data = tempfile::tempdir().unwrap();
     let witness_dir = tempfile::tempdir().unwrap();
     let witness = witness_dir.path().join("witness.jsonl");
-    let apiwatch = serve(data.path(), upstream.addr, &["--witness", witness.to_str().unwrap()]);
+    let apiwatch = serve(
+        data.path(),
+        upstream.addr,
+        &["--witness", witness.to_str().unwrap()],
+    );
     for index in 0..20 {
-        assert_eq!(get(apiwatch.gateway, &format!("/orders/{index}"), &[]).status, 200);
+        assert_eq!(
+            get(apiwatch.gateway, &format!("/orders/{index}"), &[]).status,
+            200
+        );
     }
     assert!(apiwatch.terminate().success());
 
-    let verify = run(&["verify", "--data", data_arg(&data), "--checkpoint", witness.to_str().unwrap()]);
+    let verify = run(&[
+        "verify",
+        "--data",
+        data_arg(&data),
+        "--checkpoint",
+        witness.to_str().unwrap(),
+    ]);
     assert!(verify.status.success(), "{}", stdout_of(&verify));
-    assert!(stdout_of(&verify).contains("20 records"), "{}", stdout_of(&verify));
+    assert!(
+        stdout_of(&verify).contains("20 records"),
+        "{}",
+        stdout_of(&verify)
+    );
 
     let keys = run(&["keys", "--data", data_arg(&data)]);
     let public_key = stdout_of(&keys)
@@ -49,26 +75,57 @@ fn journal_written_by_serve_verifies_and_proves_an_event_offline() {
     let events = journal_events(data.path());
     let event_id = events[7]["event.id"].as_str().unwrap();
     let proof_file = data.path().join("proof.json");
-    let prove = run(&["prove", event_id, "--data", data_arg(&data), "-o", proof_file.to_str().unwrap()]);
-    assert!(prove.status.success(), "{}", String::from_utf8_lossy(&prove.stderr));
+    let prove = run(&[
+        "prove",
+        event_id,
+        "--data",
+        data_arg(&data),
+        "-o",
+        proof_file.to_str().unwrap(),
+    ]);
+    assert!(
+        prove.status.success(),
+        "{}",
+        String::from_utf8_lossy(&prove.stderr)
+    );
     // Offline: only the proof file and the public key.
-    let checked = run(&["verify-proof", proof_file.to_str().unwrap(), "--public-key", &public_key]);
+    let checked = run(&[
+        "verify-proof",
+        proof_file.to_str().unwrap(),
+        "--public-key",
+        &public_key,
+    ]);
     assert!(checked.status.success(), "{}", stdout_of(&checked));
 
-    let mut proof: serde_json::Value = serde_json::from_slice(&std::fs::read(&proof_file).unwrap()).unwrap();
+    let mut proof: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&proof_file).unwrap()).unwrap();
     let other_record = base64_of(&serde_json::to_vec(&events[8]).unwrap());
     proof["record"] = other_record.into();
     std::fs::write(&proof_file, serde_json::to_vec(&proof).unwrap()).unwrap();
-    let tampered = run(&["verify-proof", proof_file.to_str().unwrap(), "--public-key", &public_key]);
-    assert_eq!(tampered.status.code(), Some(1), "a proof for another record must fail");
+    let tampered = run(&[
+        "verify-proof",
+        proof_file.to_str().unwrap(),
+        "--public-key",
+        &public_key,
+    ]);
+    assert_eq!(
+        tampered.status.code(),
+        Some(1),
+        "a proof for another record must fail"
+    );
 }
 
 fn base64_of(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let buffer = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let number = (u32::from(buffer[0]) << 16) | (u32::from(buffer[1]) << 8) | u32::from(buffer[2]);
+        let buffer = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let number =
+            (u32::from(buffer[0]) << 16) | (u32::from(buffer[1]) << 8) | u32::from(buffer[2]);
         for position in 0..4 {
             if position <= chunk.len() {
                 out.push(ALPHABET[(number >> (18 - 6 * position) & 63) as usize] as char);
@@ -92,16 +149,27 @@ fn verify_fails_with_the_first_bad_record_when_a_byte_is_flipped() {
     let segment = std::fs::read_dir(data.path().join("journal"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
-        .find(|path| path.file_name().unwrap().to_string_lossy().starts_with("segment-"))
+        .find(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("segment-")
+        })
         .unwrap();
     let mut bytes = std::fs::read(&segment).unwrap();
-    let position = bytes.windows(4).position(|window| window == b"/x/2").unwrap();
+    let position = bytes
+        .windows(4)
+        .position(|window| window == b"/x/2")
+        .unwrap();
     bytes[position + 3] = b'9';
     std::fs::write(&segment, bytes).unwrap();
     let verify = run(&["verify", "--data", data_arg(&data)]);
     assert_eq!(verify.status.code(), Some(1));
     let report = stdout_of(&verify);
-    assert!(report.contains("FAILED") && report.contains("record 2"), "{report}");
+    assert!(
+        report.contains("FAILED") && report.contains("record 2"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -110,7 +178,15 @@ fn tail_follows_new_events_live_and_metrics_count_them() {
     let data = tempfile::tempdir().unwrap();
     let apiwatch = serve(data.path(), upstream.addr, &[]);
     let mut tail = Command::new(BIN)
-        .args(["tail", "-f", "-n", "0", "--pretty", "--data", data_arg(&data)])
+        .args([
+            "tail",
+            "-f",
+            "-n",
+            "0",
+            "--pretty",
+            "--data",
+            data_arg(&data),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -123,9 +199,11 @@ fn tail_follows_new_events_live_and_metrics_count_them() {
             let _ = sender.send(line);
         }
     });
-    let line = receiver.recv_timeout(Duration::from_secs(5)).expect("tail -f printed nothing");
-    assert!(line.contains("GET /followed/path 200"), "{line}");
+    let line = receiver.recv_timeout(Duration::from_secs(5));
     let _ = tail.kill();
+    let _ = tail.wait();
+    let line = line.expect("tail -f printed nothing");
+    assert!(line.contains("GET /followed/path 200"), "{line}");
 
     assert_eq!(get(apiwatch.admin, "/healthz", &[]).status, 200);
     assert_eq!(get(apiwatch.admin, "/readyz", &[]).status, 200);
@@ -142,7 +220,10 @@ fn tail_follows_new_events_live_and_metrics_count_them() {
         "apiwatch_journal_backpressure_wait_seconds",
         "apiwatch_events_dropped_total 0",
     ] {
-        assert!(metrics.contains(name), "{name} missing from metrics:\n{metrics}");
+        assert!(
+            metrics.contains(name),
+            "{name} missing from metrics:\n{metrics}"
+        );
     }
     assert!(apiwatch.terminate().success());
 }
@@ -156,7 +237,10 @@ fn config_check_reports_every_problem_with_line_and_column() {
     assert_eq!(output.status.code(), Some(1));
     let text = stdout_of(&output);
     assert!(text.contains("bad.toml:3:10: gateway.listen"), "{text}");
-    assert!(text.contains("bad.toml:5:12: gateway.routes[0].upstream"), "{text}");
+    assert!(
+        text.contains("bad.toml:5:12: gateway.routes[0].upstream"),
+        "{text}"
+    );
     assert!(text.contains("2 problem(s)"), "{text}");
 
     let good = env!("CARGO_MANIFEST_DIR").to_owned() + "/tests/fixtures/full.toml";
@@ -168,9 +252,21 @@ fn config_check_reports_every_problem_with_line_and_column() {
 fn demo_shows_attacks_in_the_journal() {
     let data = tempfile::tempdir().unwrap();
     let output = run(&[
-        "demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data", data_arg(&data), "--duration", "4s",
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--data",
+        data_arg(&data),
+        "--duration",
+        "4s",
     ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let banner = stdout_of(&output);
     assert!(banner.contains("apiwatch tail -f --pretty"), "{banner}");
     let events = journal_events(data.path());

@@ -52,25 +52,38 @@ fn sigkill_under_load_loses_no_answered_request_and_recovery_truncates_a_torn_ta
         let _ = worker.join();
     }
     let answered = answered.lock().unwrap().clone();
-    assert!(answered.len() > 20, "the load was too light to mean anything: {}", answered.len());
+    assert!(
+        answered.len() > 20,
+        "the load was too light to mean anything: {}",
+        answered.len()
+    );
 
     // Simulate a write torn by a power cut: half a frame at the end of the last segment.
     let journal_dir = data.path().join("journal");
     let mut segments: Vec<_> = std::fs::read_dir(&journal_dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())
-        .filter(|path| path.file_name().unwrap().to_string_lossy().starts_with("segment-"))
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("segment-")
+        })
         .collect();
     segments.sort();
     let last = segments.last().unwrap();
     let mut file = std::fs::OpenOptions::new().append(true).open(last).unwrap();
-    file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7]).unwrap();
+    file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7])
+        .unwrap();
     drop(file);
 
     let restarted = serve(data.path(), upstream.addr, &["--fsync", "always"]);
     std::thread::sleep(Duration::from_millis(300));
     let log = restarted.stderr();
-    assert!(log.contains("torn tail"), "recovery did not report the torn tail:\n{log}");
+    assert!(
+        log.contains("torn tail"),
+        "recovery did not report the torn tail:\n{log}"
+    );
     assert!(restarted.terminate().success());
 
     let journaled: HashSet<String> = journal_events(data.path())
@@ -78,8 +91,17 @@ fn sigkill_under_load_loses_no_answered_request_and_recovery_truncates_a_torn_ta
         .filter_map(|event| event["http.request.id"].as_str().map(str::to_owned))
         .collect();
     let missing: Vec<_> = answered.difference(&journaled).collect();
-    assert!(missing.is_empty(), "{} answered requests have no event: {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "{} answered requests have no event: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
 
     let verify = run(&["verify", "--data", data.path().to_str().unwrap()]);
-    assert!(verify.status.success(), "verify after recovery: {}", stdout_of(&verify));
+    assert!(
+        verify.status.success(),
+        "verify after recovery: {}",
+        stdout_of(&verify)
+    );
 }

@@ -10,9 +10,10 @@
 #![warn(missing_docs)]
 
 pub mod identity;
+mod percent;
+mod record;
 pub mod redact;
 pub mod route;
 pub mod sanitize;
-mod record;
 
 pub use record::{AuthOutcome, Event, EventKind, SCHEMA_VERSION, format_timestamp};

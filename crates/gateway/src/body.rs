@@ -112,6 +112,9 @@ where
     }
 }
 
+/// Completes an event with the captured request body prefix (redacts and attaches it).
+pub type Finalize = Box<dyn FnOnce(&mut Event, &[u8]) + Send>;
+
 /// Everything needed to complete and emit one request's event.
 pub struct PendingEvent {
     pub event: Event,
@@ -120,7 +123,7 @@ pub struct PendingEvent {
     pub sink: Arc<dyn EventSink>,
     pub metrics: Arc<GatewayMetrics>,
     /// Called with the final event just before it is emitted (redaction of the captured body).
-    pub finalize: Option<Box<dyn FnOnce(&mut Event, &[u8]) + Send>>,
+    pub finalize: Option<Finalize>,
 }
 
 /// How a request ended, for its event.

@@ -110,4 +110,3 @@ async fn upstream_handler(
     };
     Ok(response)
 }
-

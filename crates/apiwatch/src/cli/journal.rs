@@ -86,14 +86,23 @@ pub fn prove(args: ProveArgs) -> anyhow::Result<ExitCode> {
     })
     .context("failed to read the journal")?;
     let Some((index, _)) = found else {
-        anyhow::bail!("no event with id {} in {}", args.event_id, args.data.display());
+        anyhow::bail!(
+            "no event with id {} in {}",
+            args.event_id,
+            args.data.display()
+        );
     };
     let proof = apiwatch_journal::prove(&args.data, index).context("failed to build the proof")?;
     let json = serde_json::to_string_pretty(&proof)?;
     match args.output {
         Some(path) => {
-            std::fs::write(&path, json + "\n").with_context(|| format!("failed to write {}", path.display()))?;
-            eprintln!("proof of record {index} against tree size {} written to {}", proof.tree_size, path.display());
+            std::fs::write(&path, json + "\n")
+                .with_context(|| format!("failed to write {}", path.display()))?;
+            eprintln!(
+                "proof of record {index} against tree size {} written to {}",
+                proof.tree_size,
+                path.display()
+            );
         }
         None => println!("{json}"),
     }
@@ -103,12 +112,18 @@ pub fn prove(args: ProveArgs) -> anyhow::Result<ExitCode> {
 pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("failed to read {}", args.file.display()))?;
-    let proof: InclusionProof = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a proof written by apiwatch prove", args.file.display()))?;
+    let proof: InclusionProof = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a proof written by apiwatch prove",
+            args.file.display()
+        )
+    })?;
     let key = match (&args.public_key, &args.data) {
         (Some(key), _) => read_public_key(key)?,
         (None, Some(data)) => apiwatch_journal::load_verifying_key(data)?,
-        (None, None) => anyhow::bail!("give the journal's public key with --public-key (see apiwatch keys) or --data"),
+        (None, None) => anyhow::bail!(
+            "give the journal's public key with --public-key (see apiwatch keys) or --data"
+        ),
     };
     match apiwatch_journal::verify_inclusion_proof(&proof, &key) {
         Ok(()) => {
@@ -127,11 +142,17 @@ pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<ExitCode> {
 
 pub fn keys(args: KeysArgs) -> anyhow::Result<ExitCode> {
     let key = apiwatch_journal::load_verifying_key(&args.data).with_context(|| {
-        format!("no journal key in {} yet (apiwatch serve creates it on first start)", args.data.display())
+        format!(
+            "no journal key in {} yet (apiwatch serve creates it on first start)",
+            args.data.display()
+        )
     })?;
     println!("public key: {}", apiwatch_journal::public_key_string(&key));
     println!("key id:     {}", apiwatch_journal::key_id(&key));
-    println!("file:       {}", args.data.join("keys").join("journal.pub").display());
+    println!(
+        "file:       {}",
+        args.data.join("keys").join("journal.pub").display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -142,5 +163,6 @@ fn read_public_key(value: &str) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
     } else {
         value.to_owned()
     };
-    apiwatch_journal::parse_public_key(text.trim()).with_context(|| format!("invalid public key {value:?}"))
+    apiwatch_journal::parse_public_key(text.trim())
+        .with_context(|| format!("invalid public key {value:?}"))
 }

@@ -68,7 +68,9 @@ pub fn main() -> ExitCode {
         Command::VerifyProof(args) => journal::verify_proof(args),
         Command::Tail(args) => tail::run(args),
         Command::Keys(args) => journal::keys(args),
-        Command::Config { command: ConfigCommand::Check { file } } => config_check(&file),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => config_check(&file),
         Command::Demo(args) => {
             init_logging(json_logs, "warn");
             crate::demo::run(args)
@@ -87,8 +89,14 @@ pub fn main() -> ExitCode {
 pub fn init_logging(json: bool, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("APIWATCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn config_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -81,7 +81,10 @@ pub fn run(args: ServeArgs, log_format: Option<&str>) -> anyhow::Result<ExitCode
             "apiwatch is serving"
         );
         // Machine-readable line for scripts and tests that start apiwatch on port 0.
-        println!("listening gateway={} admin={}", running.gateway_addr, running.admin_addr);
+        println!(
+            "listening gateway={} admin={}",
+            running.gateway_addr, running.admin_addr
+        );
         wait_for_signal().await;
         tracing::info!("shutting down");
         running.stop().await?;
@@ -90,7 +93,9 @@ pub fn run(args: ServeArgs, log_format: Option<&str>) -> anyhow::Result<ExitCode
 }
 
 async fn wait_for_signal() {
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    let mut terminate = match tokio::signal::unix::signal(
+        tokio::signal::unix::SignalKind::terminate(),
+    ) {
         Ok(signal) => signal,
         Err(err) => {
             tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops apiwatch");

@@ -68,7 +68,11 @@ fn print_record(out: &mut impl Write, record: &[u8], pretty: bool) -> std::io::R
     match Event::from_json(record) {
         Ok(event) => writeln!(out, "{}", pretty_line(&event)),
         // A record that is not an event (should not happen) is shown escaped, never raw.
-        Err(_) => writeln!(out, "{}", apiwatch_event::sanitize::sanitize_bytes(record, 4096)),
+        Err(_) => writeln!(
+            out,
+            "{}",
+            apiwatch_event::sanitize::sanitize_bytes(record, 4096)
+        ),
     }
 }
 
@@ -76,14 +80,20 @@ fn print_record(out: &mut impl Write, record: &[u8], pretty: bool) -> std::io::R
 /// because a terminal interprets escapes.
 pub fn pretty_line(event: &Event) -> String {
     let field = |value: &Option<String>| sanitize_str(value.as_deref().unwrap_or("-"), 512);
-    let status = event.status_code.map_or_else(|| "---".to_owned(), |status| status.to_string());
+    let status = event
+        .status_code
+        .map_or_else(|| "---".to_owned(), |status| status.to_string());
     let mut line = format!(
         "{} {} {} {}{} {} {:.1}ms in={} out={} auth={:?}",
         sanitize_str(&event.timestamp, 64),
         field(&event.source_ip),
         field(&event.method),
         field(&event.url_path),
-        event.url_query.as_deref().map(|query| format!("?{}", sanitize_str(query, 512))).unwrap_or_default(),
+        event
+            .url_query
+            .as_deref()
+            .map(|query| format!("?{}", sanitize_str(query, 512)))
+            .unwrap_or_default(),
         status,
         event.duration_ns as f64 / 1e6,
         event.request_bytes,

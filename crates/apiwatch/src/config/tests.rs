@@ -4,7 +4,10 @@ const FULL: &str = include_str!("../../tests/fixtures/full.toml");
 
 #[test]
 fn full_fixture_validates_with_every_section() {
-    let settings = parse(FULL).unwrap().validate(FULL, &Overrides::default()).unwrap();
+    let settings = parse(FULL)
+        .unwrap()
+        .validate(FULL, &Overrides::default())
+        .unwrap();
     assert_eq!(settings.gateway.routes.len(), 2);
     assert_eq!(settings.gateway.routes[1].service_name, "users");
     assert_eq!(settings.gateway.trusted_proxies.len(), 2);
@@ -15,13 +18,34 @@ fn full_fixture_validates_with_every_section() {
 #[test]
 fn every_problem_is_reported_with_line_and_column() {
     let text = "version = 1\n[gateway]\nlisten = \"nowhere\"\ntrusted_proxies = [\"10.0.0.0/8\", \"banana\"]\n[[gateway.routes]]\nupstream = \"ftp://x\"\n[journal]\nfsync = \"sometimes\"\n";
-    let problems = parse(text).unwrap().validate(text, &Overrides::default()).unwrap_err();
+    let problems = parse(text)
+        .unwrap()
+        .validate(text, &Overrides::default())
+        .unwrap_err();
     let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
     assert_eq!(problems.len(), 4, "{rendered:#?}");
-    assert!(rendered[0].starts_with("3:10: gateway.listen:"), "{rendered:#?}");
-    assert!(rendered.iter().any(|line| line.starts_with("4:34: gateway.trusted_proxies[1]")), "{rendered:#?}");
-    assert!(rendered.iter().any(|line| line.starts_with("6:12: gateway.routes[0].upstream")), "{rendered:#?}");
-    assert!(rendered.iter().any(|line| line.starts_with("8:9: journal.fsync")), "{rendered:#?}");
+    assert!(
+        rendered[0].starts_with("3:10: gateway.listen:"),
+        "{rendered:#?}"
+    );
+    assert!(
+        rendered
+            .iter()
+            .any(|line| line.starts_with("4:34: gateway.trusted_proxies[1]")),
+        "{rendered:#?}"
+    );
+    assert!(
+        rendered
+            .iter()
+            .any(|line| line.starts_with("6:12: gateway.routes[0].upstream")),
+        "{rendered:#?}"
+    );
+    assert!(
+        rendered
+            .iter()
+            .any(|line| line.starts_with("8:9: journal.fsync")),
+        "{rendered:#?}"
+    );
 }
 
 #[test]
@@ -29,7 +53,10 @@ fn unknown_field_is_a_problem_with_its_position() {
     let text = "[gateway]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n";
     let problems = parse(text).unwrap_err();
     assert_eq!(problems[0].position, Some((3, 1)), "{problems:?}");
-    assert!(problems[0].message.contains("unknown field `lisen`"), "{problems:?}");
+    assert!(
+        problems[0].message.contains("unknown field `lisen`"),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -43,14 +70,25 @@ fn flags_override_the_file() {
     };
     let settings = parse(FULL).unwrap().validate(FULL, &overrides).unwrap();
     assert_eq!(settings.gateway.routes.len(), 1);
-    assert_eq!(settings.gateway.routes[0].upstream.authority, "127.0.0.1:4000");
+    assert_eq!(
+        settings.gateway.routes[0].upstream.authority,
+        "127.0.0.1:4000"
+    );
     assert_eq!(settings.listen.to_string(), "[::1]:9999");
-    assert_eq!(settings.gateway.trusted_proxies[0].to_string(), "192.0.2.1/32");
-    assert_eq!(settings.fsync, FsyncPolicy::Interval(Duration::from_millis(250)));
+    assert_eq!(
+        settings.gateway.trusted_proxies[0].to_string(),
+        "192.0.2.1/32"
+    );
+    assert_eq!(
+        settings.fsync,
+        FsyncPolicy::Interval(Duration::from_millis(250))
+    );
 }
 
 #[test]
 fn no_upstream_at_all_is_refused_with_a_hint() {
-    let problems = RawConfig::default().validate("", &Overrides::default()).unwrap_err();
+    let problems = RawConfig::default()
+        .validate("", &Overrides::default())
+        .unwrap_err();
     assert!(problems[0].message.contains("--upstream"), "{problems:?}");
 }

@@ -17,9 +17,16 @@ pub struct Upstream {
 }
 
 pub fn start_upstream() -> Upstream {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let addr = runtime.block_on(apiwatch_testkit::start_upstream());
-    Upstream { addr, _runtime: runtime }
+    Upstream {
+        addr,
+        _runtime: runtime,
+    }
 }
 
 /// A running `apiwatch serve`.
@@ -65,7 +72,10 @@ pub fn serve(data: &Path, upstream: SocketAddr, extra: &[&str]) -> Apiwatch {
     });
     let Ok(line) = receiver.recv_timeout(Duration::from_secs(30)) else {
         let _ = child.kill();
-        panic!("apiwatch did not start; stderr:\n{}", stderr.lock().unwrap());
+        panic!(
+            "apiwatch did not start; stderr:\n{}",
+            stderr.lock().unwrap()
+        );
     };
     let address = |key: &str| -> SocketAddr {
         line.split_whitespace()
@@ -74,7 +84,12 @@ pub fn serve(data: &Path, upstream: SocketAddr, extra: &[&str]) -> Apiwatch {
             .parse()
             .unwrap()
     };
-    Apiwatch { gateway: address("gateway="), admin: address("admin="), child, stderr }
+    Apiwatch {
+        gateway: address("gateway="),
+        admin: address("admin="),
+        child,
+        stderr,
+    }
 }
 
 impl Apiwatch {
@@ -89,7 +104,10 @@ impl Apiwatch {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
-        panic!("apiwatch did not stop on SIGTERM; stderr:\n{}", self.stderr.lock().unwrap());
+        panic!(
+            "apiwatch did not stop on SIGTERM; stderr:\n{}",
+            self.stderr.lock().unwrap()
+        );
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -112,7 +130,10 @@ impl Drop for Apiwatch {
 
 /// Runs an apiwatch command to completion.
 pub fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("failed to run apiwatch")
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("failed to run apiwatch")
 }
 
 pub fn stdout_of(output: &Output) -> String {
@@ -131,7 +152,9 @@ impl RawResponse {
     pub fn header(&self, name: &str) -> Option<String> {
         self.head.lines().find_map(|line| {
             let (key, value) = line.split_once(':')?;
-            key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
         })
     }
 }
@@ -139,14 +162,23 @@ impl RawResponse {
 /// Sends raw bytes (any bytes at all) and reads the response until the server closes.
 pub fn raw_request(addr: SocketAddr, request: &[u8]) -> RawResponse {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     stream.write_all(request).unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).unwrap();
-    let split = response.windows(4).position(|window| window == b"\r\n\r\n").expect("no response head");
+    let split = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .expect("no response head");
     let head = String::from_utf8_lossy(&response[..split]).into_owned();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    RawResponse { status, head, body: response[split + 4..].to_vec() }
+    RawResponse {
+        status,
+        head,
+        body: response[split + 4..].to_vec(),
+    }
 }
 
 /// `GET path` with extra header lines, `Connection: close`.
@@ -171,10 +203,17 @@ pub fn post(addr: SocketAddr, path: &str, content_type: &str, body: &str) -> Raw
 /// Every event in the journal, via `apiwatch tail` (the CLI path a user takes).
 pub fn journal_events(data: &Path) -> Vec<serde_json::Value> {
     let output = run(&["tail", "-n", "1000000", "--data", data.to_str().unwrap()]);
-    assert!(output.status.success(), "tail failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "tail failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     stdout_of(&output)
         .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("record is not one JSON object ({err}): {line}")))
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|err| panic!("record is not one JSON object ({err}): {line}"))
+        })
         .collect()
 }
 
@@ -197,5 +236,7 @@ pub fn all_files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 }
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }

@@ -1,0 +1,251 @@
+//! Recovery at open: scan every segment, cut a torn tail, rebuild the Merkle frontier, and make
+//! sure the journal still matches its last signed checkpoint.
+//!
+//! Only the end of the last segment may be damaged (an incomplete frame, or a bad frame followed
+//! by nothing but zeros): it is truncated and reported. Damage anywhere else, a missing segment,
+//! or a journal that no longer matches its last checkpoint stops the open with an error naming the
+//! file and offset, because appending to such a journal would bury the evidence.
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::{Checkpoint, checkpoints_path, repair_torn_last_line};
+use crate::error::{Error, Result};
+use crate::merkle::{EMPTY_ROOT, Frontier, leaf_hash};
+use crate::segment::{
+    FrameScanner, HeaderRead, Scan, bad_frame_is_torn, journal_dir, list_segments,
+};
+
+/// What recovery found when the journal was opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Records in the journal after recovery.
+    pub records: u64,
+    /// Segment files after recovery.
+    pub segments: u32,
+    /// Bytes cut off the end of the last segment (a torn write).
+    pub truncated_bytes: u64,
+    /// Where the cut was made: the segment and the offset it was truncated to.
+    pub truncated_at: Option<(PathBuf, u64)>,
+    /// The last checkpoint in `checkpoints.jsonl`, if any.
+    pub last_checkpoint: Option<Checkpoint>,
+}
+
+impl fmt::Display for RecoveryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "journal has {} records in {} segments",
+            self.records, self.segments
+        )?;
+        match &self.truncated_at {
+            Some((path, offset)) => write!(
+                f,
+                "; cut a torn tail of {} bytes from {} at offset {offset}",
+                self.truncated_bytes,
+                path.display()
+            )?,
+            None => f.write_str("; no torn tail")?,
+        }
+        match &self.last_checkpoint {
+            Some(checkpoint) => write!(
+                f,
+                "; last checkpoint at size {} ({})",
+                checkpoint.tree_size, checkpoint.timestamp
+            ),
+            None => f.write_str("; no checkpoint yet"),
+        }
+    }
+}
+
+/// The state the writer continues from.
+pub(crate) struct Recovered {
+    pub(crate) report: RecoveryReport,
+    pub(crate) frontier: Frontier,
+    /// The segment to append to: its first seq and path. `None` when there is no segment yet.
+    pub(crate) tail: Option<(u64, PathBuf)>,
+}
+
+/// Scans and repairs the journal under `data_dir` (which must exist and be locked by the caller).
+pub(crate) fn recover(data_dir: &Path) -> Result<Recovered> {
+    let dir = journal_dir(data_dir);
+    let checkpoints_file = checkpoints_path(data_dir);
+    let cut = repair_torn_last_line(&checkpoints_file).map_err(|source| Error::CheckpointFile {
+        action: "write",
+        path: checkpoints_file.clone(),
+        source,
+    })?;
+    if cut > 0 {
+        tracing::warn!(path = %checkpoints_file.display(), bytes = cut, "cut a partially written checkpoint line");
+    }
+    let last_checkpoint = Checkpoint::read_journal_checkpoints(data_dir)?.pop();
+    let segments = list_segments(&dir).map_err(|source| Error::Dir {
+        path: dir.clone(),
+        source,
+    })?;
+
+    let mut report = RecoveryReport {
+        last_checkpoint: last_checkpoint.clone(),
+        ..RecoveryReport::default()
+    };
+    let mut frontier = Frontier::new();
+    let mut tail = None;
+    let mut payload = Vec::new();
+    let check_root = |frontier: &Frontier| -> Result<()> {
+        match &last_checkpoint {
+            Some(checkpoint) if checkpoint.tree_size == frontier.size() && checkpoint.root_hash != frontier.root() => {
+                Err(Error::CheckpointMismatch {
+                    tree_size: checkpoint.tree_size,
+                    reason: "the records on disk hash to a different root than the signed one; run `apiwatch verify`".into(),
+                })
+            }
+            _ => Ok(()),
+        }
+    };
+    check_root(&frontier)?;
+
+    for (index, (name_seq, path)) in segments.iter().enumerate() {
+        let is_last = index + 1 == segments.len();
+        let expected = frontier.size();
+        let corrupt = |offset: u64, record: Option<u64>, reason: String| Error::Corrupt {
+            path: path.clone(),
+            offset,
+            record,
+            reason,
+        };
+        let read_error = |source| Error::Segment {
+            action: "read",
+            path: path.clone(),
+            source,
+        };
+        let (mut scanner, header) = FrameScanner::open(path).map_err(read_error)?;
+        let first_seq = match header {
+            HeaderRead::Valid(first_seq) => first_seq,
+            HeaderRead::Short(len) if is_last => {
+                // A segment whose creation was cut short: it holds no record yet.
+                std::fs::remove_file(path).map_err(|source| Error::Segment {
+                    action: "remove",
+                    path: path.clone(),
+                    source,
+                })?;
+                report.truncated_bytes += len;
+                report.truncated_at = Some((path.clone(), 0));
+                break;
+            }
+            HeaderRead::Short(len) => {
+                return Err(corrupt(
+                    0,
+                    None,
+                    format!("segment header is only {len} bytes"),
+                ));
+            }
+            HeaderRead::Invalid(reason) => return Err(corrupt(0, None, reason)),
+        };
+        if first_seq != *name_seq {
+            return Err(corrupt(
+                0,
+                None,
+                format!("header says first record {first_seq} but the file name says {name_seq}"),
+            ));
+        }
+        if first_seq != expected {
+            let reason = if index == 0 {
+                format!(
+                    "the journal starts at record {first_seq}: records 0..{first_seq} are missing"
+                )
+            } else {
+                format!(
+                    "segment starts at record {first_seq} but the previous one ends at record {expected}: a segment is missing"
+                )
+            };
+            return Err(corrupt(0, Some(expected), reason));
+        }
+        report.segments += 1;
+        tail = Some((first_seq, path.clone()));
+        loop {
+            let expected = frontier.size();
+            let cut_at = match scanner.next_frame(&mut payload).map_err(read_error)? {
+                Scan::Frame { seq, offset } => {
+                    if seq != expected {
+                        return Err(corrupt(
+                            offset,
+                            Some(expected),
+                            format!("found record {seq} where record {expected} belongs"),
+                        ));
+                    }
+                    frontier.push(leaf_hash(&payload));
+                    check_root(&frontier)?;
+                    continue;
+                }
+                Scan::End => break,
+                Scan::Incomplete { offset } if is_last => offset,
+                Scan::Incomplete { offset } => {
+                    return Err(corrupt(
+                        offset,
+                        Some(expected),
+                        "sealed segment ends inside a frame".into(),
+                    ));
+                }
+                Scan::Bad {
+                    offset,
+                    frame_end,
+                    reason,
+                    ..
+                } => {
+                    let file_len = std::fs::metadata(path).map_err(read_error)?.len();
+                    if !(is_last
+                        && bad_frame_is_torn(path, offset, frame_end, file_len)
+                            .map_err(read_error)?)
+                    {
+                        return Err(corrupt(offset, Some(expected), reason));
+                    }
+                    offset
+                }
+            };
+            let file_len = truncate(path, cut_at)?;
+            report.truncated_bytes += file_len - cut_at;
+            report.truncated_at = Some((path.clone(), cut_at));
+            tracing::warn!(segment = %path.display(), offset = cut_at, bytes = file_len - cut_at, "truncated a torn journal tail");
+            break;
+        }
+    }
+
+    report.records = frontier.size();
+    if let Some(checkpoint) = &last_checkpoint {
+        if checkpoint.tree_size > frontier.size() {
+            return Err(Error::CheckpointMismatch {
+                tree_size: checkpoint.tree_size,
+                reason: format!(
+                    "only {} records are present: records covered by a signed checkpoint are gone; run `apiwatch verify`",
+                    frontier.size()
+                ),
+            });
+        }
+        if checkpoint.tree_size == 0 && checkpoint.root_hash != EMPTY_ROOT {
+            return Err(Error::CheckpointMismatch {
+                tree_size: 0,
+                reason: "an empty tree has a fixed root".into(),
+            });
+        }
+    }
+    Ok(Recovered {
+        report,
+        frontier,
+        tail,
+    })
+}
+
+/// Truncates `path` to `len` and syncs it; returns the length it had.
+fn truncate(path: &Path, len: u64) -> Result<u64> {
+    let error = |source| Error::Segment {
+        action: "truncate",
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = OpenOptions::new().write(true).open(path).map_err(error)?;
+    let before = file.metadata().map_err(error)?.len();
+    file.set_len(len).map_err(error)?;
+    file.sync_all().map_err(error)?;
+    Ok(before)
+}
