@@ -53,6 +53,7 @@ pub struct Running {
     pub gateway_addr: SocketAddr,
     /// Where the admin API listens.
     pub admin_addr: SocketAddr,
+    ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     gateway_task: tokio::task::JoinHandle<apiwatch_gateway::Result<()>>,
     admin_task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -138,6 +139,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     Ok(Running {
         gateway_addr,
         admin_addr,
+        ready,
         shutdown,
         gateway_task,
         admin_task,
@@ -153,6 +155,9 @@ impl Running {
     /// Stops accepting, drains in-flight requests, then closes the journal with a final
     /// checkpoint.
     pub async fn stop(self) -> anyhow::Result<()> {
+        // Tell load balancers to stop sending traffic before the listeners close.
+        self.ready
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let _ = self.shutdown.send(true);
         self.gateway_task
             .await

@@ -280,6 +280,10 @@ impl Body for ObservedBody {
 
 impl Drop for ObservedBody {
     fn drop(&mut self) {
+        if let Some(emitting) = self.emitting.take() {
+            // The client left while the event was on its way: finish handing it over.
+            spawn_detached(emitting);
+        }
         let Some(pending) = self.pending.take() else {
             return;
         };

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
@@ -164,9 +164,58 @@ pub async fn handle(
     let (mut parts, body) = upstream_response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, false);
     set_request_id(&mut parts.headers, &request_id);
-    let body = ObservedBody::new(body.map_err(Into::into).boxed(), Some(pending));
+    let known_length = Body::size_hint(&body)
+        .exact()
+        .filter(|length| *length <= PREBUFFER_MAX_BYTES);
+    let Some(length) = known_length else {
+        // Streamed: the last frame is held until the event is accepted (see `ObservedBody`).
+        let body = ObservedBody::new(body.map_err(Into::into).boxed(), Some(pending));
+        return Ok(Response::from_parts(parts, body));
+    };
+
+    // A small body of known length is read whole first, so the event can be journaled before
+    // the response starts and the client gets head and body in one write (one wake-up of the
+    // client instead of two; this halves the gateway's socket writes for typical API answers).
+    let mut abandon = AbandonGuard(Some(pending));
+    let collected = tokio::time::timeout(limits.upstream_timeout, body.collect()).await;
+    let Some(pending) = abandon.0.take() else {
+        unreachable!("the abandon guard is only emptied here");
+    };
+    let collected = match collected {
+        Ok(Ok(collected)) => collected,
+        Ok(Err(err)) => {
+            let refusal = Refusal {
+                status: StatusCode::BAD_GATEWAY,
+                kind: "upstream_body",
+                message: format!(
+                    "upstream {} failed while sending its response body: {err}",
+                    route.upstream.authority
+                ),
+            };
+            return Ok(refuse(pending, refusal, &request_id));
+        }
+        Err(_elapsed) => {
+            let refusal = Refusal {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                kind: "upstream_timeout",
+                message: format!(
+                    "upstream {} did not send its response body within {:?}",
+                    route.upstream.authority, limits.upstream_timeout
+                ),
+            };
+            return Ok(refuse(pending, refusal, &request_id));
+        }
+    };
+    // hyper enforces Content-Length on the upstream body, so `length` is what was read.
+    // Its own task: the event is recorded even if the client leaves while it is journaled.
+    let _ = tokio::spawn(pending.complete(length, Ending::Complete)).await;
+    let body = ObservedBody::new(collected.map_err(|never| match never {}).boxed(), None);
     Ok(Response::from_parts(parts, body))
 }
+
+/// Response bodies of known length up to this size are read whole before the response starts
+/// (bounded memory per request; larger or chunked bodies are streamed).
+const PREBUFFER_MAX_BYTES: u64 = 64 * 1024;
 
 impl Shared {
     /// The route for the request's host and path: host match first, then the longest prefix.

@@ -442,3 +442,60 @@ async fn secrets_are_fingerprinted_not_recorded() {
     assert_eq!(event.auth_method.as_deref(), Some("api_key"));
     assert!(event.key_fingerprint.as_deref().unwrap().starts_with("fp_"));
 }
+
+#[tokio::test]
+async fn small_response_is_sent_whole_only_after_the_event_is_accepted() {
+    let upstream = start_upstream().await;
+    let slow_sink = CollectingSink {
+        delay: Some(Duration::from_millis(300)),
+        ..CollectingSink::default()
+    };
+    let (gateway, sink) = start_gateway_with_sink(upstream, slow_sink, |_| {}).await;
+    let mut stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(b"GET /bytes/1000 HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // The first read already holds the head and the whole body: one write, after the event.
+    let mut buffer = vec![0u8; 8192];
+    let mut read = stream.read(&mut buffer).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(sink.events.lock().unwrap().len(), 1);
+    while let Ok(more) = stream.read(&mut buffer[read..]).await {
+        if more == 0 {
+            break;
+        }
+        read += more;
+    }
+    let text = String::from_utf8_lossy(&buffer[..read]);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body.len(), 1000);
+    let event = &sink.events.lock().unwrap()[0];
+    assert_eq!(event.response_bytes, 1000);
+    assert_eq!(event.outcome.as_deref(), Some("success"));
+}
+
+#[tokio::test]
+async fn upstream_cutting_a_small_body_short_gives_502() {
+    // An upstream that promises 100 bytes, sends 3 and closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = vec![0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc")
+                .await;
+        }
+    });
+    let (gateway, sink) = start_gateway(upstream, |_| {}).await;
+    let (status, _, body) = send(&http1_client(), get(gateway, "/").body(empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(body.contains("upstream_body"), "{body}");
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.status_code, Some(502));
+    assert_eq!(event.error_type.as_deref(), Some("upstream_body"));
+}

@@ -62,7 +62,7 @@ async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
     if state.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
     }
 }
 

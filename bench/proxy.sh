@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Proxy throughput and latency: the upstream directly, through apiwatch (journaling every request,
+# fsync every 100 ms), and through nginx (one worker per core, keepalive upstream pool, buffered
+# JSON access log), same upstream, same machine, one run. Prints requests/s, the ratios, and the
+# p99 latency added at a fixed moderate rate.
+#
+#   bash bench/proxy.sh                # defaults below
+#   DURATION=20 CONNECTIONS=128 RATE=5000 bash bench/proxy.sh
+#
+# Needs (Debian): wrk, nginx-light (or nginx), hey. Installs them when run as root.
+# Everything listens on 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-10}"            # seconds per wrk run
+CONNECTIONS="${CONNECTIONS:-64}"      # wrk connections
+THREADS="${THREADS:-2}"               # wrk threads
+RATE="${RATE:-5000}"                  # requests/s for the latency run
+LAT_DURATION="${LAT_DURATION:-10}"    # seconds per latency run
+BODY_PATH="${BODY_PATH:-/api/v1/items/42?page=2}"
+CORES="$(nproc)"
+
+UPSTREAM_PORT=18181
+NGINX_PORT=18182
+APIWATCH_PORT=18183
+ADMIN_PORT=18184
+
+need() {
+  if ! command -v "$1" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    else
+      echo "missing $1: apt-get install $2" >&2
+      exit 1
+    fi
+  fi
+}
+need wrk wrk
+need nginx nginx-light
+need hey hey
+
+work="$(mktemp -d /tmp/apiwatch-bench.XXXXXX)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+cargo build --release -q -p apiwatch
+APIWATCH="$CARGO_TARGET_DIR/release/apiwatch"
+
+# The upstream: nginx answering a small JSON body from memory, one worker so it is the same
+# for every run. Its own access log is off.
+mkdir -p "$work/upstream" "$work/proxy"
+cat >"$work/upstream/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/upstream/nginx.pid;
+error_log $work/upstream/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/upstream; proxy_temp_path $work/upstream;
+  fastcgi_temp_path $work/upstream; uwsgi_temp_path $work/upstream; scgi_temp_path $work/upstream;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$UPSTREAM_PORT;
+    location / { default_type application/json; return 200 '{"id":42,"name":"item","ok":true}'; }
+  }
+}
+EOF
+
+# nginx as the reverse proxy with a JSON access log: one worker per core, a keepalive pool to
+# the upstream, the log buffered (64 KiB, flushed every second).
+cat >"$work/proxy/nginx.conf" <<EOF
+worker_processes $CORES;
+daemon off;
+pid $work/proxy/nginx.pid;
+error_log $work/proxy/error.log warn;
+events { worker_connections 4096; }
+http {
+  client_body_temp_path $work/proxy; proxy_temp_path $work/proxy;
+  fastcgi_temp_path $work/proxy; uwsgi_temp_path $work/proxy; scgi_temp_path $work/proxy;
+  keepalive_requests 1000000;
+  log_format json escape=json '{"time":"\$time_iso8601","remote_addr":"\$remote_addr",'
+    '"request_id":"\$request_id","method":"\$request_method","host":"\$host","uri":"\$request_uri",'
+    '"status":\$status,"bytes_in":\$request_length,"bytes_out":\$bytes_sent,'
+    '"duration":\$request_time,"upstream":"\$upstream_addr","user_agent":"\$http_user_agent"}';
+  access_log $work/proxy/access.json json buffer=64k flush=1s;
+  upstream api { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Request-Id \$request_id;
+    }
+  }
+}
+EOF
+
+nginx -c "$work/upstream/nginx.conf" -p "$work/upstream" & pids+=($!)
+nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" & pids+=($!)
+"$APIWATCH" serve --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
+  --listen "127.0.0.1:$APIWATCH_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
+  --data "$work/apiwatch-data" --fsync 100ms --log-format json \
+  >"$work/apiwatch.out" 2>"$work/apiwatch.err" & pids+=($!)
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    if curl -fsS -o /dev/null "http://127.0.0.1:$1$BODY_PATH" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing answers on port $1" >&2
+  exit 1
+}
+wait_port "$UPSTREAM_PORT"
+wait_port "$NGINX_PORT"
+wait_port "$APIWATCH_PORT"
+
+rps() { # port -> requests/s
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$1$BODY_PATH" \
+    | tee -a "$work/wrk.log" | awk '/Requests\/sec/ {print $2}'
+}
+p99() { # port -> p99 in ms at a fixed rate (hey: 50 workers, RATE/50 each)
+  local per_worker=$(( RATE / 50 ))
+  hey -z "${LAT_DURATION}s" -c 50 -q "$per_worker" "http://127.0.0.1:$1$BODY_PATH" \
+    | tee -a "$work/hey.log" | awk '/ 99% in / {printf "%.3f\n", $3 * 1000}'
+}
+
+calc() { awk "BEGIN { print $1 }"; }
+
+# Warm up every path (connection pools, page cache).
+for port in $UPSTREAM_PORT $NGINX_PORT $APIWATCH_PORT; do
+  wrk -t1 -c8 -d2s "http://127.0.0.1:$port$BODY_PATH" >/dev/null
+done
+
+direct=$(rps $UPSTREAM_PORT)
+nginx_rps=$(rps $NGINX_PORT)
+apiwatch_rps=$(rps $APIWATCH_PORT)
+
+direct_p99=$(p99 $UPSTREAM_PORT)
+nginx_p99=$(p99 $NGINX_PORT)
+apiwatch_p99=$(p99 $APIWATCH_PORT)
+
+records=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^apiwatch_journal_records_total / {print $2}')
+dropped=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^apiwatch_events_dropped_total / {print $2}')
+log_lines=$(wc -l <"$work/proxy/access.json" || echo 0)
+
+echo
+echo "machine: $CORES cores; wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s; latency: hey -c 50 at $RATE req/s for ${LAT_DURATION}s"
+printf '%-34s %12s %10s %12s\n' "target" "requests/s" "vs direct" "p99 ms @$RATE"
+printf '%-34s %12.0f %10s %12s\n' "upstream directly" "$direct" "1.00x" "$direct_p99"
+printf '%-34s %12.0f %9.2fx %12s\n' "nginx + JSON access log" "$nginx_rps" "$(calc "$nginx_rps / $direct")" "$nginx_p99"
+printf '%-34s %12.0f %9.2fx %12s\n' "apiwatch (journal, fsync 100ms)" "$apiwatch_rps" "$(calc "$apiwatch_rps / $direct")" "$apiwatch_p99"
+echo
+printf 'apiwatch / nginx requests/s: %.2fx (target >= 1.2x)\n' "$(calc "$apiwatch_rps / $nginx_rps")"
+printf 'p99 added over direct: apiwatch %.3f ms (target <= 1 ms), nginx %.3f ms\n' \
+  "$(calc "$apiwatch_p99 - $direct_p99")" "$(calc "$nginx_p99 - $direct_p99")"
+echo "apiwatch journaled $records events, dropped ${dropped:-?}; nginx wrote $log_lines log lines (buffered)"
