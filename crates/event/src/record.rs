@@ -18,6 +18,8 @@ pub enum EventKind {
     Audit,
     /// Something apiwatch did or noticed about itself (start, stop, recovery).
     System,
+    /// A detection rule fired (written by the `detect` stage; see `docs/rules.md`).
+    Finding,
 }
 
 /// Outcome of the authentication attempt carried by a request.

@@ -1,0 +1,1 @@
+//! Detection (placeholder, being written).
