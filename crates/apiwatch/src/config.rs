@@ -43,6 +43,23 @@ pub struct RawConfig {
     /// Internal logs.
     #[serde(default)]
     pub log: RawLog,
+    /// Detection rules.
+    #[serde(default)]
+    pub detect: RawDetect,
+}
+
+/// `[detect]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDetect {
+    /// Run detection at all (default true).
+    pub enabled: Option<bool>,
+    /// Load the built-in rule pack (default true).
+    pub builtin: Option<bool>,
+    /// A directory of rule files added to (or overriding) the built-in pack.
+    pub rules_dir: Option<String>,
+    /// Cap on detection state, in MiB (default 256).
+    pub max_state_mib: Option<Spanned<usize>>,
 }
 
 /// `[gateway]`.
@@ -186,6 +203,32 @@ pub struct Settings {
     pub log_json: bool,
     /// Log filter.
     pub log_level: String,
+    /// Detection.
+    pub detect: DetectSettings,
+}
+
+/// Validated `[detect]` settings.
+#[derive(Debug, Clone)]
+pub struct DetectSettings {
+    /// Run detection.
+    pub enabled: bool,
+    /// Load the built-in pack.
+    pub builtin: bool,
+    /// Extra rule files.
+    pub rules_dir: Option<PathBuf>,
+    /// Cap on detection state, in bytes.
+    pub max_state_bytes: usize,
+}
+
+impl Default for DetectSettings {
+    fn default() -> Self {
+        DetectSettings {
+            enabled: true,
+            builtin: true,
+            rules_dir: None,
+            max_state_bytes: 256 * 1024 * 1024,
+        }
+    }
 }
 
 /// One problem in the file.
@@ -227,6 +270,8 @@ pub struct Overrides {
     pub witness_file: Option<PathBuf>,
     /// `--tls-cert` and `--tls-key`.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--rules`.
+    pub rules_dir: Option<PathBuf>,
 }
 
 /// Reads and parses a config file; a syntax or type error is one problem with its position.
@@ -521,10 +566,31 @@ impl RawConfig {
                 }
             },
         };
+        let max_state_mib = match &self.detect.max_state_mib {
+            Some(value) if *value.get_ref() < 1 => {
+                check.problem(
+                    "detect.max_state_mib",
+                    Some(value),
+                    "must be at least 1 (MiB)".to_owned(),
+                );
+                1
+            }
+            Some(value) => *value.get_ref(),
+            None => 256,
+        };
         if !check.problems.is_empty() {
             return Err(check.problems);
         }
         let capture_body_max_bytes = self.gateway.capture_body_max_bytes.unwrap_or(4096);
+        let detect = DetectSettings {
+            enabled: self.detect.enabled.unwrap_or(true),
+            builtin: self.detect.builtin.unwrap_or(true),
+            rules_dir: overrides
+                .rules_dir
+                .clone()
+                .or(self.detect.rules_dir.map(PathBuf::from)),
+            max_state_bytes: max_state_mib.saturating_mul(1024 * 1024),
+        };
         Ok(Settings {
             data_dir,
             listen,
@@ -550,6 +616,7 @@ impl RawConfig {
             queue_capacity: self.journal.queue_capacity,
             log_json,
             log_level: self.log.level.unwrap_or_else(|| "info".to_owned()),
+            detect,
         })
     }
 

@@ -122,6 +122,7 @@ fn print_banner(
          Where to look, in another terminal:\n\
          \x20 apiwatch tail -f --pretty --data {data}     every request as it happens\n\
          \x20 apiwatch tail -n 1000 --data {data} | grep 203.0.113.66   the brute-force client\n\
+         \x20 apiwatch findings --since 1h --data {data}   what the detection rules caught\n\
          \x20 apiwatch verify --data {data}               the journal is intact and signed\n\
          Stop with Ctrl-C.\n"
     );

@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod demo;
+mod detect;
 mod topology;
 
 use std::process::ExitCode;

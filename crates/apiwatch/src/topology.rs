@@ -53,6 +53,9 @@ pub struct Running {
     pub gateway_addr: SocketAddr,
     /// Where the admin API listens.
     pub admin_addr: SocketAddr,
+    /// Set to make detection reload its rules (SIGHUP).
+    pub reload_rules: Arc<AtomicBool>,
+    detect: Option<crate::detect::DetectStage>,
     ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     gateway_task: tokio::task::JoinHandle<apiwatch_gateway::Result<()>>,
@@ -99,6 +102,28 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
 
     let mut registry = Registry::default();
     journal.register_metrics(&mut registry);
+    let (tokens, new_token) = apiwatch_server::tokens::TokenStore::load_or_init(&settings.data_dir)
+        .context("failed to load the API tokens")?;
+    if let Some(token) = new_token {
+        // Shown once: only its hash is kept.
+        eprintln!(
+            "apiwatch: admin API token (shown once; only its hash is stored in {}): {token}",
+            apiwatch_server::tokens::TOKENS_FILE
+        );
+    }
+    let reload_rules = Arc::new(AtomicBool::new(false));
+    let detect = if settings.detect.enabled {
+        Some(crate::detect::DetectStage::start(
+            &settings.detect,
+            &settings.data_dir,
+            recovery.records,
+            journal.appender(),
+            Arc::clone(&reload_rules),
+            &mut registry,
+        )?)
+    } else {
+        None
+    };
     let dropped = Counter::default();
     registry.register(
         "apiwatch_events_dropped",
@@ -129,7 +154,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let ready = Arc::new(AtomicBool::new(false));
     let (shutdown, _) = watch::channel(false);
     let gateway_task = tokio::spawn(gateway.serve(gateway_listener, stopped(shutdown.subscribe())));
-    let admin_state = apiwatch_server::AdminState::new(registry, Arc::clone(&ready));
+    let admin_state = apiwatch_server::AdminState::new(registry, Arc::clone(&ready))
+        .with_api(tokens, settings.data_dir.clone());
     let admin_task = tokio::spawn(apiwatch_server::serve(
         admin_listener,
         admin_state,
@@ -139,6 +165,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     Ok(Running {
         gateway_addr,
         admin_addr,
+        reload_rules,
+        detect,
         ready,
         shutdown,
         gateway_task,
@@ -167,6 +195,11 @@ impl Running {
             .await
             .context("admin task panicked")?
             .context("admin server failed")?;
+        if let Some(detect) = self.detect {
+            tokio::task::spawn_blocking(move || detect.stop())
+                .await
+                .context("detection shutdown panicked")?;
+        }
         let journal = self.journal;
         let checkpoint = tokio::task::spawn_blocking(move || journal.shutdown())
             .await

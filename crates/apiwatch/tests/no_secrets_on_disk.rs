@@ -28,7 +28,7 @@ fn secrets_sent_through_the_gateway_are_nowhere_under_the_data_directory() {
     assert_eq!(
         get(
             gateway,
-            &format!("/login?user=alice&password={PASSWORD}"),
+            &format!("/signin?user=alice&password={PASSWORD}"),
             &[]
         )
         .status,

@@ -1,26 +1,43 @@
 //! The apiwatch admin HTTP API.
 //!
-//! Serves `/healthz` (the process is up), `/readyz` (the pipeline accepts events) and
-//! `/metrics` (Prometheus text exposition of every registered metric). Only health answers
-//! without authentication once the query API lands; today nothing else is served.
+//! Serves `/healthz` (the process is up), `/readyz` (the pipeline accepts events),
+//! `/metrics` (Prometheus text exposition of every registered metric), and, with a bearer
+//! token ([`tokens`]), `GET /api/v1/findings?since=1h&limit=100`. Health, readiness and metrics
+//! answer without a token; everything under `/api/` needs one.
 #![warn(missing_docs)]
 
+pub mod findings;
+pub mod tokens;
+
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::Json;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::json;
+
+use tokens::TokenStore;
 
 /// What the admin handlers read.
 #[derive(Clone)]
 pub struct AdminState {
     registry: Arc<Registry>,
     ready: Arc<AtomicBool>,
+    api: Option<Arc<Api>>,
+}
+
+/// What the `/api/` handlers need: who may ask, and where the journal is.
+struct Api {
+    tokens: TokenStore,
+    data_dir: PathBuf,
 }
 
 impl AdminState {
@@ -30,7 +47,14 @@ impl AdminState {
         AdminState {
             registry: Arc::new(registry),
             ready,
+            api: None,
         }
+    }
+
+    /// Enables `/api/v1/...` for holders of the given tokens, reading the journal in `data_dir`.
+    pub fn with_api(mut self, tokens: TokenStore, data_dir: PathBuf) -> Self {
+        self.api = Some(Arc::new(Api { tokens, data_dir }));
+        self
     }
 }
 
@@ -40,6 +64,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/api/v1/findings", get(findings_handler))
         .with_state(state)
 }
 
@@ -85,6 +110,81 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
                 "failed to encode metrics\n".to_owned(),
             )
         }
+    }
+}
+
+/// An error answer: `{"error": "..."}` with a status.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The API state when the caller presents a valid token, or the status and message to answer.
+fn authorize(
+    state: &AdminState,
+    headers: &HeaderMap,
+) -> Result<Arc<Api>, (StatusCode, &'static str)> {
+    let Some(api) = state.api.as_ref() else {
+        return Err((StatusCode::NOT_FOUND, "the API is not enabled"));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    match presented.and_then(|value| api.tokens.check(value)) {
+        Some(_) => Ok(Arc::clone(api)),
+        None => Err((
+            StatusCode::UNAUTHORIZED,
+            "a valid bearer token is required (Authorization: Bearer aw_...)",
+        )),
+    }
+}
+
+/// Query parameters of `GET /api/v1/findings`.
+#[derive(Debug, Deserialize)]
+struct FindingsParams {
+    /// How far back, as a duration (`15m`, `1h`, `7d`); default 24h.
+    since: Option<String>,
+    /// Most findings returned (newest kept); default 100, at most 10,000.
+    limit: Option<usize>,
+}
+
+const MAX_FINDINGS: usize = 10_000;
+
+async fn findings_handler(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Query(params): Query<FindingsParams>,
+) -> Response {
+    let api = match authorize(&state, &headers) {
+        Ok(api) => api,
+        Err((status, message)) => return error(status, message),
+    };
+    let since = match params.since.as_deref().map(humantime::parse_duration) {
+        None => std::time::Duration::from_secs(24 * 3600),
+        Some(Ok(duration)) => duration,
+        Some(Err(err)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("since: expected a duration such as 15m, 1h or 7d ({err})"),
+            );
+        }
+    };
+    let limit = params.limit.unwrap_or(100);
+    if limit > MAX_FINDINGS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("limit: at most {MAX_FINDINGS}"),
+        );
+    }
+    let from = time::OffsetDateTime::now_utc() - since;
+    let read =
+        tokio::task::spawn_blocking(move || findings::read(&api.data_dir, from, limit)).await;
+    match read {
+        Ok(Ok(found)) => Json(json!({ "findings": found })).into_response(),
+        Ok(Err(err)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to read the journal: {err}"),
+        ),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "reader panicked"),
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! [`start_upstream`] runs a real HTTP/1.1 server on 127.0.0.1 with behaviours chosen by path:
 //! `/slow` (answers after 3 s), `/upload` (drains the body, answers its length),
-//! `/unauthorized` (401), `/ws` (101 upgrade, then echoes bytes), `/bytes/N` (N bytes of `x`),
+//! `/unauthorized` (401), `/login` (basic auth: 200 with password `correct-horse`, else 401), `/ws` (101 upgrade, then echoes bytes), `/bytes/N` (N bytes of `x`),
 //! anything else echoes the path and the received headers as JSON.
 #![allow(missing_docs)]
 
@@ -66,6 +66,26 @@ async fn upstream_handler(
                 }
             }
             Response::new(full(total.to_string()))
+        }
+        "/login" => {
+            // Basic auth: any user with the password `correct-horse` gets in; others get 401.
+            use base64::Engine as _;
+            let accepted = request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.strip_prefix("Basic "))
+                .and_then(|encoded| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .ok()
+                })
+                .is_some_and(|decoded| decoded.ends_with(b":correct-horse"));
+            let mut response = Response::new(full(if accepted { "welcome" } else { "no" }));
+            if !accepted {
+                *response.status_mut() = StatusCode::UNAUTHORIZED;
+            }
+            response
         }
         "/unauthorized" => {
             let mut response = Response::new(full("no"));

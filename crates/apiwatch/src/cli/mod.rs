@@ -1,6 +1,7 @@
 //! Command-line interface: one module per command family.
 
 mod journal;
+mod rules;
 mod serve;
 mod tail;
 
@@ -41,6 +42,13 @@ enum Command {
     },
     /// Start a built-in API, the gateway in front of it and traffic with attacks mixed in.
     Demo(crate::demo::DemoArgs),
+    /// Print recent findings of the detection rules (JSON lines).
+    Findings(rules::FindingsArgs),
+    /// Detection rules: check files, list, backtest.
+    Rules {
+        #[command(subcommand)]
+        command: rules::RulesCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +79,8 @@ pub fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check(&file),
+        Command::Findings(args) => rules::findings(args),
+        Command::Rules { command } => rules::run(command),
         Command::Demo(args) => {
             init_logging(json_logs, "warn");
             crate::demo::run(args)

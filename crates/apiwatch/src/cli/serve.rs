@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// TLS private key (PEM); needs --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// A directory of detection rule files, added to the built-in pack (reloaded on change
+    /// and on SIGHUP).
+    #[arg(long = "rules")]
+    rules_dir: Option<PathBuf>,
 }
 
 /// Runs the gateway until SIGINT or SIGTERM.
@@ -54,6 +58,7 @@ pub fn run(args: ServeArgs, log_format: Option<&str>) -> anyhow::Result<ExitCode
         fsync: args.fsync,
         witness_file: args.witness,
         tls: args.tls_cert.zip(args.tls_key),
+        rules_dir: args.rules_dir,
     };
     let settings = match config::load(args.config.as_deref(), &overrides) {
         Ok(settings) => settings,
@@ -85,6 +90,18 @@ pub fn run(args: ServeArgs, log_format: Option<&str>) -> anyhow::Result<ExitCode
             "listening gateway={} admin={}",
             running.gateway_addr, running.admin_addr
         );
+        let reload = std::sync::Arc::clone(&running.reload_rules);
+        tokio::spawn(async move {
+            let Ok(mut hangup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading detection rules");
+                reload.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
         wait_for_signal().await;
         tracing::info!("shutting down");
         running.stop().await?;

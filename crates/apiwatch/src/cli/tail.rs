@@ -66,6 +66,9 @@ fn print_record(out: &mut impl Write, record: &[u8], pretty: bool) -> std::io::R
         return out.write_all(b"\n");
     }
     match Event::from_json(record) {
+        Ok(event) if event.kind == apiwatch_event::EventKind::Finding => {
+            writeln!(out, "{}", finding_line(record))
+        }
         Ok(event) => writeln!(out, "{}", pretty_line(&event)),
         // A record that is not an event (should not happen) is shown escaped, never raw.
         Err(_) => writeln!(
@@ -110,4 +113,19 @@ pub fn pretty_line(event: &Event) -> String {
         line.push_str(&format!(" error=\"{}\"", sanitize_str(message, 512)));
     }
     line
+}
+
+/// One line for a finding record: time, severity, rule, key and the rule's message.
+fn finding_line(record: &[u8]) -> String {
+    let value: serde_json::Value = serde_json::from_slice(record).unwrap_or_default();
+    let text = |name: &str| sanitize_str(value[name].as_str().unwrap_or("-"), 512);
+    format!(
+        "{} FINDING {} {} {}={} {}",
+        text("@timestamp"),
+        text("event.severity"),
+        text("rule.id"),
+        text("finding.key.field"),
+        text("finding.key.value"),
+        text("message"),
+    )
 }

@@ -1,0 +1,210 @@
+//! The detection stage of `apiwatch serve`: follows the journal, runs every request event
+//! through the rules, and journals what fires as `finding` records.
+//!
+//! Detection reads the journal rather than tapping the gateway, so it never slows or drops a
+//! request: if it falls behind it catches up from the page cache (its lag is
+//! `apiwatch_journal_records_total - apiwatch_detect_records_read_total`). It starts at the end of the journal as found at start
+//! (state lives in memory; after a restart windows start empty).
+//!
+//! Rules come from the built-in pack and an optional directory; the directory is reloaded when a
+//! file in it changes (checked every two seconds) or on SIGHUP. A bad file is refused with every
+//! problem and its line and column in the log, and the running rules stay in place.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use apiwatch_detect::{Engine, EngineLimits, RuleError, RuleSet};
+use apiwatch_event::{Event, EventKind};
+use apiwatch_journal::{Appender, Follower};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+
+use crate::config::DetectSettings;
+
+/// How often the follower looks for new records when it found none.
+const POLL: Duration = Duration::from_millis(50);
+/// How often the rules directory is checked for changes.
+const RULES_CHECK: Duration = Duration::from_secs(2);
+
+/// Loads the rules the settings ask for: the built-in pack and the directory's files.
+pub fn load_rules(settings: &DetectSettings) -> Result<RuleSet, Vec<RuleError>> {
+    let mut rules = if settings.builtin {
+        RuleSet::builtin()
+    } else {
+        RuleSet::default()
+    };
+    if let Some(dir) = &settings.rules_dir {
+        // A rule in the directory with a built-in id replaces the built-in one.
+        rules.merge(RuleSet::load_dir(dir)?);
+    }
+    Ok(rules)
+}
+
+/// A running detection thread.
+pub struct DetectStage {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DetectStage {
+    /// Starts following the journal under `data_dir` from record `start_seq`.
+    pub fn start(
+        settings: &DetectSettings,
+        data_dir: &Path,
+        start_seq: u64,
+        appender: Appender,
+        reload: Arc<AtomicBool>,
+        registry: &mut Registry,
+    ) -> anyhow::Result<DetectStage> {
+        let rules = load_rules(settings).map_err(|problems| {
+            anyhow::anyhow!(
+                "detection rules refused:\n{}",
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?;
+        tracing::info!(rules = rules.rules().len(), "detection rules loaded");
+        let engine = Engine::new(
+            rules,
+            EngineLimits::with_max_state_bytes(settings.max_state_bytes),
+        );
+        engine.register_metrics(registry);
+        let records_read = Counter::default();
+        registry.register(
+            "apiwatch_detect_records_read",
+            "Journal records read by detection (all kinds)",
+            records_read.clone(),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = Worker {
+            settings: settings.clone(),
+            follower: Follower::new(data_dir, start_seq),
+            engine,
+            appender,
+            reload,
+            stop: Arc::clone(&stop),
+            records_read,
+            rules_stamp: settings.rules_dir.as_deref().map(dir_stamp),
+        };
+        let thread = std::thread::Builder::new()
+            .name("apiwatch-detect".to_owned())
+            .spawn(move || worker.run())?;
+        Ok(DetectStage {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread after the records it already read.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Worker {
+    settings: DetectSettings,
+    follower: Follower,
+    engine: Engine,
+    appender: Appender,
+    reload: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    records_read: Counter,
+    rules_stamp: Option<Vec<(PathBuf, SystemTime)>>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut last_rules_check = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            if last_rules_check.elapsed() >= RULES_CHECK {
+                last_rules_check = Instant::now();
+                self.reload_if_changed();
+            }
+            let records = match self.follower.poll() {
+                Ok(records) => records,
+                Err(err) => {
+                    tracing::error!(error = %err, "detection cannot read the journal");
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            if records.is_empty() {
+                std::thread::sleep(POLL);
+                continue;
+            }
+            self.records_read.inc_by(records.len() as u64);
+            let mut findings = Vec::new();
+            for (seq, record) in &records {
+                let event = match Event::from_json(record) {
+                    Ok(event) => event,
+                    Err(err) => {
+                        tracing::warn!(seq, error = %err, "journal record is not an event");
+                        continue;
+                    }
+                };
+                if event.kind != EventKind::Request {
+                    continue;
+                }
+                for finding in self.engine.observe(&event) {
+                    tracing::warn!(
+                        rule = %finding.rule_id,
+                        key = %finding.key_value,
+                        message = %finding.message,
+                        "finding"
+                    );
+                    findings.push(finding.to_json());
+                }
+            }
+            if !findings.is_empty()
+                && let Err(err) = self.appender.append_batch_blocking(findings)
+            {
+                tracing::error!(error = %err, "failed to journal findings");
+            }
+        }
+    }
+
+    fn reload_if_changed(&mut self) {
+        let signalled = self.reload.swap(false, Ordering::Relaxed);
+        let stamp = self.settings.rules_dir.as_deref().map(dir_stamp);
+        if !signalled && stamp == self.rules_stamp {
+            return;
+        }
+        self.rules_stamp = stamp;
+        match load_rules(&self.settings) {
+            Ok(rules) => {
+                tracing::info!(rules = rules.rules().len(), "detection rules reloaded");
+                self.engine.replace_rules(rules);
+            }
+            Err(problems) => {
+                for problem in &problems {
+                    tracing::error!(%problem, "rule file refused; the running rules stay");
+                }
+            }
+        }
+    }
+}
+
+/// The rule files in `dir` and their modification times, to notice changes.
+fn dir_stamp(dir: &Path) -> Vec<(PathBuf, SystemTime)> {
+    let mut stamp: Vec<(PathBuf, SystemTime)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| {
+                    let modified = entry.metadata().ok()?.modified().ok()?;
+                    Some((entry.path(), modified))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    stamp.sort();
+    stamp
+}

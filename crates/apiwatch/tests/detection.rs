@@ -1,0 +1,260 @@
+//! Detection end to end: real traffic through a running gateway (a brute-force run, a scanner,
+//! a flood and benign background) and the findings that come out of the journal, the CLI and
+//! the admin API.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// `GET path` as if from `client` (the gateway trusts 127.0.0.1 as a proxy).
+fn get_as(gateway: SocketAddr, client: &str, path: &str, extra: &[(&str, &str)]) -> u16 {
+    let mut headers = vec![("x-forwarded-for", client)];
+    headers.extend_from_slice(extra);
+    get(gateway, path, &headers).status
+}
+
+fn login(gateway: SocketAddr, client: &str, user: &str, password: &str) -> u16 {
+    use base64::Engine as _;
+    let credentials =
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    get_as(
+        gateway,
+        client,
+        "/login",
+        &[("authorization", &format!("Basic {credentials}"))],
+    )
+}
+
+fn findings(data: &std::path::Path) -> Vec<serde_json::Value> {
+    let output = run(&[
+        "findings",
+        "--since",
+        "1h",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout_of(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn key_of(finding: &serde_json::Value) -> &str {
+    finding["finding.key.value"].as_str().unwrap_or_default()
+}
+
+fn rule_of(finding: &serde_json::Value) -> &str {
+    finding["rule.id"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn attacks_through_the_gateway_become_findings_and_benign_clients_stay_quiet() {
+    let upstream = start_upstream();
+    let data = tempfile::tempdir().unwrap();
+    let apiwatch = serve(
+        data.path(),
+        upstream.addr,
+        &["--trusted-proxy", "127.0.0.1/32"],
+    );
+    let gateway = apiwatch.gateway;
+
+    // Benign background: ten users on their own addresses, one mistyping twice.
+    for user in 0..10 {
+        let client = format!("10.1.0.{}", user + 1);
+        for page in 0..5 {
+            assert_eq!(
+                get_as(gateway, &client, &format!("/api/items/{page}"), &[]),
+                200
+            );
+        }
+        if user == 3 {
+            assert_eq!(login(gateway, &client, "user3", "wrong"), 401);
+            assert_eq!(login(gateway, &client, "user3", "wronger"), 401);
+        }
+        assert_eq!(
+            login(gateway, &client, &format!("user{user}"), "correct-horse"),
+            200
+        );
+    }
+    // Brute force: 40 passwords for admin from one address.
+    for attempt in 0..40 {
+        assert_eq!(
+            login(gateway, "203.0.113.66", "admin", &format!("guess{attempt}")),
+            401
+        );
+    }
+    // A scanner probing well-known files.
+    for path in [
+        "/.env",
+        "/.git/config",
+        "/wp-login.php",
+        "/backup.sql",
+        "/phpmyadmin/",
+    ] {
+        get_as(
+            gateway,
+            "192.0.2.13",
+            path,
+            &[("user-agent", "Nikto/2.5.0")],
+        );
+    }
+    // A flood from one address.
+    for index in 0..3200 {
+        get_as(
+            gateway,
+            "198.51.100.77",
+            &format!("/api/items/{}", index % 7),
+            &[],
+        );
+    }
+
+    // Findings are journaled within a second or two of the traffic.
+    let started = Instant::now();
+    let expected = |found: &[serde_json::Value]| {
+        let fired = |rule_part: &str, key: &str| {
+            found
+                .iter()
+                .any(|finding| rule_of(finding).contains(rule_part) && key_of(finding) == key)
+        };
+        fired("brute", "203.0.113.66")
+            && fired("scan", "192.0.2.13")
+            && fired("flood", "198.51.100.77")
+    };
+    let mut found = findings(data.path());
+    while !expected(&found) && started.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(250));
+        found = findings(data.path());
+    }
+    let summary: Vec<(String, String)> = found
+        .iter()
+        .map(|finding| (rule_of(finding).to_owned(), key_of(finding).to_owned()))
+        .collect();
+    assert!(expected(&found), "missing findings; got {summary:?}");
+    for finding in &found {
+        assert!(
+            !key_of(finding).starts_with("10.1.0."),
+            "a benign client was flagged: {finding}"
+        );
+        assert!(
+            !finding["finding.sample_event_ids"]
+                .as_array()
+                .is_none_or(Vec::is_empty),
+            "a finding without evidence: {finding}"
+        );
+    }
+
+    // The admin API serves the same findings, only with the token printed at first start.
+    let stderr = apiwatch.stderr();
+    let token = stderr
+        .split_whitespace()
+        .find(|word| word.starts_with("aw_"))
+        .unwrap_or_else(|| panic!("no token printed; stderr:\n{stderr}"))
+        .to_owned();
+    let refused = get(apiwatch.admin, "/api/v1/findings?since=1h", &[]);
+    assert_eq!(refused.status, 401);
+    let answer = get(
+        apiwatch.admin,
+        "/api/v1/findings?since=1h&limit=1000",
+        &[("authorization", &format!("Bearer {token}"))],
+    );
+    assert_eq!(answer.status, 200);
+    let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    let served = body["findings"].as_array().unwrap();
+    assert!(served.len() >= 3, "{body}");
+    assert!(
+        served
+            .iter()
+            .any(|finding| key_of(finding) == "203.0.113.66")
+    );
+    let bad = get(
+        apiwatch.admin,
+        "/api/v1/findings?since=soon",
+        &[("authorization", &format!("Bearer {token}"))],
+    );
+    assert_eq!(bad.status, 400);
+    assert!(String::from_utf8_lossy(&bad.body).contains("since"));
+    assert!(apiwatch.terminate().success());
+
+    // A backtest over the same events, from a JSON-lines export and from the journal, finds the
+    // brute force again without a server.
+    let export = run(&[
+        "tail",
+        "-n",
+        "100000",
+        "--data",
+        data.path().to_str().unwrap(),
+    ]);
+    let events_file = data.path().join("events.jsonl");
+    std::fs::write(&events_file, &export.stdout).unwrap();
+    for source in [
+        vec!["--events", events_file.to_str().unwrap()],
+        vec!["--since", "1h", "--data", data.path().to_str().unwrap()],
+    ] {
+        let mut args = vec!["rules", "test", "builtin"];
+        args.extend(source);
+        let output = run(&args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let replayed: Vec<serde_json::Value> = stdout_of(&output)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert!(
+            replayed
+                .iter()
+                .any(|finding| rule_of(finding).contains("brute")
+                    && key_of(finding) == "203.0.113.66"),
+            "{replayed:?}"
+        );
+        assert!(
+            !replayed
+                .iter()
+                .any(|finding| key_of(finding).starts_with("10.1.0."))
+        );
+    }
+}
+
+#[test]
+fn rules_check_reports_each_problem_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[[rule]]\nid = \"x.count\"\ntitle = \"t\"\nseverity = \"urgent\"\nwindow = \"1m\"\nkey = \"source.ip\"\ncondition = { kind = \"count\", threshold = 5 }\n",
+    )
+    .unwrap();
+    let output = run(&["rules", "check", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout_of(&output);
+    assert!(text.contains("bad.toml:4:"), "{text}");
+    assert!(text.contains("severity"), "{text}");
+
+    let good = dir.path().join("good");
+    std::fs::create_dir(&good).unwrap();
+    std::fs::write(
+        good.join("one.toml"),
+        "[[rule]]\nid = \"x.count\"\ntitle = \"t\"\ndescription = \"d\"\nseverity = \"high\"\nwindow = \"1m\"\nkey = \"source.ip\"\nfilter = \"status>=500\"\ncondition = { kind = \"count\", threshold = 5 }\n",
+    )
+    .unwrap();
+    let output = run(&["rules", "check", good.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stdout_of(&output));
+    let output = run(&["rules", "list", "--rules", good.to_str().unwrap()]);
+    assert!(output.status.success());
+    let listing = stdout_of(&output);
+    assert!(listing.contains("x.count"), "{listing}");
+    assert!(
+        listing.lines().count() > 10,
+        "the built-in pack is listed too: {listing}"
+    );
+}

@@ -1,0 +1,107 @@
+//! `count` (events in the window) and `sum` (a numeric field summed over the window).
+
+use crate::conditions::{Crossing, KeyState};
+use crate::field::FieldRef;
+use crate::window::Ring;
+
+/// `count`: fires when the key's matching events in the window reach `threshold`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CountSpec {
+    pub(crate) threshold: u64,
+}
+
+/// Per-key event count.
+#[derive(Debug, Clone)]
+pub(crate) struct CountState {
+    ring: Ring<u32>,
+}
+
+impl KeyState for CountState {}
+
+impl CountSpec {
+    pub(crate) fn new_state(&self, bucket: i64) -> CountState {
+        CountState {
+            ring: Ring::new(bucket),
+        }
+    }
+
+    /// Counts one event in `bucket`.
+    pub(crate) fn observe(&self, state: &mut CountState, bucket: i64) -> Option<Crossing> {
+        state.ring.add(bucket, 1);
+        let count = u64::from(state.ring.total());
+        (count >= self.threshold).then_some(Crossing::Count {
+            count,
+            threshold: self.threshold,
+        })
+    }
+}
+
+/// `sum`: fires when a numeric field summed over the key's window reaches `threshold`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SumSpec {
+    pub(crate) field: FieldRef,
+    pub(crate) threshold: u64,
+}
+
+/// Per-key running sum.
+#[derive(Debug, Clone)]
+pub(crate) struct SumState {
+    ring: Ring<u64>,
+}
+
+impl KeyState for SumState {}
+
+impl SumSpec {
+    pub(crate) fn new_state(&self, bucket: i64) -> SumState {
+        SumState {
+            ring: Ring::new(bucket),
+        }
+    }
+
+    /// Adds `amount` (the field's value in one event) in `bucket`.
+    pub(crate) fn observe(
+        &self,
+        state: &mut SumState,
+        bucket: i64,
+        amount: u64,
+    ) -> Option<Crossing> {
+        state.ring.add(bucket, amount);
+        let sum = state.ring.total();
+        (sum >= self.threshold).then_some(Crossing::Sum {
+            sum,
+            threshold: self.threshold,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_fires_at_threshold_and_forgets_old_events() {
+        let spec = CountSpec { threshold: 3 };
+        let mut state = spec.new_state(0);
+        assert_eq!(spec.observe(&mut state, 0), None);
+        assert_eq!(spec.observe(&mut state, 1), None);
+        assert_eq!(
+            spec.observe(&mut state, 2),
+            Some(Crossing::Count {
+                count: 3,
+                threshold: 3
+            })
+        );
+        assert_eq!(spec.observe(&mut state, 40), None);
+    }
+
+    #[test]
+    fn sum_adds_amounts() {
+        let spec = SumSpec {
+            field: FieldRef::ResponseBytes,
+            threshold: 1000,
+        };
+        let mut state = spec.new_state(0);
+        assert_eq!(spec.observe(&mut state, 0, 600), None);
+        assert!(spec.observe(&mut state, 0, 600).is_some());
+    }
+}

@@ -1,0 +1,426 @@
+//! `pattern`: literals (Aho-Corasick, ASCII case-insensitive) and regexes (one `RegexSet`,
+//! case-insensitive) searched in event fields after normalising.
+//!
+//! Normalising: percent-decoding twice (so `%252e%252e%252f` is seen as `../`), `+` as a space
+//! in query strings and bodies, `\` as `/`, NUL bytes dropped, SQL comments `/*...*/` and runs of
+//! whitespace folded to one space. Text that needs none of it is scanned in place.
+//!
+//! All pattern rules of an engine share one [`PatternIndex`]: one automaton and one regex set
+//! per field, so a clean event costs one scan per field however many pattern rules there are.
+
+use std::borrow::Cow;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use apiwatch_event::Event;
+use regex::{RegexSet, RegexSetBuilder};
+
+use crate::conditions::{Crossing, KeyState};
+use crate::field::FieldRef;
+use crate::window::Ring;
+
+/// Default fields searched: path, query, user agent and every header value.
+pub(crate) const DEFAULT_FIELDS: [&str; 4] = [
+    "url.path",
+    "url.query",
+    "user_agent.original",
+    "http.request.headers",
+];
+
+/// Validated `pattern` parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PatternSpec {
+    pub(crate) literals: Vec<String>,
+    pub(crate) regexes: Vec<String>,
+    pub(crate) fields: Vec<FieldRef>,
+    pub(crate) threshold: u64,
+}
+
+/// Per-key count of matching events (only kept for keys that matched).
+#[derive(Debug, Clone)]
+pub(crate) struct PatternState {
+    ring: Ring<u32>,
+}
+
+impl KeyState for PatternState {}
+
+impl PatternSpec {
+    pub(crate) fn new_state(&self, bucket: i64) -> PatternState {
+        PatternState {
+            ring: Ring::new(bucket),
+        }
+    }
+
+    /// Counts one matching event; `hit` says which field and pattern matched.
+    pub(crate) fn observe(
+        &self,
+        state: &mut PatternState,
+        bucket: i64,
+        hit: PatternHit,
+    ) -> Option<Crossing> {
+        state.ring.add(bucket, 1);
+        let count = u64::from(state.ring.total());
+        (count >= self.threshold).then_some(Crossing::Pattern {
+            count,
+            threshold: self.threshold,
+            field: hit.field,
+            pattern: hit.pattern,
+        })
+    }
+
+    /// Names field `field` and pattern `pattern` (literals first, then regexes).
+    pub(crate) fn describe(&self, field: u32, pattern: u32) -> (String, String) {
+        let field_name = self
+            .fields
+            .get(field as usize)
+            .map(|field| field.name().into_owned())
+            .unwrap_or_default();
+        let pattern = pattern as usize;
+        let pattern_text = if pattern < self.literals.len() {
+            self.literals[pattern].clone()
+        } else {
+            self.regexes
+                .get(pattern - self.literals.len())
+                .cloned()
+                .unwrap_or_default()
+        };
+        (field_name, pattern_text)
+    }
+}
+
+/// The first match of one pattern rule in an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PatternHit {
+    /// Which pattern rule (its position among the engine's pattern rules).
+    pub(crate) rule: u32,
+    /// Index into the rule's `fields`.
+    pub(crate) field: u32,
+    /// Index into the rule's literals, then regexes.
+    pub(crate) pattern: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    rule: u32,
+    field: u32,
+    pattern: u32,
+}
+
+#[derive(Debug)]
+struct FieldScanner {
+    field: FieldRef,
+    plus_as_space: bool,
+    literals: Option<AhoCorasick>,
+    literal_targets: Vec<Target>,
+    regexes: Option<RegexSet>,
+    regex_targets: Vec<Target>,
+}
+
+/// Every pattern rule's patterns, grouped by field.
+#[derive(Debug, Default)]
+pub(crate) struct PatternIndex {
+    scanners: Vec<FieldScanner>,
+}
+
+impl PatternIndex {
+    /// Builds the index; `rules` are the engine's pattern rules in order. Patterns were
+    /// validated when the rules were loaded.
+    ///
+    /// # Panics
+    /// If a pattern that passed validation fails to build here (a broken invariant).
+    pub(crate) fn build<'a>(rules: impl Iterator<Item = &'a PatternSpec>) -> PatternIndex {
+        struct Pending {
+            field: FieldRef,
+            literals: Vec<String>,
+            literal_targets: Vec<Target>,
+            regexes: Vec<String>,
+            regex_targets: Vec<Target>,
+        }
+        let mut pending: Vec<Pending> = Vec::new();
+        for (rule, spec) in rules.enumerate() {
+            for (field_index, field) in spec.fields.iter().enumerate() {
+                let position = match pending.iter().position(|entry| entry.field == *field) {
+                    Some(position) => position,
+                    None => {
+                        pending.push(Pending {
+                            field: field.clone(),
+                            literals: Vec::new(),
+                            literal_targets: Vec::new(),
+                            regexes: Vec::new(),
+                            regex_targets: Vec::new(),
+                        });
+                        pending.len() - 1
+                    }
+                };
+                let entry = &mut pending[position];
+                for (pattern, literal) in spec.literals.iter().enumerate() {
+                    entry.literals.push(literal.clone());
+                    entry.literal_targets.push(Target {
+                        rule: rule as u32,
+                        field: field_index as u32,
+                        pattern: pattern as u32,
+                    });
+                }
+                for (index, regex) in spec.regexes.iter().enumerate() {
+                    entry.regexes.push(regex.clone());
+                    let pattern = (spec.literals.len() + index) as u32;
+                    entry.regex_targets.push(Target {
+                        rule: rule as u32,
+                        field: field_index as u32,
+                        pattern,
+                    });
+                }
+            }
+        }
+        let scanners = pending
+            .into_iter()
+            .map(|entry| FieldScanner {
+                plus_as_space: matches!(entry.field, FieldRef::Query | FieldRef::RequestBody),
+                field: entry.field,
+                literals: (!entry.literals.is_empty()).then(|| {
+                    build_literals(&entry.literals).expect("literals were validated at load")
+                }),
+                literal_targets: entry.literal_targets,
+                regexes: (!entry.regexes.is_empty()).then(|| {
+                    build_regexes(&entry.regexes).expect("regexes were validated at load")
+                }),
+                regex_targets: entry.regex_targets,
+            })
+            .collect();
+        PatternIndex { scanners }
+    }
+
+    /// Whether any pattern rule exists.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.scanners.is_empty()
+    }
+
+    /// Scans `event` and appends the first hit of each matching rule to `hits`.
+    pub(crate) fn scan(&self, event: &Event, hits: &mut Vec<PatternHit>) {
+        for scanner in &self.scanners {
+            scanner.field.for_each_text(event, |text| {
+                if text.is_empty() {
+                    return;
+                }
+                let normalized = normalize(text, scanner.plus_as_space);
+                // `is_match` uses the automaton's prefilter; the overlapping search that names
+                // every matching pattern only runs on the rare text that matches at all.
+                if let Some(automaton) = &scanner.literals {
+                    if automaton.is_match(normalized.as_ref()) {
+                        for found in automaton.find_overlapping_iter(normalized.as_ref()) {
+                            push_hit(hits, scanner.literal_targets[found.pattern().as_usize()]);
+                        }
+                    }
+                }
+                if let Some(set) = &scanner.regexes {
+                    if set.is_match(&normalized) {
+                        for index in set.matches(&normalized).iter() {
+                            push_hit(hits, scanner.regex_targets[index]);
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+fn push_hit(hits: &mut Vec<PatternHit>, target: Target) {
+    if hits.iter().any(|hit| hit.rule == target.rule) {
+        return;
+    }
+    hits.push(PatternHit {
+        rule: target.rule,
+        field: target.field,
+        pattern: target.pattern,
+    });
+}
+
+/// Builds the literal automaton (also used to validate literals at load time).
+pub(crate) fn build_literals(literals: &[String]) -> Result<AhoCorasick, String> {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .match_kind(MatchKind::Standard)
+        .build(literals)
+        .map_err(|error| error.to_string())
+}
+
+/// Builds the regex set (also used to validate regexes at load time).
+pub(crate) fn build_regexes(regexes: &[String]) -> Result<RegexSet, String> {
+    RegexSetBuilder::new(regexes)
+        .case_insensitive(true)
+        .size_limit(16 << 20)
+        .build()
+        .map_err(|error| error.to_string())
+}
+
+const PLUS: u8 = 2;
+const SPACE: u8 = 3;
+const SLASH: u8 = 4;
+
+/// Bytes that may need normalising: 1 always, the others depending on context.
+const SPECIAL: [u8; 256] = {
+    let mut table = [0u8; 256];
+    table[b'%' as usize] = 1;
+    table[b'\\' as usize] = 1;
+    table[0] = 1;
+    table[b'\t' as usize] = 1;
+    table[b'\n' as usize] = 1;
+    table[b'\r' as usize] = 1;
+    table[0x0b] = 1;
+    table[0x0c] = 1;
+    table[b'+' as usize] = PLUS;
+    table[b' ' as usize] = SPACE;
+    table[b'/' as usize] = SLASH;
+    table
+};
+
+/// Normalises text for matching (see the module docs); borrows when nothing changes.
+pub(crate) fn normalize(text: &str, plus_as_space: bool) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let needs_work =
+        bytes
+            .iter()
+            .enumerate()
+            .any(|(index, &byte)| match SPECIAL[usize::from(byte)] {
+                0 => false,
+                PLUS => plus_as_space,
+                SPACE => bytes.get(index + 1) == Some(&b' '),
+                SLASH => bytes.get(index + 1) == Some(&b'*'),
+                _ => true,
+            });
+    if !needs_work {
+        return Cow::Borrowed(text);
+    }
+    let once = percent_decode(bytes, plus_as_space);
+    let twice = percent_decode(&once, false);
+    let decoded = String::from_utf8_lossy(&twice);
+    let mut out = String::with_capacity(decoded.len());
+    let mut rest = decoded.as_ref();
+    while let Some(character) = rest.chars().next() {
+        if rest.starts_with("/*") {
+            if let Some(end) = rest[2..].find("*/") {
+                push_space(&mut out);
+                rest = &rest[2 + end + 2..];
+                continue;
+            }
+        }
+        match character {
+            '\\' => out.push('/'),
+            '\0' => {}
+            whitespace if whitespace.is_whitespace() => push_space(&mut out),
+            other => out.push(other),
+        }
+        rest = &rest[character.len_utf8()..];
+    }
+    Cow::Owned(out)
+}
+
+fn push_space(out: &mut String) {
+    if !out.ends_with(' ') {
+        out.push(' ');
+    }
+}
+
+/// Decodes `%XX` escapes, keeping malformed ones literally.
+fn percent_decode(bytes: &[u8], plus_as_space: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if byte == b'%' {
+            let high = bytes
+                .get(index + 1)
+                .and_then(|digit| (*digit as char).to_digit(16));
+            let low = bytes
+                .get(index + 2)
+                .and_then(|digit| (*digit as char).to_digit(16));
+            if let (Some(high), Some(low)) = (high, low) {
+                out.push((high * 16 + low) as u8);
+                index += 3;
+                continue;
+            }
+        }
+        out.push(if plus_as_space && byte == b'+' {
+            b' '
+        } else {
+            byte
+        });
+        index += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use apiwatch_event::EventKind;
+
+    use super::*;
+
+    #[test]
+    fn normalizing_decodes_twice_and_folds_comments_and_spaces() {
+        assert_eq!(
+            normalize("%252e%252e%252fetc%252fpasswd", false),
+            "../etc/passwd"
+        );
+        assert_eq!(
+            normalize("id=1+UNION/**/SELECT%20%20x", true),
+            "id=1 UNION SELECT x"
+        );
+        assert_eq!(normalize("..\\..\\windows", false), "../../windows");
+        assert!(matches!(
+            normalize("/api/users/42", false),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(normalize("%zz%4", false), "%zz%4");
+    }
+
+    #[test]
+    fn index_reports_first_hit_per_rule_in_any_field() {
+        let sqli = PatternSpec {
+            literals: vec!["union select".into(), "' or 1=1".into()],
+            regexes: vec![],
+            fields: vec![FieldRef::Path, FieldRef::Query],
+            threshold: 1,
+        };
+        let scanner_agents = PatternSpec {
+            literals: vec!["sqlmap".into()],
+            regexes: vec![r"^nikto\b".into()],
+            fields: vec![FieldRef::UserAgent],
+            threshold: 1,
+        };
+        let index = PatternIndex::build([&sqli, &scanner_agents].into_iter());
+        let mut event = Event::new(EventKind::Request, "test", time::OffsetDateTime::UNIX_EPOCH);
+        event.url_path = Some("/search".into());
+        event.url_query = Some("q=1%27%20OR%201%3D1--".into());
+        event.user_agent = Some("Nikto/2.5".into());
+        let mut hits = Vec::new();
+        index.scan(&event, &mut hits);
+        assert_eq!(
+            hits,
+            vec![
+                PatternHit {
+                    rule: 0,
+                    field: 1,
+                    pattern: 1
+                },
+                PatternHit {
+                    rule: 1,
+                    field: 0,
+                    pattern: 1
+                },
+            ]
+        );
+        event.url_query = Some("q=union+select".into());
+        event.user_agent = Some("Mozilla/5.0".into());
+        hits.clear();
+        index.scan(&event, &mut hits);
+        assert_eq!(
+            hits,
+            vec![PatternHit {
+                rule: 0,
+                field: 1,
+                pattern: 0
+            }]
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! Event time: `@timestamp` to Unix nanoseconds, with a fast path for the canonical
+//! `YYYY-MM-DDTHH:MM:SS.fffffffffZ` form and `time`'s RFC 3339 parser for anything else.
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Parses an RFC 3339 timestamp into nanoseconds since the Unix epoch.
+pub(crate) fn parse_nanos(text: &str) -> Option<i64> {
+    parse_canonical(text.as_bytes()).or_else(|| {
+        let parsed = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+        i64::try_from(parsed.unix_timestamp_nanos()).ok()
+    })
+}
+
+/// Formats nanoseconds since the epoch like event timestamps.
+pub(crate) fn format_nanos(nanos: i64) -> String {
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    apiwatch_event::format_timestamp(at)
+}
+
+fn parse_canonical(bytes: &[u8]) -> Option<i64> {
+    // 2026-11-25T09:25:33.123456789Z
+    if bytes.len() != 30
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || bytes[10] != b'T'
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+        || bytes[19] != b'.'
+        || bytes[29] != b'Z'
+    {
+        return None;
+    }
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let mut value = 0i64;
+        for &byte in &bytes[range] {
+            if !byte.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + i64::from(byte - b'0');
+        }
+        Some(value)
+    };
+    let year = digits(0..4)?;
+    let month = digits(5..7)?;
+    let day = digits(8..10)?;
+    let hour = digits(11..13)?;
+    let minute = digits(14..16)?;
+    let second = digits(17..19)?;
+    let nanos = digits(20..29)?;
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(((days * 24 + hour) * 60 + minute) * 60_000_000_000 + second * 1_000_000_000 + nanos)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn other_rfc3339_forms_are_accepted() {
+        assert_eq!(parse_nanos("1970-01-01T00:00:01Z"), Some(1_000_000_000));
+        assert_eq!(parse_nanos("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_nanos("yesterday"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn fast_path_agrees_with_the_time_crate(nanos in 0i64..4_000_000_000_000_000_000) {
+            let text = format_nanos(nanos);
+            prop_assert_eq!(parse_canonical(text.as_bytes()), Some(nanos));
+        }
+    }
+}

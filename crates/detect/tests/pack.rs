@@ -1,0 +1,466 @@
+//! The built-in pack: each rule fires for the right key on an attack, and ordinary traffic
+//! (typos, NAT, partner jobs, health checks, morning ramp-up) stays quiet.
+
+mod common;
+
+use apiwatch_detect::{Finding, RuleSet, backtest};
+use apiwatch_event::Event;
+use common::{login, on_route, request, with_key};
+
+fn run(mut events: Vec<Event>) -> Vec<Finding> {
+    events.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
+    backtest(RuleSet::builtin(), events.into_iter())
+}
+
+/// Keys for which `rule` fired.
+fn keys(findings: &[Finding], rule: &str) -> Vec<String> {
+    findings
+        .iter()
+        .filter(|finding| finding.rule_id == rule)
+        .map(|finding| finding.key_value.clone())
+        .collect()
+}
+
+fn assert_fires(findings: &[Finding], rule: &str, key: &str) {
+    let fired = keys(findings, rule);
+    assert!(
+        fired.iter().any(|fired_key| fired_key == key),
+        "{rule} should fire for {key}; fired for {fired:?}; all: {:?}",
+        findings
+            .iter()
+            .map(|f| (&f.rule_id, &f.key_value))
+            .collect::<Vec<_>>()
+    );
+}
+
+fn assert_quiet(findings: &[Finding]) {
+    let fired: Vec<_> = findings
+        .iter()
+        .map(|finding| (&finding.rule_id, &finding.key_value, &finding.message))
+        .collect();
+    assert!(fired.is_empty(), "expected no findings, got {fired:#?}");
+}
+
+/// Background browsing: `clients` addresses, one request every few seconds, for `minutes`.
+fn background(minutes: u32, clients: u32) -> Vec<Event> {
+    let mut events = Vec::new();
+    for second in 0..minutes * 60 {
+        for client in 0..clients {
+            if (second + client * 7) % 10 == 0 {
+                let ip = format!("198.51.{}.{}", client / 200, client % 200 + 1);
+                let item = (second * 31 + client) % 97;
+                events.push(on_route(
+                    f64::from(second),
+                    &ip,
+                    "/api/items/{id}",
+                    &format!("/api/items/{item}"),
+                    200,
+                ));
+            }
+        }
+    }
+    events
+}
+
+// ---- positive cases ----
+
+#[test]
+fn brute_force_fires_for_the_guessing_address() {
+    let mut events = background(2, 20);
+    events.extend(
+        (0..12).map(|index| login(10.0 + f64::from(index) * 2.0, "203.0.113.7", "alice", false)),
+    );
+    let findings = run(events);
+    assert_fires(&findings, "auth.brute-force", "203.0.113.7");
+    let finding = findings
+        .iter()
+        .find(|finding| finding.rule_id == "auth.brute-force")
+        .unwrap();
+    assert_eq!(
+        finding.message,
+        "10 failed logins from 203.0.113.7 in 60s (threshold 10)"
+    );
+    assert_eq!(finding.sample_event_ids.len(), 5);
+}
+
+#[test]
+fn credential_stuffing_fires_per_address_and_per_network() {
+    let mut events: Vec<Event> = (0..15)
+        .map(|index| {
+            login(
+                f64::from(index) * 20.0,
+                "203.0.113.9",
+                &format!("user{index}"),
+                false,
+            )
+        })
+        .collect();
+    events.extend((0..40).map(|index| {
+        login(
+            f64::from(index) * 12.0,
+            &format!("192.0.2.{}", index + 10),
+            &format!("victim{index}"),
+            false,
+        )
+    }));
+    let findings = run(events);
+    assert_fires(&findings, "auth.credential-stuffing", "203.0.113.9");
+    assert_fires(
+        &findings,
+        "auth.credential-stuffing-network",
+        "192.0.2.0/24",
+    );
+    assert!(
+        keys(&findings, "auth.brute-force").is_empty(),
+        "slow enough to stay under brute force"
+    );
+}
+
+#[test]
+fn success_after_a_run_of_failures_fires_for_the_account() {
+    let mut events: Vec<Event> = (0..7)
+        .map(|index| {
+            login(
+                f64::from(index) * 30.0,
+                &format!("192.0.2.{index}"),
+                "carol",
+                false,
+            )
+        })
+        .collect();
+    events.push(login(250.0, "192.0.2.99", "carol", true));
+    let findings = run(events);
+    assert_fires(&findings, "auth.success-after-failures", "carol");
+}
+
+#[test]
+fn floods_fire_per_address_and_per_key() {
+    let mut events: Vec<Event> = (0..3500)
+        .map(|index| request(f64::from(index) / 70.0, "203.0.113.50", "/api/items"))
+        .collect();
+    events.extend((0..7000).map(|index| {
+        with_key(
+            request(
+                f64::from(index) / 140.0,
+                &format!("192.0.2.{}", index % 10),
+                "/api/search",
+            ),
+            "k-bot",
+        )
+    }));
+    let findings = run(events);
+    assert_fires(&findings, "abuse.flood-per-address", "203.0.113.50");
+    assert_fires(&findings, "abuse.flood-per-key", "k-bot");
+    assert!(
+        !keys(&findings, "abuse.flood-per-address")
+            .iter()
+            .any(|key| key.starts_with("192.0.2."))
+    );
+}
+
+#[test]
+fn object_enumeration_fires_for_address_and_route() {
+    let events = (0..60)
+        .map(|index| {
+            on_route(
+                f64::from(index) * 2.0,
+                "203.0.113.20",
+                "/api/users/{id}",
+                &format!("/api/users/{}", 1000 + index),
+                404,
+            )
+        })
+        .collect();
+    let findings = run(events);
+    assert_fires(
+        &findings,
+        "abuse.object-enumeration",
+        "203.0.113.20,/api/users/{id}",
+    );
+}
+
+#[test]
+fn authorization_probing_fires_on_many_refused_paths() {
+    let paths = [
+        "admin", "users", "billing", "export", "config", "keys", "audit", "roles", "tenants",
+        "logs",
+    ];
+    let events = (0..25)
+        .map(|index| {
+            let path = format!("/api/{}/{}", paths[index % paths.len()], index);
+            on_route(index as f64 * 5.0, "203.0.113.30", &path, &path, 403)
+        })
+        .collect();
+    let findings = run(events);
+    assert_fires(&findings, "abuse.authorization-probing", "203.0.113.30");
+}
+
+#[test]
+fn stolen_key_fires_when_one_key_comes_from_many_addresses() {
+    let events = (0..30)
+        .map(|index| {
+            with_key(
+                request(
+                    f64::from(index) * 60.0,
+                    &format!("203.0.{index}.1"),
+                    "/api/me",
+                ),
+                "k-leaked",
+            )
+        })
+        .collect();
+    let findings = run(events);
+    assert_fires(&findings, "abuse.stolen-key", "k-leaked");
+}
+
+#[test]
+fn traffic_spike_on_a_route_fires_after_warmup() {
+    let mut events = Vec::new();
+    for minute in 0..20u32 {
+        for index in 0..200u32 {
+            let second = f64::from(minute * 60) + f64::from(index) * 0.3;
+            events.push(request(
+                second,
+                &format!("198.51.100.{}", index % 50),
+                "/api/items",
+            ));
+        }
+    }
+    for index in 0..2000u32 {
+        let second = 1200.0 + f64::from(index) * 0.03;
+        events.push(request(
+            second,
+            &format!("203.0.113.{}", index % 200),
+            "/api/items",
+        ));
+    }
+    let findings = run(events);
+    assert_fires(&findings, "anomaly.route-spike", "/api/items");
+    assert_fires(&findings, "anomaly.traffic-spike", "*");
+}
+
+#[test]
+fn abnormally_large_request_fires_for_the_route() {
+    let mut events: Vec<Event> = (0..300u32)
+        .map(|index| {
+            let mut event = on_route(
+                f64::from(index),
+                "198.51.100.5",
+                "/api/orders",
+                "/api/orders",
+                201,
+            );
+            event.request_bytes = u64::from(300 + (index % 13) * 40);
+            event
+        })
+        .collect();
+    let mut huge = on_route(400.0, "203.0.113.60", "/api/orders", "/api/orders", 201);
+    huge.request_bytes = 5_000_000;
+    events.push(huge);
+    let findings = run(events);
+    assert_fires(&findings, "anomaly.request-size", "/api/orders");
+}
+
+#[test]
+fn large_response_volume_fires_for_the_key() {
+    let events = (0..110)
+        .map(|index| {
+            let mut event = with_key(
+                request(f64::from(index) * 2.0, "198.51.100.7", "/api/export"),
+                "k-exfil",
+            );
+            event.response_bytes = 10 << 20;
+            event
+        })
+        .collect();
+    let findings = run(events);
+    assert_fires(&findings, "anomaly.response-volume", "k-exfil");
+}
+
+#[test]
+fn scanners_fire_on_probe_paths_and_tool_user_agents() {
+    let mut events: Vec<Event> = [
+        "/.env",
+        "/.git/config",
+        "/wp-login.php",
+        "/backup.sql",
+        "/phpmyadmin/index.php",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(index, path)| request(index as f64, "203.0.113.70", path))
+    .collect();
+    let mut agent = request(1.0, "203.0.113.71", "/api/items");
+    agent.user_agent = Some("sqlmap/1.8.2#stable (https://sqlmap.org)".to_owned());
+    events.push(agent);
+    let findings = run(events);
+    assert_fires(&findings, "probe.scanner-paths", "203.0.113.70");
+    assert_fires(&findings, "probe.scanner-agents", "203.0.113.71");
+}
+
+#[test]
+fn injection_probes_fire_after_decoding() {
+    let probe = |ip: &str, path: &str, query: &str| {
+        let mut event = request(1.0, ip, path);
+        event.url_query = Some(query.to_owned());
+        event
+    };
+    let mut header_probe = request(2.0, "203.0.113.86", "/api/items");
+    header_probe.request_headers.insert(
+        "x-forwarded-host".to_owned(),
+        "<script>alert(1)</script>".to_owned(),
+    );
+    let events = vec![
+        probe("203.0.113.81", "/api/items", "id=1%27%20OR%201%3D1--"),
+        probe(
+            "203.0.113.82",
+            "/api/search",
+            "q=%3Cscript%3Ealert(1)%3C/script%3E",
+        ),
+        probe("203.0.113.83", "/static/..%252f..%252fetc/passwd", ""),
+        probe("203.0.113.84", "/api/ping", "host=8.8.8.8;cat%20/etc/hosts"),
+        probe(
+            "203.0.113.85",
+            "/api/fetch",
+            "url=http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data%2F",
+        ),
+        probe(
+            "203.0.113.87",
+            "/api/items",
+            "id=1+UNION/**/SELECT+password+FROM+users",
+        ),
+        header_probe,
+    ];
+    let findings = run(events);
+    assert_fires(&findings, "probe.sql-injection", "203.0.113.81");
+    assert_fires(&findings, "probe.xss", "203.0.113.82");
+    assert_fires(&findings, "probe.path-traversal", "203.0.113.83");
+    assert_fires(&findings, "probe.command-injection", "203.0.113.84");
+    assert_fires(&findings, "probe.ssrf", "203.0.113.85");
+    assert_fires(&findings, "probe.xss", "203.0.113.86");
+    assert_fires(&findings, "probe.sql-injection", "203.0.113.87");
+}
+
+#[test]
+fn error_bursts_fire_per_route_and_per_address() {
+    let mut events: Vec<Event> = (0..60)
+        .map(|index| {
+            let status = if index % 3 == 0 { 200 } else { 500 };
+            on_route(
+                f64::from(index) * 2.0,
+                &format!("198.51.100.{}", index % 40),
+                "/api/pay",
+                "/api/pay",
+                status,
+            )
+        })
+        .collect();
+    events.extend((0..35).map(|index| {
+        on_route(
+            f64::from(index) * 3.0,
+            "203.0.113.90",
+            "/api/parse",
+            "/api/parse",
+            500,
+        )
+    }));
+    let findings = run(events);
+    assert_fires(&findings, "errors.5xx-ratio", "/api/pay");
+    assert_fires(&findings, "errors.5xx-per-address", "203.0.113.90");
+}
+
+// ---- negative cases ----
+
+#[test]
+fn a_user_who_mistypes_twice_then_succeeds_stays_quiet() {
+    let mut events = background(3, 10);
+    events.push(login(10.0, "198.51.100.77", "dave", false));
+    events.push(login(25.0, "198.51.100.77", "dave", false));
+    events.push(login(40.0, "198.51.100.77", "dave", true));
+    assert_quiet(&run(events));
+}
+
+#[test]
+fn many_honest_users_behind_one_nat_stay_quiet() {
+    let mut events = Vec::new();
+    for user in 0..200u32 {
+        let start = f64::from(user) * 9.0;
+        events.push(login(
+            start,
+            "198.51.100.200",
+            &format!("employee{user}"),
+            true,
+        ));
+        for click in 0..10u32 {
+            let path = format!("/api/items/{}", (user * 13 + click) % 300);
+            let mut event = on_route(
+                start + 5.0 + f64::from(click) * 11.0,
+                "198.51.100.200",
+                "/api/items/{id}",
+                &path,
+                200,
+            );
+            event.user_name = Some(format!("employee{user}"));
+            events.push(event);
+        }
+    }
+    // Two of them mistype once.
+    events.push(login(100.0, "198.51.100.200", "employee3", false));
+    events.push(login(700.0, "198.51.100.200", "employee70", false));
+    assert_quiet(&run(events));
+}
+
+#[test]
+fn a_steady_high_volume_partner_job_stays_quiet() {
+    let mut events = Vec::new();
+    for index in 0..72_000u32 {
+        // 20 requests a second for an hour from four workers, all 200, 10 KB each.
+        let second = f64::from(index) / 20.0;
+        let worker = format!("198.51.100.{}", 10 + index % 4);
+        let path = format!("/api/orders/{}", 100_000 + index);
+        let mut event = with_key(
+            on_route(second, &worker, "/api/orders/{id}", &path, 200),
+            "k-partner",
+        );
+        event.response_bytes = 10_000;
+        events.push(event);
+    }
+    assert_quiet(&run(events));
+}
+
+#[test]
+fn a_health_checker_every_second_stays_quiet() {
+    let events = (0..7200)
+        .map(|second| {
+            let mut event = request(f64::from(second), "10.0.0.2", "/healthz");
+            event.user_agent = Some("kube-probe/1.30".to_owned());
+            event
+        })
+        .collect();
+    assert_quiet(&run(events));
+}
+
+#[test]
+fn a_normal_morning_ramp_up_stays_quiet() {
+    let mut events = Vec::new();
+    let mut emit = |minute: u32, rate: u32| {
+        for index in 0..rate {
+            let second = f64::from(minute) * 60.0 + f64::from(index) * 60.0 / f64::from(rate);
+            let client = (minute * 7919 + index) % 500;
+            let route = ["/api/items", "/api/cart", "/api/search"][(index % 3) as usize];
+            events.push(request(
+                second,
+                &format!("198.51.{}.{}", client / 250, client % 250 + 1),
+                route,
+            ));
+        }
+    };
+    for minute in 0..30 {
+        emit(minute, 100);
+    }
+    // From 100 to 1000 requests a minute over one hour.
+    for step in 0..60 {
+        emit(30 + step, 100 + step * 15);
+    }
+    assert_quiet(&run(events));
+}
