@@ -149,6 +149,17 @@ direct_p99=$(p99 $UPSTREAM_PORT)
 nginx_p99=$(p99 $NGINX_PORT)
 apiwatch_p99=$(p99 $APIWATCH_PORT)
 
+metrics=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics")
+quantile() { # q -> upper bound (ms) of the histogram bucket holding that quantile of detection delay
+  echo "$metrics" | awk -v q="$1" '
+    /^apiwatch_detect_delay_seconds_count/ { count = $2 }
+    /^apiwatch_detect_delay_seconds_bucket/ { match($0, /le="[^"]*"/); le[n] = substr($0, RSTART + 4, RLENGTH - 5); cum[n++] = $2 }
+    END { for (i = 0; i < n; i++) if (cum[i] >= q * count) { if (le[i] == "+Inf") print "inf"; else printf "%.0f\n", le[i] * 1000; exit } }'
+}
+detect_p50=$(quantile 0.5)
+detect_p99=$(quantile 0.99)
+detect_count=$(echo "$metrics" | awk '/^apiwatch_detect_delay_seconds_count/ {print $2}')
+findings=$(echo "$metrics" | awk '/^apiwatch_detect_findings_total/ {s += $2} END {print s + 0}')
 records=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^apiwatch_journal_records_total / {print $2}')
 dropped=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^apiwatch_events_dropped_total / {print $2}')
 log_lines=$(wc -l <"$work/proxy/access.json" || echo 0)
@@ -163,4 +174,5 @@ echo
 printf 'apiwatch / nginx requests/s: %.2fx (target >= 1.2x)\n' "$(calc "$apiwatch_rps / $nginx_rps")"
 printf 'p99 added over direct: apiwatch %.3f ms (target <= 1 ms), nginx %.3f ms\n' \
   "$(calc "$apiwatch_p99 - $direct_p99")" "$(calc "$nginx_p99 - $direct_p99")"
+echo "detection under that load: $detect_count events evaluated, $findings findings; delay from request end to evaluation (findings journaled): p50 <= ${detect_p50} ms, p99 <= ${detect_p99} ms (target p99 < 100 ms)"
 echo "apiwatch journaled $records events, dropped ${dropped:-?}; nginx wrote $log_lines log lines (buffered)"

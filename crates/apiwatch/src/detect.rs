@@ -19,7 +19,10 @@ use apiwatch_detect::{Engine, EngineLimits, RuleError, RuleSet};
 use apiwatch_event::{Event, EventKind};
 use apiwatch_journal::{Appender, Follower};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::config::DetectSettings;
 
@@ -80,6 +83,13 @@ impl DetectStage {
             "Journal records read by detection (all kinds)",
             records_read.clone(),
         );
+        // 1 ms .. ~16 s.
+        let delay = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        registry.register(
+            "apiwatch_detect_delay_seconds",
+            "From the end of a request to its evaluation by the rules, findings journaled",
+            delay.clone(),
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             settings: settings.clone(),
@@ -89,6 +99,7 @@ impl DetectStage {
             reload,
             stop: Arc::clone(&stop),
             records_read,
+            delay,
             rules_stamp: settings.rules_dir.as_deref().map(dir_stamp),
         };
         let thread = std::thread::Builder::new()
@@ -117,6 +128,7 @@ struct Worker {
     reload: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     records_read: Counter,
+    delay: Histogram,
     rules_stamp: Option<Vec<(PathBuf, SystemTime)>>,
 }
 
@@ -142,6 +154,7 @@ impl Worker {
             }
             self.records_read.inc_by(records.len() as u64);
             let mut findings = Vec::new();
+            let mut ended = Vec::with_capacity(records.len());
             for (seq, record) in &records {
                 let event = match Event::from_json(record) {
                     Ok(event) => event,
@@ -152,6 +165,9 @@ impl Worker {
                 };
                 if event.kind != EventKind::Request {
                     continue;
+                }
+                if let Ok(start) = OffsetDateTime::parse(&event.timestamp, &Rfc3339) {
+                    ended.push(start + Duration::from_nanos(event.duration_ns));
                 }
                 for finding in self.engine.observe(&event) {
                     tracing::warn!(
@@ -167,6 +183,10 @@ impl Worker {
                 && let Err(err) = self.appender.append_batch_blocking(findings)
             {
                 tracing::error!(error = %err, "failed to journal findings");
+            }
+            let now = OffsetDateTime::now_utc();
+            for end in ended {
+                self.delay.observe((now - end).as_seconds_f64().max(0.0));
             }
         }
     }

@@ -11,7 +11,8 @@
 //!   request's event (so with a durable sink, "got a response" implies "event journaled"). If the
 //!   sink is slow, requests wait (backpressure) rather than lose events.
 //! - Every refusal has its own status and event: 413 (body too large), 431 (headers too large),
-//!   404 (no route), 502 (upstream unreachable), 504 (upstream timeout).
+//!   404 (no route), 502 (upstream unreachable), 504 (upstream timeout), and, when an
+//!   [`Enforcer`] is set, 403 (blocked by a decision) and 429 (throttled, with `Retry-After`).
 //!
 //! The request flow is drawn in `docs/architecture.md` (phases: accept -> identify -> limit ->
 //! route -> forward -> capture response -> emit).
@@ -38,6 +39,39 @@ use std::future::Future;
 use std::pin::Pin;
 
 use apiwatch_event::Event;
+
+/// What the gateway does with a request before forwarding it, by the decisions in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enforcement {
+    /// Forward it.
+    Allow,
+    /// Refuse it with 403.
+    Block {
+        /// The decision that blocks it.
+        decision_id: String,
+        /// Why, for the response and the event.
+        reason: String,
+    },
+    /// Refuse it with 429 and `Retry-After`.
+    Throttle {
+        /// The decision that throttles it.
+        decision_id: String,
+        /// When a token is next available.
+        retry_after: std::time::Duration,
+    },
+}
+
+/// Consulted on every request before it is forwarded (after the client address and the
+/// identity are known). Must be fast: it is on the request path.
+pub trait Enforcer: Send + Sync + 'static {
+    /// The verdict for a client address, API key fingerprint and user name.
+    fn check(
+        &self,
+        client: std::net::IpAddr,
+        key_fingerprint: Option<&str>,
+        user: Option<&str>,
+    ) -> Enforcement;
+}
 
 /// Where the gateway sends its events.
 ///

@@ -37,6 +37,7 @@ pub struct Shared {
     pub templater: RouteTemplater,
     pub fingerprinter: Fingerprinter,
     pub scheme: &'static str,
+    pub enforcer: Option<Arc<dyn crate::Enforcer>>,
 }
 
 /// A refusal or failure answered by the gateway itself.
@@ -76,6 +77,11 @@ pub async fn handle(
             }
         }));
     }
+
+    let mut pending = match enforce(&shared, pending, &request_id) {
+        Ok(pending) => pending,
+        Err(refused) => return Ok(*refused),
+    };
 
     let refusal = check_limits(&shared, &request);
     let route = shared.route_for(&request);
@@ -305,6 +311,76 @@ fn source_chain<'a>(
     err: &'a (dyn std::error::Error + 'static),
 ) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(err), |err| err.source())
+}
+
+/// Applies the decisions in force: the request's event back to go on, or the refusal (403 or
+/// 429) when the client is blocked or over its throttle.
+fn enforce(
+    shared: &Shared,
+    mut pending: PendingEvent,
+    request_id: &str,
+) -> Result<PendingEvent, Box<Response<ObservedBody>>> {
+    let Some(enforcer) = shared.enforcer.as_ref() else {
+        return Ok(pending);
+    };
+    let event = &pending.event;
+    let Some(client) = event
+        .source_ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+    else {
+        return Ok(pending);
+    };
+    let verdict = enforcer.check(
+        client,
+        event.key_fingerprint.as_deref(),
+        event.user_name.as_deref(),
+    );
+    let (refusal, decision_id, retry_after) = match verdict {
+        crate::Enforcement::Allow => return Ok(pending),
+        crate::Enforcement::Block {
+            decision_id,
+            reason,
+        } => (
+            Refusal {
+                status: StatusCode::FORBIDDEN,
+                kind: "blocked",
+                message: format!("blocked by decision {decision_id}: {reason}"),
+            },
+            decision_id,
+            None,
+        ),
+        crate::Enforcement::Throttle {
+            decision_id,
+            retry_after,
+        } => {
+            // Whole seconds for the header, rounded up, at least 1.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            let seconds = seconds.max(1);
+            (
+                Refusal {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    kind: "throttled",
+                    message: format!(
+                        "throttled by decision {decision_id}; retry after {seconds} s"
+                    ),
+                },
+                decision_id,
+                Some(seconds),
+            )
+        }
+    };
+    pending
+        .event
+        .labels
+        .insert("decision.id".to_owned(), decision_id);
+    let mut response = refuse(pending, refusal, request_id);
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    Err(Box::new(response))
 }
 
 /// Answers the client from the gateway itself, with a small JSON body naming the problem.

@@ -65,11 +65,24 @@ impl Gateway {
             sink,
             metrics: Arc::new(GatewayMetrics::default()),
             fingerprinter,
+            enforcer: None,
         };
         Ok(Gateway {
             shared: Arc::new(shared),
             tls,
         })
+    }
+
+    /// Enforces decisions: `enforcer` is asked before every request is forwarded.
+    ///
+    /// # Panics
+    ///
+    /// When called after [`Gateway::serve`] started (the gateway is shared by then).
+    pub fn with_enforcer(mut self, enforcer: Arc<dyn crate::Enforcer>) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("with_enforcer is called before serving")
+            .enforcer = Some(enforcer);
+        self
     }
 
     /// The gateway's metrics, to register with the admin server.

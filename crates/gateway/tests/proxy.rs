@@ -499,3 +499,89 @@ async fn upstream_cutting_a_small_body_short_gives_502() {
     assert_eq!(event.status_code, Some(502));
     assert_eq!(event.error_type.as_deref(), Some("upstream_body"));
 }
+
+/// Blocks 203.0.113.9 and the user `mallory`, throttles 198.51.100.1.
+struct TestEnforcer;
+
+impl apiwatch_gateway::Enforcer for TestEnforcer {
+    fn check(
+        &self,
+        client: std::net::IpAddr,
+        _key_fingerprint: Option<&str>,
+        user: Option<&str>,
+    ) -> apiwatch_gateway::Enforcement {
+        use apiwatch_gateway::Enforcement;
+        if client.to_string() == "203.0.113.9" || user == Some("mallory") {
+            Enforcement::Block {
+                decision_id: "d-block".to_owned(),
+                reason: "brute force".to_owned(),
+            }
+        } else if client.to_string() == "198.51.100.1" {
+            Enforcement::Throttle {
+                decision_id: "d-throttle".to_owned(),
+                retry_after: Duration::from_millis(1500),
+            }
+        } else {
+            Enforcement::Allow
+        }
+    }
+}
+
+#[tokio::test]
+async fn decisions_block_with_403_and_throttle_with_429_before_forwarding() {
+    let upstream = start_upstream().await;
+    let (gateway, sink) = start_gateway_full(
+        upstream,
+        CollectingSink::default(),
+        Some(std::sync::Arc::new(TestEnforcer)),
+        |settings| settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()],
+    )
+    .await;
+    let client = http1_client();
+    let from = |ip: &str| {
+        get(gateway, "/api/things")
+            .header("x-forwarded-for", ip)
+            .body(empty())
+            .unwrap()
+    };
+    let (status, headers, body) = send(&client, from("203.0.113.9")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["error"], "blocked");
+    assert!(json["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(headers.get("x-request-id").is_some());
+
+    let (status, headers, _) = send(&client, from("198.51.100.1")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers.get("retry-after").unwrap(), "2");
+
+    let (status, _, _) = send(&client, from("192.0.2.50")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _, _) = send(
+        &client,
+        get(gateway, "/api/things")
+            .header("x-forwarded-for", "192.0.2.51")
+            .header("authorization", "Basic bWFsbG9yeTpzZWNyZXQ=")
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "blocked by user name");
+
+    let events = sink.wait_for(4).await;
+    let blocked = events
+        .iter()
+        .find(|event| event.source_ip.as_deref() == Some("203.0.113.9"))
+        .unwrap();
+    assert_eq!(blocked.status_code, Some(403));
+    assert_eq!(blocked.error_type.as_deref(), Some("blocked"));
+    assert_eq!(blocked.labels["decision.id"], "d-block");
+    assert!(blocked.upstream_address.is_none(), "never forwarded");
+    let throttled = events
+        .iter()
+        .find(|event| event.source_ip.as_deref() == Some("198.51.100.1"))
+        .unwrap();
+    assert_eq!(throttled.status_code, Some(429));
+    assert_eq!(throttled.error_type.as_deref(), Some("throttled"));
+}

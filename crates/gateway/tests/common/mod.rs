@@ -70,15 +70,27 @@ pub async fn start_gateway_with_sink(
     sink: CollectingSink,
     adjust: impl FnOnce(&mut GatewaySettings),
 ) -> (SocketAddr, CollectingSink) {
+    start_gateway_full(upstream, sink, None, adjust).await
+}
+
+pub async fn start_gateway_full(
+    upstream: SocketAddr,
+    sink: CollectingSink,
+    enforcer: Option<Arc<dyn apiwatch_gateway::Enforcer>>,
+    adjust: impl FnOnce(&mut GatewaySettings),
+) -> (SocketAddr, CollectingSink) {
     let mut settings =
         GatewaySettings::with_upstream(Upstream::parse(&format!("http://{upstream}")).unwrap());
     adjust(&mut settings);
-    let gateway = Gateway::new(
+    let mut gateway = Gateway::new(
         settings,
         Arc::new(sink.clone()),
         Fingerprinter::new([7; 32]),
     )
     .unwrap();
+    if let Some(enforcer) = enforcer {
+        gateway = gateway.with_enforcer(enforcer);
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(gateway.serve(listener, std::future::pending()));
