@@ -46,6 +46,29 @@ pub struct RawConfig {
     /// Detection rules.
     #[serde(default)]
     pub detect: RawDetect,
+    /// Decisions made from findings.
+    #[serde(default)]
+    pub respond: RawRespond,
+}
+
+/// `[respond]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRespond {
+    /// Make and enforce decisions at all (default true).
+    pub enabled: Option<bool>,
+    /// Record what would have been decided, enforce nothing (default false).
+    pub dry_run: Option<bool>,
+    /// Addresses, ranges (`10.0.0.0/8`), keys (`key:fp_...`) and users (`user:name`) that no
+    /// rule can block or throttle.
+    #[serde(default)]
+    pub allowlist: Vec<Spanned<String>>,
+    /// TTL of a decision whose rule gives none (default 15m).
+    pub default_ttl: Option<Spanned<String>>,
+    /// Each earlier decision on the same scope multiplies the TTL by this (default 2).
+    pub repeat_multiplier: Option<Spanned<f64>>,
+    /// Longest TTL a repeat offender gets (default 24h).
+    pub max_ttl: Option<Spanned<String>>,
 }
 
 /// `[detect]`.
@@ -205,6 +228,38 @@ pub struct Settings {
     pub log_level: String,
     /// Detection.
     pub detect: DetectSettings,
+    /// Decisions.
+    pub respond: RespondSettings,
+}
+
+/// Validated `[respond]` settings.
+#[derive(Debug, Clone)]
+pub struct RespondSettings {
+    /// Make and enforce decisions.
+    pub enabled: bool,
+    /// Record only.
+    pub dry_run: bool,
+    /// Never blocked or throttled.
+    pub allowlist: Vec<apiwatch_respond::Scope>,
+    /// TTL when the rule gives none.
+    pub default_ttl: Duration,
+    /// Repeat-offender TTL multiplier.
+    pub repeat_multiplier: f64,
+    /// TTL cap.
+    pub max_ttl: Duration,
+}
+
+impl Default for RespondSettings {
+    fn default() -> Self {
+        RespondSettings {
+            enabled: true,
+            dry_run: false,
+            allowlist: Vec::new(),
+            default_ttl: Duration::from_secs(15 * 60),
+            repeat_multiplier: 2.0,
+            max_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// Validated `[detect]` settings.
@@ -566,6 +621,7 @@ impl RawConfig {
                 }
             },
         };
+        let respond = self.validate_respond(&mut check);
         let max_state_mib = match &self.detect.max_state_mib {
             Some(value) if *value.get_ref() < 1 => {
                 check.problem(
@@ -617,7 +673,44 @@ impl RawConfig {
             log_json,
             log_level: self.log.level.unwrap_or_else(|| "info".to_owned()),
             detect,
+            respond,
         })
+    }
+
+    fn validate_respond(&self, check: &mut Checker<'_>) -> RespondSettings {
+        let raw = &self.respond;
+        let defaults = RespondSettings::default();
+        let mut allowlist = Vec::new();
+        for entry in &raw.allowlist {
+            match apiwatch_respond::Scope::parse(entry.get_ref()) {
+                Ok(scope) => allowlist.push(scope),
+                Err(err) => check.problem("respond.allowlist", Some(entry), err.to_string()),
+            }
+        }
+        let repeat_multiplier = match &raw.repeat_multiplier {
+            Some(value) if !(1.0..=100.0).contains(value.get_ref()) => {
+                check.problem(
+                    "respond.repeat_multiplier",
+                    Some(value),
+                    "expected a number from 1 to 100".to_owned(),
+                );
+                defaults.repeat_multiplier
+            }
+            Some(value) => *value.get_ref(),
+            None => defaults.repeat_multiplier,
+        };
+        RespondSettings {
+            enabled: raw.enabled.unwrap_or(true),
+            dry_run: raw.dry_run.unwrap_or(false),
+            allowlist,
+            default_ttl: check.duration(
+                "respond.default_ttl",
+                raw.default_ttl.as_ref(),
+                defaults.default_ttl,
+            ),
+            repeat_multiplier,
+            max_ttl: check.duration("respond.max_ttl", raw.max_ttl.as_ref(), defaults.max_ttl),
+        }
     }
 
     fn validate_routes(&self, check: &mut Checker<'_>, overrides: &Overrides) -> Vec<Route> {

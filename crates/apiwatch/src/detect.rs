@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use apiwatch_detect::{Engine, EngineLimits, RuleError, RuleSet};
+use apiwatch_detect::{Engine, EngineLimits, Finding, RuleError, RuleSet};
 use apiwatch_event::{Event, EventKind};
 use apiwatch_journal::{Appender, Follower};
 use prometheus_client::metrics::counter::Counter;
@@ -59,6 +59,7 @@ impl DetectStage {
         start_seq: u64,
         appender: Appender,
         reload: Arc<AtomicBool>,
+        responder: Option<crate::respond::Responder>,
         registry: &mut Registry,
     ) -> anyhow::Result<DetectStage> {
         let rules = load_rules(settings).map_err(|problems| {
@@ -96,6 +97,7 @@ impl DetectStage {
             follower: Follower::new(data_dir, start_seq),
             engine,
             appender,
+            responder,
             reload,
             stop: Arc::clone(&stop),
             records_read,
@@ -125,6 +127,7 @@ struct Worker {
     follower: Follower,
     engine: Engine,
     appender: Appender,
+    responder: Option<crate::respond::Responder>,
     reload: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     records_read: Counter,
@@ -176,13 +179,20 @@ impl Worker {
                         message = %finding.message,
                         "finding"
                     );
-                    findings.push(finding.to_json());
+                    findings.push(finding);
                 }
             }
-            if !findings.is_empty()
-                && let Err(err) = self.appender.append_batch_blocking(findings)
-            {
-                tracing::error!(error = %err, "failed to journal findings");
+            if !findings.is_empty() {
+                let records = findings.iter().map(Finding::to_json).collect();
+                if let Err(err) = self.appender.append_batch_blocking(records) {
+                    tracing::error!(error = %err, "failed to journal findings");
+                }
+                // Decisions after their findings, so the journal reads cause then effect.
+                if let Some(responder) = &self.responder {
+                    for finding in &findings {
+                        responder.on_finding(finding);
+                    }
+                }
             }
             let now = OffsetDateTime::now_utc();
             for end in ended {

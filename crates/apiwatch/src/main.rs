@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod demo;
 mod detect;
+mod respond;
 mod topology;
 
 use std::process::ExitCode;

@@ -111,6 +111,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             apiwatch_server::tokens::TOKENS_FILE
         );
     }
+    let responder = if settings.respond.enabled {
+        Some(crate::respond::Responder::open(
+            &settings.respond,
+            &settings.data_dir,
+            journal.appender(),
+        )?)
+    } else {
+        None
+    };
     let reload_rules = Arc::new(AtomicBool::new(false));
     let detect = if settings.detect.enabled {
         Some(crate::detect::DetectStage::start(
@@ -119,6 +128,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             recovery.records,
             journal.appender(),
             Arc::clone(&reload_rules),
+            responder.clone(),
             &mut registry,
         )?)
     } else {
@@ -134,12 +144,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         appender: journal.appender(),
         dropped,
     });
-    let gateway = Gateway::new(
+    let mut gateway = Gateway::new(
         settings.gateway.clone(),
         sink,
         Fingerprinter::new(fingerprint_key),
     )
     .context("failed to build the gateway")?;
+    if let Some(responder) = &responder {
+        gateway = gateway.with_enforcer(responder.enforcer());
+    }
     gateway.metrics().register(&mut registry);
 
     let gateway_listener = tokio::net::TcpListener::bind(settings.listen)
@@ -153,9 +166,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
 
     let ready = Arc::new(AtomicBool::new(false));
     let (shutdown, _) = watch::channel(false);
+    if let Some(responder) = &responder {
+        tokio::spawn(responder.clone().run_expiry(shutdown.subscribe()));
+    }
     let gateway_task = tokio::spawn(gateway.serve(gateway_listener, stopped(shutdown.subscribe())));
-    let admin_state = apiwatch_server::AdminState::new(registry, Arc::clone(&ready))
+    let mut admin_state = apiwatch_server::AdminState::new(registry, Arc::clone(&ready))
         .with_api(tokens, settings.data_dir.clone());
+    if let Some(responder) = &responder {
+        admin_state = admin_state.with_decisions(Arc::new(responder.clone()));
+    }
     let admin_task = tokio::spawn(apiwatch_server::serve(
         admin_listener,
         admin_state,

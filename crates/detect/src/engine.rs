@@ -22,12 +22,14 @@ use crate::conditions::outlier::OutlierState;
 use crate::conditions::pattern::{PatternHit, PatternIndex, PatternState};
 use crate::conditions::ratio::RatioState;
 use crate::conditions::sequence::{SequenceState, Step};
-use crate::conditions::{ConditionSpec, Crossing, display_value, render_template};
+use crate::conditions::{ConditionSpec, Crossing, Predicate, display_value, render_template};
 use crate::finding::Finding;
+use crate::key::KeySpec;
 use crate::metrics::Metrics;
 use crate::rule::{Rule, RuleSet};
 use crate::timestamp::{format_nanos, parse_nanos};
 use crate::window::Buckets;
+pub(crate) use table::SAMPLES;
 use table::{Fire, Table, Update};
 
 /// Limits of an [`Engine`].
@@ -131,10 +133,98 @@ enum Input {
     Sequence(Step),
 }
 
+/// What decides cheaply whether a rule looks at an event, kept apart from the (large) rule so
+/// that skipping a rule touches one small array.
+#[derive(Debug, Clone, Copy)]
+struct RuleGate {
+    /// A pattern rule: skipped unless the event had pattern hits.
+    pattern: bool,
+    /// Position of the rule's filter in [`Filters`]; `None` when it has none.
+    filter: Option<usize>,
+    /// Position of the rule's key in [`KeyHashes`].
+    key: usize,
+}
+
+/// The distinct filters of the engine's rules, each evaluated at most once per event however
+/// many rules share it (`key:*` guards four built-in rules).
+#[derive(Debug, Default)]
+struct Filters {
+    texts: Vec<String>,
+    predicates: Vec<Predicate>,
+    /// This event's results by filter: `None` until evaluated.
+    results: Vec<Option<bool>>,
+}
+
+impl Filters {
+    /// The position of the filter written `text`, added if new.
+    fn position(&mut self, text: &str, predicate: &Predicate) -> usize {
+        match self.texts.iter().position(|known| known == text) {
+            Some(position) => position,
+            None => {
+                self.texts.push(text.to_owned());
+                self.predicates.push(predicate.clone());
+                self.results.push(None);
+                self.texts.len() - 1
+            }
+        }
+    }
+
+    /// Forgets the previous event's results.
+    fn clear(&mut self) {
+        self.results.fill(None);
+    }
+
+    /// Whether filter `position` matches `event`, evaluated on first use.
+    fn matches(&mut self, position: usize, event: &Event) -> bool {
+        *self.results[position].get_or_insert_with(|| self.predicates[position].matches(event))
+    }
+}
+
+/// The distinct key specs of the engine's rules (and the fields of `distinct` conditions,
+/// hashed the same way), each hashed at most once per event however many rules share it.
+#[derive(Debug, Default)]
+struct KeyHashes {
+    specs: Vec<KeySpec>,
+    /// What each event starts with: the hash of the global key, which never changes.
+    fixed: Vec<Option<Option<u64>>>,
+    /// This event's hashes by spec: `None` until computed, `Some(None)` when a field is missing.
+    hashes: Vec<Option<Option<u64>>>,
+}
+
+impl KeyHashes {
+    /// The position of `spec`, added if new.
+    fn position(&mut self, spec: KeySpec, hasher: &RandomState) -> usize {
+        match self.specs.iter().position(|known| *known == spec) {
+            Some(position) => position,
+            None => {
+                let fixed = spec
+                    .is_global()
+                    .then(|| Some(hasher.build_hasher().finish()));
+                self.specs.push(spec);
+                self.fixed.push(fixed);
+                self.hashes.push(fixed);
+                self.specs.len() - 1
+            }
+        }
+    }
+
+    /// Forgets the previous event's hashes.
+    fn clear(&mut self) {
+        self.hashes.copy_from_slice(&self.fixed);
+    }
+
+    /// The hash of spec `position` for `event`, computed on first use.
+    fn get(&mut self, position: usize, event: &Event, hasher: &RandomState) -> Option<u64> {
+        *self.hashes[position].get_or_insert_with(|| self.specs[position].hash(event, hasher))
+    }
+}
+
 /// A rule with its state.
 #[derive(Debug)]
 struct RuleRuntime {
     rule: Rule,
+    /// Position of a `distinct` condition's field in [`KeyHashes`].
+    distinct_field: Option<usize>,
     state: RuleState,
     buckets: Buckets,
     /// Position among pattern rules, for [`PatternHit::rule`].
@@ -145,7 +235,12 @@ struct RuleRuntime {
 }
 
 impl RuleRuntime {
-    fn new(rule: Rule, state: Option<RuleState>) -> RuleRuntime {
+    fn new(
+        rule: Rule,
+        state: Option<RuleState>,
+        keys: &mut KeyHashes,
+        hasher: &RandomState,
+    ) -> RuleRuntime {
         let idle_ns = match rule.condition {
             ConditionSpec::Baseline(ref spec) => {
                 LEARNED_IDLE_NS.max(spec.interval_ns.saturating_mul(10))
@@ -153,7 +248,14 @@ impl RuleRuntime {
             ConditionSpec::Outlier(_) => LEARNED_IDLE_NS,
             _ => rule.window_ns.max(rule.cooldown_ns),
         };
+        let distinct_field = match &rule.condition {
+            ConditionSpec::Distinct(spec) => {
+                Some(keys.position(KeySpec::of_field(spec.field.clone()), hasher))
+            }
+            _ => None,
+        };
         RuleRuntime {
+            distinct_field,
             state: state.unwrap_or_else(|| RuleState::for_condition(&rule.condition)),
             buckets: Buckets::for_window(rule.window_ns),
             pattern_ordinal: None,
@@ -164,16 +266,21 @@ impl RuleRuntime {
     }
 
     /// What the event means to this rule, or `None` when the rule ignores it.
-    fn input(&self, event: &Event, hits: &[PatternHit], hasher: &RandomState) -> Option<Input> {
+    fn input(
+        &self,
+        event: &Event,
+        hits: &[PatternHit],
+        keys: &mut KeyHashes,
+        hasher: &RandomState,
+    ) -> Option<Input> {
         let input = match &self.rule.condition {
             ConditionSpec::Count(_) => Input::Count,
             ConditionSpec::Sum(spec) => {
                 Input::Sum(spec.field.get(event)?.as_number()?.max(0.0) as u64)
             }
-            ConditionSpec::Distinct(spec) => {
-                let mut hasher = hasher.build_hasher();
-                spec.field.get(event)?.hash_into(&mut hasher);
-                Input::Distinct(hasher.finish())
+            // The field's value hash is the hash of a key made of that field alone.
+            ConditionSpec::Distinct(_) => {
+                Input::Distinct(keys.get(self.distinct_field?, event, hasher)?)
             }
             ConditionSpec::Ratio(spec) => Input::Ratio(spec.matcher.matches(event)),
             ConditionSpec::Baseline(spec) => match &spec.field {
@@ -214,7 +321,10 @@ impl RuleRuntime {
                 cooldown,
                 event_id,
                 || spec.new_state(bucket),
-                |state| sampled(spec.observe(state, bucket)),
+                |state| Update {
+                    crossing: spec.observe(state, bucket),
+                    sample: spec.worth_sampling(state),
+                },
             ),
             (RuleState::Sum(table), ConditionSpec::Sum(spec), Input::Sum(amount)) => table.observe(
                 key,
@@ -281,7 +391,10 @@ impl RuleRuntime {
                     cooldown,
                     event_id,
                     || spec.new_state(bucket),
-                    |state| sampled(spec.observe(state, bucket, hit)),
+                    |state| Update {
+                        crossing: spec.observe(state, bucket, hit),
+                        sample: spec.worth_sampling(state),
+                    },
                 ),
             (RuleState::Sequence(table), ConditionSpec::Sequence(spec), Input::Sequence(step)) => {
                 table.observe(
@@ -302,8 +415,12 @@ impl RuleRuntime {
 #[derive(Debug)]
 pub struct Engine {
     rules: Vec<RuleRuntime>,
+    /// One per rule, in the same order.
+    gates: Vec<RuleGate>,
+    filters: Filters,
     patterns: PatternIndex,
     pattern_hits: Vec<PatternHit>,
+    keys: KeyHashes,
     hasher: RandomState,
     limits: EngineLimits,
     now_ns: i64,
@@ -317,8 +434,11 @@ impl Engine {
     pub fn new(rules: RuleSet, limits: EngineLimits) -> Engine {
         let mut engine = Engine {
             rules: Vec::new(),
+            gates: Vec::new(),
+            filters: Filters::default(),
             patterns: PatternIndex::default(),
             pattern_hits: Vec::new(),
+            keys: KeyHashes::default(),
             hasher: RandomState::new(),
             limits,
             now_ns: i64::MIN,
@@ -334,14 +454,21 @@ impl Engine {
     pub fn replace_rules(&mut self, rules: RuleSet) {
         let mut old = std::mem::take(&mut self.rules);
         let mut runtimes = Vec::new();
+        self.keys = KeyHashes::default();
+        self.filters = Filters::default();
         for rule in rules.rules().iter().filter(|rule| rule.enabled) {
             let kept = old
                 .iter()
                 .position(|runtime| runtime.rule.same_definition(rule))
                 .map(|position| old.swap_remove(position));
             runtimes.push(match kept {
-                Some(runtime) => RuleRuntime::new(rule.clone(), Some(runtime.state)),
-                None => RuleRuntime::new(rule.clone(), None),
+                Some(runtime) => RuleRuntime::new(
+                    rule.clone(),
+                    Some(runtime.state),
+                    &mut self.keys,
+                    &self.hasher,
+                ),
+                None => RuleRuntime::new(rule.clone(), None, &mut self.keys, &self.hasher),
             });
         }
         let mut ordinal = 0u32;
@@ -358,6 +485,17 @@ impl Engine {
                     _ => None,
                 },
             ));
+        self.gates = runtimes
+            .iter()
+            .map(|runtime| RuleGate {
+                pattern: runtime.pattern_ordinal.is_some(),
+                filter: (!runtime.rule.filter.is_always()).then(|| {
+                    self.filters
+                        .position(&runtime.rule.filter_text, &runtime.rule.filter)
+                }),
+                key: self.keys.position(runtime.rule.key.clone(), &self.hasher),
+            })
+            .collect();
         self.rules = runtimes;
         self.next_sweep_ns = i64::MIN;
         self.metrics.state_bytes.set(self.state_bytes() as i64);
@@ -402,23 +540,32 @@ impl Engine {
         };
         self.now_ns = self.now_ns.max(at_ns);
         self.pattern_hits.clear();
+        self.keys.clear();
+        self.filters.clear();
         if !self.patterns.is_empty() {
             self.patterns.scan(event, &mut self.pattern_hits);
         }
         let mut parsed_id: Option<Option<u128>> = None;
         let mut grew = false;
-        for index in 0..self.rules.len() {
+        // Cheapest first: pattern hits, then the filter (shared by rules), then the input and
+        // the key hash (shared too), so most rules are skipped without touching their state.
+        for index in 0..self.gates.len() {
+            let gate = self.gates[index];
+            if gate.pattern && self.pattern_hits.is_empty() {
+                continue;
+            }
+            if let Some(filter) = gate.filter {
+                if !self.filters.matches(filter, event) {
+                    continue;
+                }
+            }
             let runtime = &self.rules[index];
-            if runtime.pattern_ordinal.is_some() && self.pattern_hits.is_empty() {
-                continue;
-            }
-            if !runtime.rule.filter.matches(event) {
-                continue;
-            }
-            let Some(input) = runtime.input(event, &self.pattern_hits, &self.hasher) else {
+            let Some(input) =
+                runtime.input(event, &self.pattern_hits, &mut self.keys, &self.hasher)
+            else {
                 continue;
             };
-            let Some(key) = runtime.rule.key.hash(event, &self.hasher) else {
+            let Some(key) = self.keys.get(gate.key, event, &self.hasher) else {
                 continue;
             };
             grew |= self.observe_rule(
@@ -454,7 +601,10 @@ impl Engine {
             self.make_room(index, growth);
         }
         let runtime = &mut self.rules[index];
-        let before = runtime.state.len();
+        let keys_before = runtime.state.len();
+        // Distinct sets also grow inside their slots; other kinds only by adding keys.
+        let distinct = matches!(runtime.state, RuleState::Distinct(_));
+        let bytes_before = if distinct { runtime.state.bytes() } else { 0 };
         let event_id = || {
             *parsed_id
                 .get_or_insert_with(|| uuid::Uuid::try_parse(&event.id).ok().map(|id| id.as_u128()))
@@ -464,8 +614,8 @@ impl Engine {
             findings.push(build_finding(&runtime.rule, event, at_ns, fire));
         }
         growth > 0
-            || runtime.state.len() != before
-            || matches!(runtime.state, RuleState::Distinct(_))
+            || runtime.state.len() != keys_before
+            || (distinct && runtime.state.bytes() > bytes_before)
     }
 
     /// Makes room for `growth` more bytes in rule `index`'s table: evicts half of the largest

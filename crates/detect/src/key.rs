@@ -57,6 +57,19 @@ impl KeySpec {
         Ok(KeySpec { parts, label })
     }
 
+    /// A key of one field, whose hash is the field's value hash (for `distinct` values).
+    pub(crate) fn of_field(field: FieldRef) -> KeySpec {
+        KeySpec {
+            label: field.name().into_owned(),
+            parts: vec![KeyPart::Field(field)],
+        }
+    }
+
+    /// Whether the key is empty: the whole stream is one key, whose hash never changes.
+    pub(crate) fn is_global(&self) -> bool {
+        self.parts.is_empty()
+    }
+
     /// The key's field names as shown in findings (`source.ip`, `source.ip/24`, `*` for global).
     pub(crate) fn label(&self) -> &str {
         &self.label

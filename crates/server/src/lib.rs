@@ -9,6 +9,29 @@
 pub mod findings;
 pub mod tokens;
 
+/// A boxed, sendable future, as the [`DecisionsApi`] methods return.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Decisions as the admin API sees them (JSON in and out); the binary implements it over the
+/// decisions table so this crate does not depend on the responder.
+pub trait DecisionsApi: Send + Sync + 'static {
+    /// The live decisions, as a JSON array.
+    fn list(&self) -> serde_json::Value;
+    /// Adds a decision from a request body; `by` is the token's name. Errors are
+    /// (status, message).
+    fn add(
+        &self,
+        body: serde_json::Value,
+        by: String,
+    ) -> BoxFuture<Result<serde_json::Value, (u16, String)>>;
+    /// Deletes a decision; `Ok(None)` when there is no such live decision.
+    fn delete(
+        &self,
+        id: String,
+        by: String,
+    ) -> BoxFuture<Result<Option<serde_json::Value>, String>>;
+}
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +55,7 @@ pub struct AdminState {
     registry: Arc<Registry>,
     ready: Arc<AtomicBool>,
     api: Option<Arc<Api>>,
+    decisions: Option<Arc<dyn DecisionsApi>>,
 }
 
 /// What the `/api/` handlers need: who may ask, and where the journal is.
@@ -48,7 +72,14 @@ impl AdminState {
             registry: Arc::new(registry),
             ready,
             api: None,
+            decisions: None,
         }
+    }
+
+    /// Serves `/api/v1/decisions` (list, add, delete) through `decisions`.
+    pub fn with_decisions(mut self, decisions: Arc<dyn DecisionsApi>) -> Self {
+        self.decisions = Some(decisions);
+        self
     }
 
     /// Enables `/api/v1/...` for holders of the given tokens, reading the journal in `data_dir`.
@@ -65,6 +96,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/findings", get(findings_handler))
+        .route("/api/v1/decisions", get(list_decisions).post(add_decision))
+        .route(
+            "/api/v1/decisions/{id}",
+            axum::routing::delete(delete_decision),
+        )
         .with_state(state)
 }
 
@@ -122,7 +158,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 fn authorize(
     state: &AdminState,
     headers: &HeaderMap,
-) -> Result<Arc<Api>, (StatusCode, &'static str)> {
+) -> Result<(Arc<Api>, String), (StatusCode, &'static str)> {
     let Some(api) = state.api.as_ref() else {
         return Err((StatusCode::NOT_FOUND, "the API is not enabled"));
     };
@@ -130,7 +166,7 @@ fn authorize(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
     match presented.and_then(|value| api.tokens.check(value)) {
-        Some(_) => Ok(Arc::clone(api)),
+        Some(name) => Ok((Arc::clone(api), name.to_owned())),
         None => Err((
             StatusCode::UNAUTHORIZED,
             "a valid bearer token is required (Authorization: Bearer aw_...)",
@@ -155,7 +191,7 @@ async fn findings_handler(
     Query(params): Query<FindingsParams>,
 ) -> Response {
     let api = match authorize(&state, &headers) {
-        Ok(api) => api,
+        Ok((api, _)) => api,
         Err((status, message)) => return error(status, message),
     };
     let since = match params.since.as_deref().map(humantime::parse_duration) {
@@ -185,6 +221,75 @@ async fn findings_handler(
             format!("failed to read the journal: {err}"),
         ),
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "reader panicked"),
+    }
+}
+
+/// The decisions API and the caller's token name, or the error to answer.
+fn decisions_api(
+    state: &AdminState,
+    headers: &HeaderMap,
+) -> Result<(Arc<dyn DecisionsApi>, String), Box<Response>> {
+    let (_, by) =
+        authorize(state, headers).map_err(|(status, message)| Box::new(error(status, message)))?;
+    match &state.decisions {
+        Some(decisions) => Ok((Arc::clone(decisions), by)),
+        None => Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            "decisions are disabled ([respond] enabled = false)",
+        ))),
+    }
+}
+
+async fn list_decisions(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    match decisions_api(&state, &headers) {
+        Ok((decisions, _)) => Json(json!({ "decisions": decisions.list() })).into_response(),
+        Err(response) => *response,
+    }
+}
+
+async fn add_decision(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let (decisions, by) = match decisions_api(&state, &headers) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    let body: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body: expected a JSON object ({err})"),
+            );
+        }
+    };
+    match decisions.add(body, format!("manual:{by}")).await {
+        Ok(decision) => (StatusCode::CREATED, Json(decision)).into_response(),
+        Err((status, message)) => error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            message,
+        ),
+    }
+}
+
+async fn delete_decision(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let (decisions, by) = match decisions_api(&state, &headers) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    match decisions.delete(id.clone(), format!("manual:{by}")).await {
+        Ok(Some(decision)) => Json(decision).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no live decision with id {id}"),
+        ),
+        Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Command-line interface: one module per command family.
 
+mod decisions;
 mod journal;
 mod rules;
 mod serve;
@@ -44,6 +45,11 @@ enum Command {
     Demo(crate::demo::DemoArgs),
     /// Print recent findings of the detection rules (JSON lines).
     Findings(rules::FindingsArgs),
+    /// Decisions (block or throttle) through a running apiwatch's admin API.
+    Decisions {
+        #[command(subcommand)]
+        command: decisions::DecisionsCommand,
+    },
     /// Detection rules: check files, list, backtest.
     Rules {
         #[command(subcommand)]
@@ -81,6 +87,7 @@ pub fn main() -> ExitCode {
         } => config_check(&file),
         Command::Findings(args) => rules::findings(args),
         Command::Rules { command } => rules::run(command),
+        Command::Decisions { command } => decisions::run(command),
         Command::Demo(args) => {
             init_logging(json_logs, "warn");
             crate::demo::run(args)

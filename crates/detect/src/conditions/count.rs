@@ -1,6 +1,7 @@
 //! `count` (events in the window) and `sum` (a numeric field summed over the window).
 
 use crate::conditions::{Crossing, KeyState};
+use crate::engine::SAMPLES;
 use crate::field::FieldRef;
 use crate::window::Ring;
 
@@ -25,6 +26,15 @@ impl CountSpec {
         }
     }
 
+    /// Whether the event just counted may be among the last [`SAMPLES`] before a crossing, so
+    /// its id is worth keeping. Each event adds at most one to the count, so the events before
+    /// a crossing left counts of at least `threshold - SAMPLES + 1`; skipping the ids of the
+    /// others keeps the samples of every finding the same and saves a store per event on busy
+    /// keys far from the threshold.
+    pub(crate) fn worth_sampling(&self, state: &CountState) -> bool {
+        near_threshold(state.ring.total(), self.threshold)
+    }
+
     /// Counts one event in `bucket`.
     pub(crate) fn observe(&self, state: &mut CountState, bucket: i64) -> Option<Crossing> {
         state.ring.add(bucket, 1);
@@ -34,6 +44,12 @@ impl CountSpec {
             threshold: self.threshold,
         })
     }
+}
+
+/// Whether a count of `total`, growing by at most one per event, is close enough to `threshold`
+/// that the event may be among the last [`SAMPLES`] before a crossing.
+pub(crate) fn near_threshold(total: u32, threshold: u64) -> bool {
+    u64::from(total) + SAMPLES as u64 > threshold
 }
 
 /// `sum`: fires when a numeric field summed over the key's window reaches `threshold`.

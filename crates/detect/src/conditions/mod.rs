@@ -45,6 +45,11 @@ impl Predicate {
     pub(crate) fn matches(&self, event: &Event) -> bool {
         self.query.as_ref().is_none_or(|query| query.matches(event))
     }
+
+    /// Whether the predicate matches every event without looking at it (no query).
+    pub(crate) fn is_always(&self) -> bool {
+        self.query.is_none()
+    }
 }
 
 /// A rule's condition, validated.

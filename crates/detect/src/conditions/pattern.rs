@@ -8,15 +8,19 @@
 //! All pattern rules of an engine share one [`PatternIndex`]: one automaton and one regex set
 //! per field, so a clean event costs one scan per field however many pattern rules there are.
 
+mod gate;
+
 use std::borrow::Cow;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use apiwatch_event::Event;
 use regex::{RegexSet, RegexSetBuilder};
 
+use crate::conditions::count::near_threshold;
 use crate::conditions::{Crossing, KeyState};
 use crate::field::FieldRef;
 use crate::window::Ring;
+use gate::PairGate;
 
 /// Default fields searched: path, query, user agent and every header value.
 pub(crate) const DEFAULT_FIELDS: [&str; 4] = [
@@ -48,6 +52,12 @@ impl PatternSpec {
         PatternState {
             ring: Ring::new(bucket),
         }
+    }
+
+    /// Whether the event just counted may be among the last samples before a crossing (see
+    /// [`CountSpec::worth_sampling`](crate::conditions::CountSpec::worth_sampling)).
+    pub(crate) fn worth_sampling(&self, state: &PatternState) -> bool {
+        near_threshold(state.ring.total(), self.threshold)
     }
 
     /// Counts one matching event; `hit` says which field and pattern matched.
@@ -109,6 +119,8 @@ struct Target {
 struct FieldScanner {
     field: FieldRef,
     plus_as_space: bool,
+    /// Lets through only text that may hold a literal (see the `gate` module).
+    gate: PairGate,
     literals: Option<AhoCorasick>,
     literal_targets: Vec<Target>,
     regexes: Option<RegexSet>,
@@ -176,6 +188,7 @@ impl PatternIndex {
             .map(|entry| FieldScanner {
                 plus_as_space: matches!(entry.field, FieldRef::Query | FieldRef::RequestBody),
                 field: entry.field,
+                gate: PairGate::build(&entry.literals),
                 literals: (!entry.literals.is_empty()).then(|| {
                     build_literals(&entry.literals).expect("literals were validated at load")
                 }),
@@ -205,7 +218,9 @@ impl PatternIndex {
                 // `is_match` uses the automaton's prefilter; the overlapping search that names
                 // every matching pattern only runs on the rare text that matches at all.
                 if let Some(automaton) = &scanner.literals {
-                    if automaton.is_match(normalized.as_ref()) {
+                    if scanner.gate.may_match(normalized.as_bytes())
+                        && automaton.is_match(normalized.as_ref())
+                    {
                         for found in automaton.find_overlapping_iter(normalized.as_ref()) {
                             push_hit(hits, scanner.literal_targets[found.pattern().as_usize()]);
                         }
@@ -253,41 +268,48 @@ pub(crate) fn build_regexes(regexes: &[String]) -> Result<RegexSet, String> {
         .map_err(|error| error.to_string())
 }
 
-const PLUS: u8 = 2;
-const SPACE: u8 = 3;
-const SLASH: u8 = 4;
-
-/// Bytes that may need normalising: 1 always, the others depending on context.
-const SPECIAL: [u8; 256] = {
-    let mut table = [0u8; 256];
-    table[b'%' as usize] = 1;
-    table[b'\\' as usize] = 1;
-    table[0] = 1;
-    table[b'\t' as usize] = 1;
-    table[b'\n' as usize] = 1;
-    table[b'\r' as usize] = 1;
-    table[0x0b] = 1;
-    table[0x0c] = 1;
-    table[b'+' as usize] = PLUS;
-    table[b' ' as usize] = SPACE;
-    table[b'/' as usize] = SLASH;
-    table
-};
+/// Whether `bytes` holds anything [`normalize`] would change: `%`, `\\`, NUL, ASCII
+/// whitespace other than a single space (a run of spaces, tab, line breaks, vertical tab, form
+/// feed), `/*`, and `+` when `plus_as_space`. Written as branch-free folds over chunks so the
+/// compiler vectorises it: nearly all text needs nothing, and this runs on every scanned field.
+fn needs_normalizing(bytes: &[u8], plus_as_space: bool) -> bool {
+    const CHUNK: usize = 32;
+    // Without `plus_as_space`, look for `%` twice rather than branch inside the loop.
+    let plus = if plus_as_space { b'+' } else { b'%' };
+    let single = bytes.chunks(CHUNK).any(|chunk| {
+        chunk.iter().fold(false, |found, &byte| {
+            found
+                | (byte == b'%')
+                | (byte == b'\\')
+                | (byte == plus)
+                | (byte == 0)
+                // \t \n \x0b \x0c \r
+                | (byte.wrapping_sub(b'\t') < 5)
+        })
+    });
+    if single || bytes.len() < 2 {
+        return single;
+    }
+    let (firsts, seconds) = (&bytes[..bytes.len() - 1], &bytes[1..]);
+    firsts
+        .chunks(CHUNK)
+        .zip(seconds.chunks(CHUNK))
+        .any(|(firsts, seconds)| {
+            firsts
+                .iter()
+                .zip(seconds)
+                .fold(false, |found, (&first, &second)| {
+                    found
+                        | ((first == b' ') & (second == b' '))
+                        | ((first == b'/') & (second == b'*'))
+                })
+        })
+}
 
 /// Normalises text for matching (see the module docs); borrows when nothing changes.
 pub(crate) fn normalize(text: &str, plus_as_space: bool) -> Cow<'_, str> {
     let bytes = text.as_bytes();
-    let needs_work =
-        bytes
-            .iter()
-            .enumerate()
-            .any(|(index, &byte)| match SPECIAL[usize::from(byte)] {
-                0 => false,
-                PLUS => plus_as_space,
-                SPACE => bytes.get(index + 1) == Some(&b' '),
-                SLASH => bytes.get(index + 1) == Some(&b'*'),
-                _ => true,
-            });
+    let needs_work = needs_normalizing(bytes, plus_as_space);
     if !needs_work {
         return Cow::Borrowed(text);
     }
@@ -353,8 +375,48 @@ fn percent_decode(bytes: &[u8], plus_as_space: bool) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use apiwatch_event::EventKind;
+    use proptest::prelude::*;
 
     use super::*;
+
+    /// The byte-at-a-time definition `needs_normalizing` must agree with.
+    fn needs_normalizing_slowly(bytes: &[u8], plus_as_space: bool) -> bool {
+        bytes.iter().enumerate().any(|(index, &byte)| match byte {
+            b'%' | b'\\' | 0 | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => true,
+            b'+' => plus_as_space,
+            b' ' => bytes.get(index + 1) == Some(&b' '),
+            b'/' => bytes.get(index + 1) == Some(&b'*'),
+            _ => false,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn fast_normalizing_check_agrees_with_the_byte_at_a_time_one(
+            bytes in proptest::collection::vec(
+                prop_oneof![
+                    Just(b'%'), Just(b'\\'), Just(0u8), Just(b'\t'), Just(b'\n'), Just(b'\r'),
+                    Just(0x0bu8), Just(0x0cu8), Just(0x0eu8), Just(0x08u8), Just(b'+'), Just(b' '),
+                    Just(b'/'), Just(b'*'), Just(b'a'), Just(0xc3u8),
+                ],
+                0..80,
+            ),
+            plus_as_space: bool,
+        ) {
+            // Mostly clean text, so the rare special byte lands in every chunk position.
+            let clean: Vec<u8> = bytes
+                .iter()
+                .enumerate()
+                .map(|(index, &byte)| if index % 7 == 3 { byte } else { b'a' })
+                .collect();
+            for sample in [&bytes, &clean] {
+                prop_assert_eq!(
+                    needs_normalizing(sample, plus_as_space),
+                    needs_normalizing_slowly(sample, plus_as_space)
+                );
+            }
+        }
+    }
 
     #[test]
     fn normalizing_decodes_twice_and_folds_comments_and_spaces() {

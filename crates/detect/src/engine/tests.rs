@@ -36,6 +36,32 @@ message = "{count} requests from {key} in {window} (threshold {threshold})"
 "#;
 
 #[test]
+fn samples_are_the_last_five_events_of_the_key_for_every_finding() {
+    // Counts rise and fall as the window slides, so the ids kept near the threshold must still
+    // be the last five events before each finding.
+    let mut engine = Engine::new(rules(COUNT_RULE), EngineLimits::default());
+    let mut ids_by_address: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut findings = 0;
+    let mut seconds = 0.0;
+    for index in 0..2_000u32 {
+        seconds += match index % 37 {
+            0..=11 => 0.5,
+            12..=20 => 9.0,
+            _ => 2.5,
+        };
+        let address = format!("203.0.113.{}", index % 3);
+        let event = request(seconds, &address);
+        let ids = ids_by_address.entry(address).or_default();
+        ids.push(event.id.clone());
+        for finding in engine.observe(&event) {
+            findings += 1;
+            assert_eq!(finding.sample_event_ids, ids[ids.len() - 5..].to_vec());
+        }
+    }
+    assert!(findings > 20, "{findings}");
+}
+
+#[test]
 fn count_rule_fires_once_per_cooldown_with_evidence_and_samples() {
     let mut engine = Engine::new(rules(COUNT_RULE), EngineLimits::default());
     let mut findings = Vec::new();
