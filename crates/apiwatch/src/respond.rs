@@ -57,6 +57,11 @@ impl Responder {
         Ok(responder)
     }
 
+    /// The decisions table itself (for the bouncer API).
+    pub fn table(&self) -> DecisionTable {
+        self.table.clone()
+    }
+
     /// The gateway's view of the table.
     pub fn enforcer(&self) -> Arc<dyn Enforcer> {
         Arc::new(TableEnforcer {

@@ -173,7 +173,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let mut admin_state = apiwatch_server::AdminState::new(registry, Arc::clone(&ready))
         .with_api(tokens, settings.data_dir.clone());
     if let Some(responder) = &responder {
-        admin_state = admin_state.with_decisions(Arc::new(responder.clone()));
+        admin_state = admin_state
+            .with_decisions(Arc::new(responder.clone()))
+            .with_bouncers(responder.table(), &settings.data_dir);
     }
     let admin_task = tokio::spawn(apiwatch_server::serve(
         admin_listener,

@@ -20,11 +20,13 @@
 
 mod bucket;
 mod decision;
+mod feed;
 mod log;
 mod offences;
 mod scope_map;
 mod table;
 
 pub use crate::decision::{Action, Decision, Request, Scope, ScopeParseError, Verdict};
+pub use crate::feed::{ChangeKind, Changes, FEED_CAPACITY};
 pub use crate::offences::{MAX_OFFENCE_SCOPES, escalated_ttl};
 pub use crate::table::{COMPACT_MIN_RECORDS, DecisionTable};

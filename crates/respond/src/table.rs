@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use time::OffsetDateTime;
 
 use crate::bucket::TokenBucket;
+use crate::feed::{ChangeKind, Changes, Feed};
 use crate::log::{self, DecisionLog, LogOp};
 use crate::offences::Offences;
 use crate::scope_map::ScopeMap;
@@ -49,6 +50,8 @@ struct Shared {
     /// Held for a whole change (validation, fsync, apply), so changes happen one at a time.
     writer: Mutex<Writer>,
     dry_run_hits: AtomicU64,
+    /// Appended under the writer lock (so in the order changes took effect); read by pulls.
+    feed: Mutex<Feed>,
 }
 
 #[derive(Debug)]
@@ -211,11 +214,16 @@ impl DecisionTable {
             expired_while_down = expired.len(),
             "opened decisions table"
         );
+        let mut feed = Feed::default();
+        for decision in &expired {
+            feed.record(ChangeKind::Removed, decision.clone());
+        }
         let table = DecisionTable {
             shared: Arc::new(Shared {
                 state: RwLock::new(state),
                 writer: Mutex::new(Writer { log, offences }),
                 dry_run_hits: AtomicU64::new(0),
+                feed: Mutex::new(feed),
             }),
         };
         Ok((table, expired))
@@ -232,6 +240,13 @@ impl DecisionTable {
         self.shared
             .state
             .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn feed(&self) -> MutexGuard<'_, Feed> {
+        self.shared
+            .feed
+            .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -313,6 +328,7 @@ impl DecisionTable {
             };
             state.insert(Entry::new(result.clone(), bucket));
         }
+        self.feed().record(ChangeKind::Added, result.clone());
         if replaces.is_some() {
             tracing::debug!(id = %result.id, scope = %result.scope, "extended decision");
         } else {
@@ -338,6 +354,10 @@ impl DecisionTable {
             by: by.to_owned(),
         }])?;
         let removed = self.write_state().remove(id);
+        if let Some(entry) = &removed {
+            self.feed()
+                .record(ChangeKind::Removed, entry.decision.clone());
+        }
         tracing::debug!(id, by, "deleted decision");
         self.compact_if_grown(&mut writer);
         Ok(removed.map(|entry| entry.decision.clone()))
@@ -378,6 +398,12 @@ impl DecisionTable {
                 .map(|entry| entry.decision.clone())
                 .collect()
         };
+        {
+            let mut feed = self.feed();
+            for decision in &expired {
+                feed.record(ChangeKind::Removed, decision.clone());
+            }
+        }
         self.compact_if_grown(&mut writer);
         expired
     }
@@ -385,6 +411,31 @@ impl DecisionTable {
     /// Returns the live decisions (not past their expiry), sorted by creation time.
     pub fn list(&self) -> Vec<Decision> {
         self.read_state().sorted_decisions(Some(unix_nanos_now()))
+    }
+
+    /// Returns the position of the change feed now: changes after it come from
+    /// [`DecisionTable::changes_since`].
+    pub fn feed_cursor(&self) -> u64 {
+        self.feed().cursor()
+    }
+
+    /// Returns the changes since `cursor` (from [`DecisionTable::feed_cursor`] or an earlier
+    /// [`Changes::cursor`]), coalesced per decision; added decisions already past their expiry
+    /// are left out. `None` when the feed no longer reaches back to `cursor` (it holds the last
+    /// [`FEED_CAPACITY`](crate::FEED_CAPACITY) changes) or the cursor is from another run: the
+    /// reader must then start again from [`DecisionTable::list`].
+    pub fn changes_since(&self, cursor: u64) -> Option<Changes> {
+        let mut changes = self.feed().since(cursor)?;
+        let now = OffsetDateTime::now_utc();
+        changes.added.retain(|decision| decision.expires > now);
+        Some(changes)
+    }
+
+    /// Returns the removals the change feed still holds (deleted or expired decisions, oldest
+    /// first), for a reader that starts from [`DecisionTable::list`] and wants to withdraw
+    /// what it may still enforce from before.
+    pub fn recently_removed(&self) -> Vec<Decision> {
+        self.feed().removed()
     }
 
     /// Returns the decision with this id, if the table holds it.

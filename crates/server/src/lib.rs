@@ -6,6 +6,7 @@
 //! answer without a token; everything under `/api/` needs one.
 #![warn(missing_docs)]
 
+pub mod bouncer;
 pub mod findings;
 pub mod tokens;
 
@@ -56,6 +57,7 @@ pub struct AdminState {
     ready: Arc<AtomicBool>,
     api: Option<Arc<Api>>,
     decisions: Option<Arc<dyn DecisionsApi>>,
+    bouncers: Option<Arc<bouncer::Bouncers>>,
 }
 
 /// What the `/api/` handlers need: who may ask, and where the journal is.
@@ -73,12 +75,24 @@ impl AdminState {
             ready,
             api: None,
             decisions: None,
+            bouncers: None,
         }
     }
 
     /// Serves `/api/v1/decisions` (list, add, delete) through `decisions`.
     pub fn with_decisions(mut self, decisions: Arc<dyn DecisionsApi>) -> Self {
         self.decisions = Some(decisions);
+        self
+    }
+
+    /// Serves the CrowdSec-compatible bouncer API (`/v1/decisions`, `/v1/decisions/stream`)
+    /// over `table`, for the bouncers whose keys are in `data_dir` ([`bouncer`]).
+    pub fn with_bouncers(
+        mut self,
+        table: apiwatch_respond::DecisionTable,
+        data_dir: &std::path::Path,
+    ) -> Self {
+        self.bouncers = Some(Arc::new(bouncer::Bouncers::new(table, data_dir)));
         self
     }
 
@@ -91,7 +105,8 @@ impl AdminState {
 
 /// The admin router.
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    let bouncers = state.bouncers.clone();
+    let admin = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -101,7 +116,16 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/decisions/{id}",
             axum::routing::delete(delete_decision),
         )
-        .with_state(state)
+        .with_state(state);
+    match bouncers {
+        Some(bouncers) => admin.merge(
+            Router::new()
+                .route("/v1/decisions", get(bouncer::lookup))
+                .route("/v1/decisions/stream", get(bouncer::stream))
+                .with_state(bouncers),
+        ),
+        None => admin,
+    }
 }
 
 /// Serves the admin router on `listener` until `shutdown` resolves.

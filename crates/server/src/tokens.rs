@@ -40,31 +40,9 @@ impl TokenStore {
     }
 
     fn parse(path: &Path, text: &str) -> std::io::Result<TokenStore> {
-        let mut tokens = Vec::new();
-        for (index, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let parsed = line.split_once(' ').and_then(|(name, digest)| {
-                let bytes: [u8; 32] = hex::decode(digest.trim()).ok()?.try_into().ok()?;
-                Some((name.to_owned(), bytes))
-            });
-            match parsed {
-                Some(token) => tokens.push(token),
-                None => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!(
-                            "{}:{}: expected `name sha256-hex`",
-                            path.display(),
-                            index + 1
-                        ),
-                    ));
-                }
-            }
-        }
-        Ok(TokenStore { tokens })
+        Ok(TokenStore {
+            tokens: parse_hashed_names(path, text)?,
+        })
     }
 
     fn write(&self, path: &PathBuf) -> std::io::Result<()> {
@@ -94,6 +72,39 @@ impl TokenStore {
             .find(|(_, digest)| *digest == presented)
             .map(|(name, _)| name.as_str())
     }
+}
+
+/// Reads a file of `name sha256-hex` lines (blank lines and `#` comments skipped), as the
+/// token and bouncer key files hold; a bad line is `InvalidData` naming `path:line`.
+pub(crate) fn parse_hashed_names(
+    path: &Path,
+    text: &str,
+) -> std::io::Result<Vec<(String, [u8; 32])>> {
+    let mut entries = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line.split_once(' ').and_then(|(name, digest)| {
+            let bytes: [u8; 32] = hex::decode(digest.trim()).ok()?.try_into().ok()?;
+            Some((name.to_owned(), bytes))
+        });
+        match parsed {
+            Some(entry) => entries.push(entry),
+            None => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{}:{}: expected `name sha256-hex`",
+                        path.display(),
+                        index + 1
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(entries)
 }
 
 fn new_token() -> std::io::Result<String> {

@@ -1,5 +1,6 @@
 //! Command-line interface: one module per command family.
 
+mod bouncer;
 mod decisions;
 mod journal;
 mod rules;
@@ -50,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: decisions::DecisionsCommand,
     },
+    /// Keys for CrowdSec-compatible bouncers that enforce apiwatch's decisions elsewhere.
+    Bouncer {
+        #[command(subcommand)]
+        command: bouncer::BouncerCommand,
+    },
     /// Detection rules: check files, list, backtest.
     Rules {
         #[command(subcommand)]
@@ -88,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Findings(args) => rules::findings(args),
         Command::Rules { command } => rules::run(command),
         Command::Decisions { command } => decisions::run(command),
+        Command::Bouncer { command } => bouncer::run(command),
         Command::Demo(args) => {
             init_logging(json_logs, "warn");
             crate::demo::run(args)
