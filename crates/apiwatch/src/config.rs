@@ -49,6 +49,77 @@ pub struct RawConfig {
     /// Decisions made from findings.
     #[serde(default)]
     pub respond: RawRespond,
+    /// Alerts: grouping, routing, receivers.
+    #[serde(default)]
+    pub alerts: RawAlerts,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// Turn findings into alerts at all (default true).
+    pub enabled: Option<bool>,
+    /// Base URL put in alert links (default: `http://` + the admin address).
+    pub console_url: Option<Spanned<String>>,
+    /// CA bundle for `https://` receivers (default `/etc/ssl/certs/ca-certificates.crt`).
+    pub ca_file: Option<Spanned<String>>,
+    /// Reminder interval of the default route and default of routes (default 1h).
+    pub repeat_interval: Option<Spanned<String>>,
+    /// Quiet time before an alert resolves itself (default 30m).
+    pub resolve_after: Option<Spanned<String>>,
+    /// Escalation step time (default 15m).
+    pub escalate_after: Option<Spanned<String>>,
+    /// Longest wait between two attempts at a failing receiver (default 5m).
+    pub retry_max: Option<Spanned<String>>,
+    /// Re-send interval of firing alerts to Alertmanager (default 1m).
+    pub refresh_interval: Option<Spanned<String>>,
+    /// Where alerts go.
+    #[serde(default)]
+    pub receivers: Vec<Spanned<RawReceiver>>,
+    /// Which receivers get which alerts.
+    #[serde(default)]
+    pub routes: Vec<Spanned<RawAlertRoute>>,
+}
+
+/// `[[alerts.receivers]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReceiver {
+    /// Its name in routes.
+    pub name: Spanned<String>,
+    /// `webhook`, `slack`, `pagerduty` or `alertmanager`.
+    pub kind: Spanned<String>,
+    /// Where to send (for `pagerduty`, default the Events API v2 endpoint).
+    pub url: Option<Spanned<String>>,
+    /// Webhook HMAC key.
+    pub secret: Option<Spanned<String>>,
+    /// Name of an environment variable holding the webhook HMAC key.
+    pub secret_env: Option<Spanned<String>>,
+    /// PagerDuty routing key.
+    pub routing_key: Option<Spanned<String>>,
+}
+
+/// `[[alerts.routes]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertRoute {
+    /// Rule id patterns (`auth.*`); none matches every rule.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// Lowest severity matched (default low).
+    pub min_severity: Option<Spanned<String>>,
+    /// Told at once.
+    pub receivers: Vec<Spanned<String>>,
+    /// Told one by one while nobody acknowledges.
+    #[serde(default)]
+    pub escalate_to: Vec<Spanned<String>>,
+    /// Time per escalation step.
+    pub escalate_after: Option<Spanned<String>>,
+    /// Reminder interval.
+    pub repeat_interval: Option<Spanned<String>>,
+    /// Quiet time before resolving.
+    pub resolve_after: Option<Spanned<String>>,
 }
 
 /// `[respond]`.
@@ -230,6 +301,44 @@ pub struct Settings {
     pub detect: DetectSettings,
     /// Decisions.
     pub respond: RespondSettings,
+    /// Alerts.
+    pub alerts: AlertSettings,
+}
+
+/// Validated `[alerts]` settings.
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// Turn findings into alerts.
+    pub enabled: bool,
+    /// Base URL of alert links; `None`: from the admin address.
+    pub console_url: Option<String>,
+    /// CA bundle for https receivers.
+    pub ca_file: PathBuf,
+    /// Receivers.
+    pub receivers: Vec<apiwatch_respond::Receiver>,
+    /// Routes, then the default route (every receiver).
+    pub routing: apiwatch_respond::Routing,
+    /// Longest retry wait.
+    pub retry_max: Duration,
+    /// Alertmanager re-send interval.
+    pub refresh_interval: Duration,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            enabled: true,
+            console_url: None,
+            ca_file: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+            receivers: Vec::new(),
+            routing: apiwatch_respond::Routing::new(
+                Vec::new(),
+                apiwatch_respond::Route::to_all(Vec::new()),
+            ),
+            retry_max: Duration::from_secs(300),
+            refresh_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Validated `[respond]` settings.
@@ -622,6 +731,7 @@ impl RawConfig {
             },
         };
         let respond = self.validate_respond(&mut check);
+        let alerts = self.validate_alerts(&mut check);
         let max_state_mib = match &self.detect.max_state_mib {
             Some(value) if *value.get_ref() < 1 => {
                 check.problem(
@@ -674,7 +784,220 @@ impl RawConfig {
             log_level: self.log.level.unwrap_or_else(|| "info".to_owned()),
             detect,
             respond,
+            alerts,
         })
+    }
+
+    fn validate_alerts(&self, check: &mut Checker<'_>) -> AlertSettings {
+        use apiwatch_respond::{Receiver, ReceiverKind, Route, Routing};
+        let raw = &self.alerts;
+        let defaults = AlertSettings::default();
+        let span =
+            |duration: Duration| time::Duration::try_from(duration).unwrap_or(time::Duration::MAX);
+        let repeat = check.duration(
+            "alerts.repeat_interval",
+            raw.repeat_interval.as_ref(),
+            Duration::from_secs(3600),
+        );
+        let resolve = check.duration(
+            "alerts.resolve_after",
+            raw.resolve_after.as_ref(),
+            Duration::from_secs(30 * 60),
+        );
+        let escalate = check.duration(
+            "alerts.escalate_after",
+            raw.escalate_after.as_ref(),
+            Duration::from_secs(15 * 60),
+        );
+        let mut receivers: Vec<Receiver> = Vec::new();
+        for (index, spanned) in raw.receivers.iter().enumerate() {
+            let entry = spanned.get_ref();
+            let path = format!("alerts.receivers[{index}]");
+            let name = entry.name.get_ref().trim().to_owned();
+            if name.is_empty() {
+                check.problem(format!("{path}.name"), Some(&entry.name), "expected a name");
+                continue;
+            }
+            if receivers.iter().any(|known| known.name == name) {
+                check.problem(
+                    format!("{path}.name"),
+                    Some(&entry.name),
+                    format!("a receiver named {name:?} is already defined"),
+                );
+                continue;
+            }
+            let url = |check: &mut Checker<'_>, default: Option<&str>| -> Option<String> {
+                let text = match (&entry.url, default) {
+                    (Some(url), _) => url.get_ref().clone(),
+                    (None, Some(default)) => default.to_owned(),
+                    (None, None) => {
+                        check.problem::<String>(format!("{path}.url"), None, "expected a url");
+                        return None;
+                    }
+                };
+                let valid = text.parse::<http::Uri>().ok().is_some_and(|uri| {
+                    matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
+                });
+                if valid {
+                    Some(text)
+                } else {
+                    check.problem(
+                        format!("{path}.url"),
+                        entry.url.as_ref(),
+                        "expected an http:// or https:// url with a host",
+                    );
+                    None
+                }
+            };
+            let kind = match entry.kind.get_ref().as_str() {
+                "webhook" => {
+                    let secret = match (&entry.secret, &entry.secret_env) {
+                        (Some(secret), _) => Some(secret.get_ref().clone()),
+                        (None, Some(variable)) => match std::env::var(variable.get_ref()) {
+                            Ok(secret) => Some(secret),
+                            Err(_) => {
+                                check.problem(
+                                    format!("{path}.secret_env"),
+                                    Some(variable),
+                                    format!(
+                                        "environment variable {} is not set",
+                                        variable.get_ref()
+                                    ),
+                                );
+                                None
+                            }
+                        },
+                        (None, None) => None,
+                    };
+                    url(check, None).map(|url| ReceiverKind::Webhook { url, secret })
+                }
+                "slack" => url(check, None).map(|url| ReceiverKind::Slack { url }),
+                "alertmanager" => url(check, None).map(|url| ReceiverKind::Alertmanager { url }),
+                "pagerduty" => {
+                    let routing_key = match &entry.routing_key {
+                        Some(key) if !key.get_ref().trim().is_empty() => {
+                            Some(key.get_ref().trim().to_owned())
+                        }
+                        _ => {
+                            check.problem(
+                                format!("{path}.routing_key"),
+                                entry.routing_key.as_ref(),
+                                "expected the PagerDuty integration's routing key",
+                            );
+                            None
+                        }
+                    };
+                    let url = url(check, Some("https://events.pagerduty.com/v2/enqueue"));
+                    url.zip(routing_key)
+                        .map(|(url, routing_key)| ReceiverKind::PagerDuty { url, routing_key })
+                }
+                other => {
+                    check.problem(
+                        format!("{path}.kind"),
+                        Some(&entry.kind),
+                        format!(
+                            "expected webhook, slack, pagerduty or alertmanager, got {other:?}"
+                        ),
+                    );
+                    None
+                }
+            };
+            if let Some(kind) = kind {
+                receivers.push(Receiver { name, kind });
+            }
+        }
+        let mut routes = Vec::new();
+        for (index, spanned) in raw.routes.iter().enumerate() {
+            let entry = spanned.get_ref();
+            let path = format!("alerts.routes[{index}]");
+            let names = |check: &mut Checker<'_>, list: &[Spanned<String>], field: &str| {
+                let mut found = Vec::new();
+                for name in list {
+                    if receivers.iter().any(|known| &known.name == name.get_ref()) {
+                        found.push(name.get_ref().clone());
+                    } else {
+                        check.problem(
+                            format!("{path}.{field}"),
+                            Some(name),
+                            format!("no receiver named {:?}", name.get_ref()),
+                        );
+                    }
+                }
+                found
+            };
+            let told = names(check, &entry.receivers, "receivers");
+            let escalate_to = names(check, &entry.escalate_to, "escalate_to");
+            let min_severity = match &entry.min_severity {
+                None => apiwatch_detect::Severity::Low,
+                Some(text) => match text.get_ref().as_str() {
+                    "low" => apiwatch_detect::Severity::Low,
+                    "medium" => apiwatch_detect::Severity::Medium,
+                    "high" => apiwatch_detect::Severity::High,
+                    "critical" => apiwatch_detect::Severity::Critical,
+                    other => {
+                        check.problem(
+                            format!("{path}.min_severity"),
+                            Some(text),
+                            format!("expected low, medium, high or critical, got {other:?}"),
+                        );
+                        apiwatch_detect::Severity::Low
+                    }
+                },
+            };
+            routes.push(Route {
+                rules: entry.rules.clone(),
+                min_severity,
+                receivers: told,
+                escalate_to,
+                escalate_after: span(check.duration(
+                    &format!("{path}.escalate_after"),
+                    entry.escalate_after.as_ref(),
+                    escalate,
+                )),
+                repeat_interval: span(check.duration(
+                    &format!("{path}.repeat_interval"),
+                    entry.repeat_interval.as_ref(),
+                    repeat,
+                )),
+                resolve_after: span(check.duration(
+                    &format!("{path}.resolve_after"),
+                    entry.resolve_after.as_ref(),
+                    resolve,
+                )),
+            });
+        }
+        let mut default_route = Route::to_all(
+            receivers
+                .iter()
+                .map(|receiver| receiver.name.clone())
+                .collect(),
+        );
+        default_route.repeat_interval = span(repeat);
+        default_route.resolve_after = span(resolve);
+        default_route.escalate_after = span(escalate);
+        AlertSettings {
+            enabled: raw.enabled.unwrap_or(true),
+            console_url: raw
+                .console_url
+                .as_ref()
+                .map(|url| url.get_ref().trim_end_matches('/').to_owned()),
+            ca_file: raw
+                .ca_file
+                .as_ref()
+                .map_or(defaults.ca_file, |path| PathBuf::from(path.get_ref())),
+            receivers,
+            routing: Routing::new(routes, default_route),
+            retry_max: check.duration(
+                "alerts.retry_max",
+                raw.retry_max.as_ref(),
+                defaults.retry_max,
+            ),
+            refresh_interval: check.duration(
+                "alerts.refresh_interval",
+                raw.refresh_interval.as_ref(),
+                defaults.refresh_interval,
+            ),
+        }
     }
 
     fn validate_respond(&self, check: &mut Checker<'_>) -> RespondSettings {

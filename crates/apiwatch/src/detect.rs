@@ -59,7 +59,7 @@ impl DetectStage {
         start_seq: u64,
         appender: Appender,
         reload: Arc<AtomicBool>,
-        responder: Option<crate::respond::Responder>,
+        sinks: FindingSinks,
         registry: &mut Registry,
     ) -> anyhow::Result<DetectStage> {
         let rules = load_rules(settings).map_err(|problems| {
@@ -97,7 +97,8 @@ impl DetectStage {
             follower: Follower::new(data_dir, start_seq),
             engine,
             appender,
-            responder,
+            responder: sinks.responder,
+            alerting: sinks.alerting,
             reload,
             stop: Arc::clone(&stop),
             records_read,
@@ -122,12 +123,22 @@ impl DetectStage {
     }
 }
 
+/// Who hears of findings once they are journaled.
+#[derive(Clone, Default)]
+pub struct FindingSinks {
+    /// Turns suggested actions into decisions.
+    pub responder: Option<crate::respond::Responder>,
+    /// Turns findings into alerts.
+    pub alerting: Option<crate::alerting::Alerting>,
+}
+
 struct Worker {
     settings: DetectSettings,
     follower: Follower,
     engine: Engine,
     appender: Appender,
     responder: Option<crate::respond::Responder>,
+    alerting: Option<crate::alerting::Alerting>,
     reload: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     records_read: Counter,
@@ -191,6 +202,11 @@ impl Worker {
                 if let Some(responder) = &self.responder {
                     for finding in &findings {
                         responder.on_finding(finding);
+                    }
+                }
+                if let Some(alerting) = &self.alerting {
+                    for finding in &findings {
+                        alerting.on_finding(finding);
                     }
                 }
             }

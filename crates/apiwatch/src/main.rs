@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 a check failed (verify, verify-proof, config check); 2 usage or
 //! runtime error (bad flags, unreadable files, ports in use).
 
+mod alerting;
 mod cli;
 mod config;
 mod demo;

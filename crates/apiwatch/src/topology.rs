@@ -111,6 +111,30 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             apiwatch_server::tokens::TOKENS_FILE
         );
     }
+    let gateway_listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("failed to listen on {} (gateway)", settings.listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(settings.admin_listen)
+        .await
+        .with_context(|| format!("failed to listen on {} (admin)", settings.admin_listen))?;
+    let gateway_addr = gateway_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let alerting = if settings.alerts.enabled {
+        let console = settings
+            .alerts
+            .console_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{admin_addr}"));
+        Some(crate::alerting::Alerting::open(
+            &settings.alerts,
+            &settings.data_dir,
+            console,
+            journal.appender(),
+            &mut registry,
+        )?)
+    } else {
+        None
+    };
     let responder = if settings.respond.enabled {
         Some(crate::respond::Responder::open(
             &settings.respond,
@@ -128,7 +152,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             recovery.records,
             journal.appender(),
             Arc::clone(&reload_rules),
-            responder.clone(),
+            crate::detect::FindingSinks {
+                responder: responder.clone(),
+                alerting: alerting.clone(),
+            },
             &mut registry,
         )?)
     } else {
@@ -155,19 +182,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     }
     gateway.metrics().register(&mut registry);
 
-    let gateway_listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("failed to listen on {} (gateway)", settings.listen))?;
-    let admin_listener = tokio::net::TcpListener::bind(settings.admin_listen)
-        .await
-        .with_context(|| format!("failed to listen on {} (admin)", settings.admin_listen))?;
-    let gateway_addr = gateway_listener.local_addr()?;
-    let admin_addr = admin_listener.local_addr()?;
-
     let ready = Arc::new(AtomicBool::new(false));
     let (shutdown, _) = watch::channel(false);
     if let Some(responder) = &responder {
         tokio::spawn(responder.clone().run_expiry(shutdown.subscribe()));
+    }
+    if let Some(alerting) = &alerting {
+        tokio::spawn(alerting.clone().run(shutdown.subscribe()));
     }
     let gateway_task = tokio::spawn(gateway.serve(gateway_listener, stopped(shutdown.subscribe())));
     let mut admin_state = apiwatch_server::AdminState::new(registry, Arc::clone(&ready))
@@ -176,6 +197,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         admin_state = admin_state
             .with_decisions(Arc::new(responder.clone()))
             .with_bouncers(responder.table(), &settings.data_dir);
+    }
+    if let Some(alerting) = &alerting {
+        admin_state = admin_state.with_alerts(Arc::new(alerting.clone()));
     }
     let admin_task = tokio::spawn(apiwatch_server::serve(
         admin_listener,

@@ -14,15 +14,6 @@ use common::*;
 
 const CUSTOM_BOUNCER: &str = "/usr/bin/crowdsec-custom-bouncer";
 
-fn token_of(apiwatch: &Apiwatch) -> String {
-    let stderr = apiwatch.stderr();
-    stderr
-        .split_whitespace()
-        .find(|word| word.starts_with("aw_"))
-        .unwrap_or_else(|| panic!("no token printed; stderr:\n{stderr}"))
-        .to_owned()
-}
-
 fn decisions(admin: SocketAddr, token: &str, args: &[&str]) -> serde_json::Value {
     let output = Command::new(BIN)
         .arg("decisions")
@@ -101,7 +92,7 @@ fn crowdsec_bouncers_enforce_apiwatch_decisions() {
     let data = tempfile::tempdir().unwrap();
     let apiwatch = serve(data.path(), upstream.addr, &[]);
     let admin = apiwatch.admin;
-    let token = token_of(&apiwatch);
+    let token = apiwatch.token();
 
     let block = decisions(
         admin,

@@ -1,5 +1,12 @@
-//! apiwatch's response stage, decisions part: who is blocked or throttled, until when, and
-//! the per-request answer the gateway enforces.
+//! apiwatch's response stage.
+//!
+//! **Alerts** ([`AlertBook`], [`Routing`], [`Receiver`], [`Outbox`]): findings grouped by rule
+//! and key into alerts that stay open until a person acknowledges or resolves them, are
+//! reminded and escalated along their route meanwhile, and reach each receiver through a
+//! durable outbox (at least once, across receiver outages and restarts).
+//!
+//! **Decisions** ([`DecisionTable`]): who is blocked or throttled, until when, and the
+//! per-request answer the gateway enforces.
 //!
 //! - Takes: [`Decision`]s (from rules or by hand) through [`DecisionTable::add`] and
 //!   [`DecisionTable::delete`]; then, for every proxied request, a [`Request`] (client address,
@@ -18,15 +25,26 @@
 //! [`DecisionTable::offences`] and [`escalated_ttl`].
 #![warn(missing_docs)]
 
+mod alerts;
 mod bucket;
 mod decision;
 mod feed;
+mod jsonl;
 mod log;
 mod offences;
+mod outbox;
+mod receivers;
+mod routing;
 mod scope_map;
 mod table;
 
+pub use crate::alerts::{
+    Alert, AlertBook, AlertError, AlertState, KEEP_RESOLVED, MAX_OPEN_ALERTS, Notice, Reason,
+};
 pub use crate::decision::{Action, Decision, Request, Scope, ScopeParseError, Verdict};
 pub use crate::feed::{ChangeKind, Changes, FEED_CAPACITY};
 pub use crate::offences::{MAX_OFFENCE_SCOPES, escalated_ttl};
+pub use crate::outbox::{Delivery, MAX_PENDING, Outbox};
+pub use crate::receivers::{Receiver, ReceiverKind, SendError, sign, tls_config};
+pub use crate::routing::{Route, Routing};
 pub use crate::table::{COMPACT_MIN_RECORDS, DecisionTable};

@@ -33,6 +33,31 @@ pub trait DecisionsApi: Send + Sync + 'static {
     ) -> BoxFuture<Result<Option<serde_json::Value>, String>>;
 }
 
+/// A change a person makes to an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOp {
+    /// Take it: reminders and escalation stop.
+    Acknowledge,
+    /// It is over.
+    Resolve,
+}
+
+/// Alerts as the admin API sees them (JSON out); the binary implements it over the alert book.
+pub trait AlertsApi: Send + Sync + 'static {
+    /// Alerts kept, newest first, optionally only those in `state`
+    /// (`open|acknowledged|resolved|all`); an unknown state is an error message.
+    fn list(&self, state: Option<String>) -> Result<serde_json::Value, String>;
+    /// One alert.
+    fn get(&self, id: &str) -> Option<serde_json::Value>;
+    /// Acknowledges or resolves an alert as `by`; errors are (status, message).
+    fn change(
+        &self,
+        id: String,
+        op: AlertOp,
+        by: String,
+    ) -> BoxFuture<Result<serde_json::Value, (u16, String)>>;
+}
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,6 +83,7 @@ pub struct AdminState {
     api: Option<Arc<Api>>,
     decisions: Option<Arc<dyn DecisionsApi>>,
     bouncers: Option<Arc<bouncer::Bouncers>>,
+    alerts: Option<Arc<dyn AlertsApi>>,
 }
 
 /// What the `/api/` handlers need: who may ask, and where the journal is.
@@ -76,12 +102,19 @@ impl AdminState {
             api: None,
             decisions: None,
             bouncers: None,
+            alerts: None,
         }
     }
 
     /// Serves `/api/v1/decisions` (list, add, delete) through `decisions`.
     pub fn with_decisions(mut self, decisions: Arc<dyn DecisionsApi>) -> Self {
         self.decisions = Some(decisions);
+        self
+    }
+
+    /// Serves `/api/v1/alerts` (list, show, acknowledge, resolve) through `alerts`.
+    pub fn with_alerts(mut self, alerts: Arc<dyn AlertsApi>) -> Self {
+        self.alerts = Some(alerts);
         self
     }
 
@@ -115,6 +148,20 @@ pub fn router(state: AdminState) -> Router {
         .route(
             "/api/v1/decisions/{id}",
             axum::routing::delete(delete_decision),
+        )
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/alerts/{id}", get(show_alert))
+        .route(
+            "/api/v1/alerts/{id}/ack",
+            axum::routing::post(|state, headers, path| {
+                change_alert(state, headers, path, AlertOp::Acknowledge)
+            }),
+        )
+        .route(
+            "/api/v1/alerts/{id}/resolve",
+            axum::routing::post(|state, headers, path| {
+                change_alert(state, headers, path, AlertOp::Resolve)
+            }),
         )
         .with_state(state);
     match bouncers {
@@ -355,5 +402,76 @@ mod tests {
             .unwrap();
         let text = String::from_utf8(body.to_vec()).unwrap();
         assert!(text.contains("apiwatch_test_things_total 7"), "{text}");
+    }
+}
+
+/// The alerts API and the caller's token name, or the error to answer.
+fn alerts_api(
+    state: &AdminState,
+    headers: &HeaderMap,
+) -> Result<(Arc<dyn AlertsApi>, String), Box<Response>> {
+    let (_, by) =
+        authorize(state, headers).map_err(|(status, message)| Box::new(error(status, message)))?;
+    match &state.alerts {
+        Some(alerts) => Ok((Arc::clone(alerts), by)),
+        None => Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            "alerts are disabled ([alerts] enabled = false)",
+        ))),
+    }
+}
+
+/// Query of `GET /api/v1/alerts`.
+#[derive(Debug, Deserialize)]
+struct AlertsParams {
+    state: Option<String>,
+}
+
+async fn list_alerts(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Query(params): Query<AlertsParams>,
+) -> Response {
+    let (alerts, _) = match alerts_api(&state, &headers) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    match alerts.list(params.state) {
+        Ok(list) => Json(json!({ "alerts": list })).into_response(),
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
+    }
+}
+
+async fn show_alert(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let (alerts, _) = match alerts_api(&state, &headers) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    match alerts.get(&id) {
+        Some(alert) => Json(alert).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no alert with id {id}")),
+    }
+}
+
+async fn change_alert(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    op: AlertOp,
+) -> Response {
+    let (alerts, by) = match alerts_api(&state, &headers) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    match alerts.change(id, op, by).await {
+        Ok(alert) => Json(alert).into_response(),
+        Err((status, message)) => error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            message,
+        ),
     }
 }

@@ -130,3 +130,113 @@ async fn upstream_handler(
     };
     Ok(response)
 }
+
+/// One request a [`Recorder`] received, and the status it answered.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    /// Names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub answered: u16,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(known, _)| known == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A real HTTP/1.1 server that records every request and answers with the status in
+/// `status` (200 unless changed: set 503 to play a receiver that is down).
+#[derive(Clone)]
+pub struct Recorder {
+    pub addr: SocketAddr,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+    pub status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl Recorder {
+    /// Everything recorded so far.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Answer every request from now on with `status`.
+    pub fn answer_with(&self, status: u16) {
+        self.status
+            .store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Starts a [`Recorder`] on 127.0.0.1.
+pub async fn start_recorder() -> Recorder {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let recorder = Recorder {
+        addr: listener.local_addr().unwrap(),
+        requests: Default::default(),
+        status: std::sync::Arc::new(std::sync::atomic::AtomicU16::new(200)),
+    };
+    let shared = recorder.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let shared = shared.clone();
+                    async move {
+                        let method = request.method().to_string();
+                        let path = request
+                            .uri()
+                            .path_and_query()
+                            .map_or("/".to_owned(), ToString::to_string);
+                        let headers = request
+                            .headers()
+                            .iter()
+                            .map(|(name, value)| {
+                                (
+                                    name.as_str().to_owned(),
+                                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                                )
+                            })
+                            .collect();
+                        let body = request
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|body| body.to_bytes().to_vec())
+                            .unwrap_or_default();
+                        let answered = shared.status.load(std::sync::atomic::Ordering::SeqCst);
+                        shared.requests.lock().unwrap().push(Recorded {
+                            method,
+                            path,
+                            headers,
+                            body,
+                            answered,
+                        });
+                        let mut response =
+                            Response::new(full(if answered == 200 { "ok" } else { "down" }));
+                        *response.status_mut() =
+                            StatusCode::from_u16(answered).unwrap_or(StatusCode::OK);
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    recorder
+}

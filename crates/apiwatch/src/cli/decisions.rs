@@ -12,7 +12,7 @@ use serde_json::json;
 
 /// Where the admin API is and how to get in.
 #[derive(Debug, Args)]
-pub struct Admin {
+pub(super) struct Admin {
     /// Admin API address.
     #[arg(long, default_value = "127.0.0.1:9600")]
     admin: SocketAddr,
@@ -109,7 +109,7 @@ pub fn run(command: DecisionsCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// One HTTP/1.1 exchange with the admin API; the answer's status and JSON body.
-fn call(
+pub(super) fn call(
     admin: &Admin,
     method: &str,
     path: &str,

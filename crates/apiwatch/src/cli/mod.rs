@@ -1,5 +1,6 @@
 //! Command-line interface: one module per command family.
 
+mod alerts;
 mod bouncer;
 mod decisions;
 mod journal;
@@ -51,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         command: decisions::DecisionsCommand,
     },
+    /// Alerts through a running apiwatch's admin API: list, show, acknowledge, resolve.
+    Alerts {
+        #[command(subcommand)]
+        command: alerts::AlertsCommand,
+    },
     /// Keys for CrowdSec-compatible bouncers that enforce apiwatch's decisions elsewhere.
     Bouncer {
         #[command(subcommand)]
@@ -95,6 +101,7 @@ pub fn main() -> ExitCode {
         Command::Rules { command } => rules::run(command),
         Command::Decisions { command } => decisions::run(command),
         Command::Bouncer { command } => bouncer::run(command),
+        Command::Alerts { command } => alerts::run(command),
         Command::Demo(args) => {
             init_logging(json_logs, "warn");
             crate::demo::run(args)

@@ -93,6 +93,16 @@ pub fn serve(data: &Path, upstream: SocketAddr, extra: &[&str]) -> Apiwatch {
 }
 
 impl Apiwatch {
+    /// The admin API token printed at first start.
+    pub fn token(&self) -> String {
+        let stderr = self.stderr();
+        stderr
+            .split_whitespace()
+            .find(|word| word.starts_with("aw_"))
+            .unwrap_or_else(|| panic!("no token printed; stderr:\n{stderr}"))
+            .to_owned()
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(mut self) -> ExitStatus {
         let pid = self.child.id().to_string();

@@ -1,0 +1,460 @@
+//! Alerts in `apiwatch serve`: findings become alerts (grouped by rule and key), the policy
+//! reminds and escalates until a person acknowledges, and one delivery task per receiver
+//! drains the durable outbox, so a slow or dead receiver delays no other. Every alert change
+//! and every delivery given up is journaled as an audit event (`event.dataset =
+//! "respond.alert"`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context;
+use apiwatch_detect::{Finding, Severity};
+use apiwatch_event::{Event, EventKind};
+use apiwatch_journal::Appender;
+use apiwatch_respond::{
+    AlertBook, AlertError, AlertState, Delivery, Notice, Outbox, Reason, Receiver,
+};
+use apiwatch_server::BoxFuture;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use time::OffsetDateTime;
+use tokio::sync::{Notify, watch};
+
+use crate::config::AlertSettings;
+
+/// The alerts file under the data directory.
+pub const ALERTS_FILE: &str = "alerts.jsonl";
+/// The outbox file under the data directory.
+pub const OUTBOX_FILE: &str = "outbox.jsonl";
+
+/// Consecutive failed attempts after which a receiver is itself the subject of an alert.
+const FAILING_AFTER: u32 = 5;
+
+/// Alerts: the book, the outbox, the receivers and their delivery tasks.
+#[derive(Clone)]
+pub struct Alerting {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    book: Mutex<AlertBook>,
+    outbox: Outbox,
+    receivers: HashMap<String, Receiver>,
+    wake: HashMap<String, Arc<Notify>>,
+    console: String,
+    appender: Appender,
+    tls: Arc<rustls::ClientConfig>,
+    retry_max: Duration,
+    refresh_interval: Duration,
+    metrics: Metrics,
+}
+
+#[derive(Clone, Default)]
+struct Metrics {
+    delivered: Family<ReceiverLabel, Counter>,
+    failed_attempts: Family<ReceiverLabel, Counter>,
+    dropped: Family<ReceiverLabel, Counter>,
+    pending: Family<ReceiverLabel, Gauge>,
+    refused: Counter,
+    open: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ReceiverLabel {
+    receiver: String,
+}
+
+impl Alerting {
+    /// Opens the alerts and the outbox of `data_dir`; alert links point at `console`.
+    pub fn open(
+        settings: &AlertSettings,
+        data_dir: &Path,
+        console: String,
+        appender: Appender,
+        registry: &mut Registry,
+    ) -> anyhow::Result<Alerting> {
+        let book = AlertBook::open(&data_dir.join(ALERTS_FILE), settings.routing.clone())
+            .context("failed to open the alerts")?;
+        let outbox =
+            Outbox::open(&data_dir.join(OUTBOX_FILE)).context("failed to open the outbox")?;
+        let metrics = Metrics::default();
+        registry.register(
+            "apiwatch_alert_deliveries",
+            "Notifications a receiver accepted",
+            metrics.delivered.clone(),
+        );
+        registry.register(
+            "apiwatch_alert_delivery_failures",
+            "Failed delivery attempts (each is retried unless dropped)",
+            metrics.failed_attempts.clone(),
+        );
+        registry.register(
+            "apiwatch_alert_deliveries_dropped",
+            "Notifications given up on (the receiver refused them for good)",
+            metrics.dropped.clone(),
+        );
+        registry.register(
+            "apiwatch_alert_outbox_pending",
+            "Notifications waiting in the outbox",
+            metrics.pending.clone(),
+        );
+        registry.register(
+            "apiwatch_alert_outbox_refused",
+            "Notifications not queued because the outbox was full",
+            metrics.refused.clone(),
+        );
+        registry.register(
+            "apiwatch_alerts_open",
+            "Alerts open or acknowledged",
+            metrics.open.clone(),
+        );
+        let receivers: HashMap<String, Receiver> = settings
+            .receivers
+            .iter()
+            .map(|receiver| (receiver.name.clone(), receiver.clone()))
+            .collect();
+        let wake = receivers
+            .keys()
+            .map(|name| (name.clone(), Arc::new(Notify::new())))
+            .collect();
+        metrics
+            .open
+            .set(i64::try_from(book.open_count()).unwrap_or(i64::MAX));
+        Ok(Alerting {
+            inner: Arc::new(Inner {
+                book: Mutex::new(book),
+                outbox,
+                receivers,
+                wake,
+                console,
+                appender,
+                tls: apiwatch_respond::tls_config(&settings.ca_file),
+                retry_max: settings.retry_max,
+                refresh_interval: settings.refresh_interval,
+                metrics,
+            }),
+        })
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, AlertBook> {
+        self.inner
+            .book
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Groups a finding into its alert (called on the detection thread).
+    pub fn on_finding(&self, finding: &Finding) {
+        if finding.dry_run {
+            return;
+        }
+        let observed = self.book().observe(finding, OffsetDateTime::now_utc());
+        match observed {
+            Ok(Some(notice)) => self.dispatch(vec![notice]),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::error!(error = %err, rule = %finding.rule_id, "failed to record an alert")
+            }
+        }
+    }
+
+    /// Journals the changes and puts a rendered delivery per receiver in the outbox.
+    fn dispatch(&self, notices: Vec<Notice>) {
+        let inner = &self.inner;
+        let mut deliveries = Vec::new();
+        for notice in &notices {
+            if notice.reason != Reason::Refresh {
+                let record = audit_event(notice).to_json();
+                if let Err(err) = inner.appender.append_blocking(record) {
+                    tracing::error!(error = %err, alert = %notice.alert.id, "failed to journal an alert change");
+                }
+            }
+            for name in &notice.receivers {
+                let Some(receiver) = inner.receivers.get(name) else {
+                    continue;
+                };
+                if notice.reason == Reason::Refresh && !receiver.needs_refresh() {
+                    continue;
+                }
+                let Some(body) = receiver.render(notice, &inner.console) else {
+                    continue;
+                };
+                deliveries.push(Delivery {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    receiver: name.clone(),
+                    alert_id: notice.alert.id.clone(),
+                    reason: notice.reason,
+                    body,
+                    created: OffsetDateTime::now_utc(),
+                });
+            }
+        }
+        let woken: Vec<String> = deliveries.iter().map(|d| d.receiver.clone()).collect();
+        if let Err(err) = inner.outbox.enqueue(deliveries) {
+            inner.metrics.refused.inc();
+            tracing::error!(error = %err, "failed to queue alert notifications; the alerts stay listed");
+        }
+        for name in woken {
+            if let Some(wake) = inner.wake.get(&name) {
+                wake.notify_one();
+            }
+        }
+        let open = self.book().open_count();
+        inner
+            .metrics
+            .open
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+
+    /// Runs the policy (every second) and the delivery tasks until `stop`.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        for name in self.inner.receivers.keys() {
+            tokio::spawn(self.clone().deliver(name.clone(), stop.clone()));
+        }
+        let mut stop = stop;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last_refresh = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let this = self.clone();
+            let refresh = last_refresh.elapsed() >= self.inner.refresh_interval;
+            if refresh {
+                last_refresh = tokio::time::Instant::now();
+            }
+            let _ = tokio::task::spawn_blocking(move || {
+                let now = OffsetDateTime::now_utc();
+                let mut notices = this.book().tick(now);
+                if refresh {
+                    notices.extend(this.refresh_notices());
+                }
+                if !notices.is_empty() {
+                    this.dispatch(notices);
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Firing alerts again, for receivers that forget them (Alertmanager).
+    fn refresh_notices(&self) -> Vec<Notice> {
+        if !self.inner.receivers.values().any(Receiver::needs_refresh) {
+            return Vec::new();
+        }
+        let book = self.book();
+        book.list(None)
+            .into_iter()
+            .filter(|alert| alert.state != AlertState::Resolved)
+            .map(|alert| Notice {
+                receivers: book.routing().chain_until(alert.route, alert.escalation),
+                alert,
+                reason: Reason::Refresh,
+            })
+            .collect()
+    }
+
+    /// Drains the outbox for one receiver: oldest first, retrying with exponential backoff
+    /// (1 s doubling up to `retry_max`, with jitter) while the failure is worth retrying.
+    async fn deliver(self, name: String, mut stop: watch::Receiver<bool>) {
+        let inner = &self.inner;
+        let Some(receiver) = inner.receivers.get(&name).cloned() else {
+            return;
+        };
+        let wake = Arc::clone(&inner.wake[&name]);
+        let label = ReceiverLabel {
+            receiver: name.clone(),
+        };
+        let mut failures: u32 = 0;
+        let mut reported = false;
+        loop {
+            let pending = inner.outbox.pending_for(&name);
+            inner
+                .metrics
+                .pending
+                .get_or_create(&label)
+                .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            let Some(delivery) = inner.outbox.next_for(&name) else {
+                tokio::select! {
+                    () = wake.notified() => continue,
+                    _ = stop.changed() => return,
+                }
+            };
+            match receiver.send(&delivery.body, &inner.tls).await {
+                Ok(()) => {
+                    inner.metrics.delivered.get_or_create(&label).inc();
+                    if let Err(err) = inner.outbox.done(&delivery) {
+                        tracing::warn!(receiver = %name, error = %err, "failed to record a delivery; it will be sent again");
+                    }
+                    failures = 0;
+                    reported = false;
+                }
+                Err(err) if err.retry => {
+                    inner.metrics.failed_attempts.get_or_create(&label).inc();
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(receiver = %name, target = %receiver.safe_target(), attempt = failures, error = %err.message, "alert delivery failed; will retry");
+                    if failures >= FAILING_AFTER && !reported {
+                        reported = true;
+                        let this = self.clone();
+                        let (failing, message) = (name.clone(), err.message.clone());
+                        let _ = tokio::task::spawn_blocking(move || {
+                            this.on_finding(&receiver_failing(&failing, failures, &message));
+                        })
+                        .await;
+                    }
+                    let wait = backoff(failures, inner.retry_max);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+                Err(err) => {
+                    inner.metrics.dropped.get_or_create(&label).inc();
+                    tracing::error!(receiver = %name, target = %receiver.safe_target(), error = %err.message, "alert delivery refused for good; dropped");
+                    let mut event =
+                        Event::new(EventKind::Audit, "respond.alert", OffsetDateTime::now_utc());
+                    event.outcome = Some("failure".to_owned());
+                    event.error_message = Some(err.message.clone());
+                    event
+                        .labels
+                        .insert("alert.op".to_owned(), "delivery_dropped".to_owned());
+                    event
+                        .labels
+                        .insert("alert.id".to_owned(), delivery.alert_id.clone());
+                    event
+                        .labels
+                        .insert("alert.receiver".to_owned(), name.clone());
+                    if let Err(err) = inner.appender.append(event.to_json()).await {
+                        tracing::error!(error = %err, "failed to journal a dropped delivery");
+                    }
+                    if let Err(err) = inner.outbox.drop_delivery(&delivery, &err.message) {
+                        tracing::warn!(receiver = %name, error = %err, "failed to record a dropped delivery");
+                    }
+                }
+            }
+        }
+    }
+
+    fn change(
+        &self,
+        id: &str,
+        by: &str,
+        op: fn(&mut AlertBook, &str, &str, OffsetDateTime) -> Result<Notice, AlertError>,
+    ) -> Result<apiwatch_respond::Alert, AlertError> {
+        let notice = op(&mut self.book(), id, by, OffsetDateTime::now_utc())?;
+        let alert = notice.alert.clone();
+        self.dispatch(vec![notice]);
+        Ok(alert)
+    }
+}
+
+/// Exponential backoff: 1 s, 2 s, 4 s... capped at `max`, each with up to 20% added jitter.
+fn backoff(failures: u32, max: Duration) -> Duration {
+    let base = Duration::from_secs(1u64 << failures.saturating_sub(1).min(20)).min(max);
+    let mut byte = [0u8; 1];
+    let _ = getrandom::getrandom(&mut byte);
+    base + base.mul_f64(f64::from(byte[0]) / 255.0 * 0.2)
+}
+
+/// The finding that makes a failing receiver an alert of its own (routed like any other, so
+/// the other receivers hear of it).
+fn receiver_failing(name: &str, failures: u32, message: &str) -> Finding {
+    let now = OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mut evidence = serde_json::Map::new();
+    evidence.insert("failures".to_owned(), failures.into());
+    evidence.insert("last_error".to_owned(), message.into());
+    Finding {
+        timestamp: now.clone(),
+        rule_id: "apiwatch.receiver-failing".to_owned(),
+        rule_name: "Alert receiver failing".to_owned(),
+        severity: Severity::High,
+        key_field: "alert.receiver".to_owned(),
+        key_value: name.to_owned(),
+        window_start: now.clone(),
+        window_end: now,
+        evidence,
+        sample_event_ids: Vec::new(),
+        action: None,
+        dry_run: false,
+        message: format!(
+            "receiver {name} failed {failures} times in a row ({message}); its notifications wait in the outbox"
+        ),
+    }
+}
+
+fn audit_event(notice: &Notice) -> Event {
+    let alert = &notice.alert;
+    let mut event = Event::new(EventKind::Audit, "respond.alert", OffsetDateTime::now_utc());
+    event.outcome = Some("success".to_owned());
+    let by = match notice.reason {
+        Reason::Acknowledged => alert.acknowledged_by.clone(),
+        Reason::Resolved => alert.resolved_by.clone(),
+        _ => None,
+    };
+    event.user_name = Some(by.unwrap_or_else(|| "apiwatch".to_owned()));
+    let labels = &mut event.labels;
+    labels.insert("alert.op".to_owned(), notice.reason.as_str().to_owned());
+    labels.insert("alert.id".to_owned(), alert.id.clone());
+    labels.insert("alert.rule".to_owned(), alert.rule_id.clone());
+    labels.insert("alert.key".to_owned(), alert.key_value.clone());
+    labels.insert("alert.state".to_owned(), alert.state.as_str().to_owned());
+    labels.insert("alert.receivers".to_owned(), notice.receivers.join(","));
+    event
+}
+
+impl apiwatch_server::AlertsApi for Alerting {
+    fn list(&self, state: Option<String>) -> Result<serde_json::Value, String> {
+        let state = match state.as_deref() {
+            None | Some("" | "all") => None,
+            Some("open") => Some(AlertState::Open),
+            Some("acknowledged") => Some(AlertState::Acknowledged),
+            Some("resolved") => Some(AlertState::Resolved),
+            Some(other) => {
+                return Err(format!(
+                    "state: expected open, acknowledged, resolved or all, got {other:?}"
+                ));
+            }
+        };
+        Ok(serde_json::to_value(self.book().list(state)).unwrap_or_default())
+    }
+
+    fn get(&self, id: &str) -> Option<serde_json::Value> {
+        self.book()
+            .get(id)
+            .map(|alert| serde_json::to_value(alert).unwrap_or_default())
+    }
+
+    fn change(
+        &self,
+        id: String,
+        op: apiwatch_server::AlertOp,
+        by: String,
+    ) -> BoxFuture<Result<serde_json::Value, (u16, String)>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let changed = tokio::task::spawn_blocking(move || match op {
+                apiwatch_server::AlertOp::Acknowledge => {
+                    this.change(&id, &by, AlertBook::acknowledge)
+                }
+                apiwatch_server::AlertOp::Resolve => this.change(&id, &by, AlertBook::resolve),
+            })
+            .await
+            .map_err(|_| (500, "the alert change panicked".to_owned()))?;
+            match changed {
+                Ok(alert) => Ok(serde_json::to_value(alert).unwrap_or_default()),
+                Err(AlertError::NotFound) => Err((404, "no alert with that id".to_owned())),
+                Err(AlertError::Resolved) => Err((409, "the alert is already resolved".to_owned())),
+                Err(AlertError::Io(err)) => {
+                    Err((500, format!("failed to record the change: {err}")))
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,449 @@
+//! Alerts end to end: a brute-force run through the gateway opens an alert that reaches a
+//! signed webhook, Slack and Debian's real prometheus-alertmanager; nobody acknowledges, so it
+//! is reminded and escalated to PagerDuty (Events API v2 shape); acknowledging stops the
+//! reminders; resolving reaches Alertmanager (`endsAt`) and PagerDuty. A second test proves the
+//! outbox: a receiver down across a SIGKILL and restart still gets the alert, and a healthy
+//! receiver is not held up by the dead one. `.ci/run` installs prometheus-alertmanager; without
+//! it the first test fails.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use apiwatch_testkit::{Recorded, Recorder};
+use common::*;
+use hmac::Mac;
+
+const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+const SECRET: &str = "s3cret-hook-key";
+
+struct Recorders {
+    _runtime: tokio::runtime::Runtime,
+    list: Vec<Recorder>,
+}
+
+fn recorders(count: usize) -> Recorders {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let list = (0..count)
+        .map(|_| runtime.block_on(apiwatch_testkit::start_recorder()))
+        .collect();
+    Recorders {
+        _runtime: runtime,
+        list,
+    }
+}
+
+fn login_as(gateway: SocketAddr, client: &str, password: &str) -> u16 {
+    use base64::Engine as _;
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("admin:{password}"));
+    get(
+        gateway,
+        "/login",
+        &[
+            ("x-forwarded-for", client),
+            ("authorization", &format!("Basic {credentials}")),
+        ],
+    )
+    .status
+}
+
+fn brute_force(gateway: SocketAddr, client: &str) {
+    for attempt in 0..15 {
+        let status = login_as(gateway, client, &format!("guess{attempt}"));
+        assert!(status == 401 || status == 403, "{status}");
+    }
+}
+
+/// Waits until `recorder` holds a request that `wanted` accepts; returns it.
+fn wait_for(
+    recorder: &Recorder,
+    what: &str,
+    within: Duration,
+    wanted: impl Fn(&Recorded) -> bool,
+) -> Recorded {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = recorder.recorded().into_iter().find(|r| wanted(r)) {
+            return found;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{what} never arrived; got {:?}",
+            recorder
+                .recorded()
+                .iter()
+                .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn webhook_reason(request: &Recorded) -> String {
+    request.json()["reason"].as_str().unwrap_or("").to_owned()
+}
+
+fn alerts_cli(admin: SocketAddr, token: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("alerts")
+        .args(args)
+        .args(["--admin", &admin.to_string()])
+        .env("APIWATCH_TOKEN", token)
+        .output()
+        .unwrap()
+}
+
+struct Alertmanager {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_alertmanager(dir: &Path) -> Alertmanager {
+    assert!(
+        Path::new(ALERTMANAGER).exists(),
+        "{ALERTMANAGER} is missing: install Debian's prometheus-alertmanager (.ci/run does)"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n",
+    )
+    .unwrap();
+    let child = Command::new(ALERTMANAGER)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.join("am-data").display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("failed to start prometheus-alertmanager");
+    let manager = Alertmanager { child, addr };
+    let started = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() || get(addr, "/-/ready", &[]).status != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "alertmanager did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    manager
+}
+
+/// Alertmanager's view of alerts named `name`: (active, resolved-or-gone).
+fn alertmanager_alerts(manager: &Alertmanager, name: &str) -> Vec<serde_json::Value> {
+    let answer = get(
+        manager.addr,
+        &format!("/api/v2/alerts?filter=alertname%3D%22{name}%22"),
+        &[],
+    );
+    assert_eq!(answer.status, 200);
+    serde_json::from_slice::<serde_json::Value>(&answer.body)
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_alert_reaches_every_receiver_escalates_until_acknowledged_and_resolves() {
+    let upstream = start_upstream();
+    let servers = recorders(3);
+    let (hook, slack, pager) = (&servers.list[0], &servers.list[1], &servers.list[2]);
+    let work = tempfile::tempdir().unwrap();
+    let manager = start_alertmanager(work.path());
+    let config = work.path().join("apiwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+[alerts]
+retry_max = "1s"
+refresh_interval = "2s"
+
+[[alerts.receivers]]
+name = "hook"
+kind = "webhook"
+url = "http://{hook}/apiwatch"
+secret = "{SECRET}"
+
+[[alerts.receivers]]
+name = "chat"
+kind = "slack"
+url = "http://{slack}/services/T000/B000/XXXX"
+
+[[alerts.receivers]]
+name = "am"
+kind = "alertmanager"
+url = "http://{am}"
+
+[[alerts.receivers]]
+name = "pager"
+kind = "pagerduty"
+url = "http://{pager}/v2/enqueue"
+routing_key = "R0UT1NGKEY0000000000000000000000"
+
+[[alerts.routes]]
+rules = ["auth.*"]
+receivers = ["hook", "chat", "am"]
+escalate_to = ["pager"]
+escalate_after = "2s"
+repeat_interval = "2s"
+resolve_after = "1h"
+"#,
+            hook = hook.addr,
+            slack = slack.addr,
+            am = manager.addr,
+            pager = pager.addr,
+        ),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let apiwatch = serve(
+        data.path(),
+        upstream.addr,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--trusted-proxy",
+            "127.0.0.1/32",
+        ],
+    );
+    let token = apiwatch.token();
+    brute_force(apiwatch.gateway, "203.0.113.66");
+
+    // The signed webhook.
+    let opened = wait_for(hook, "the opened webhook", Duration::from_secs(15), |r| {
+        webhook_reason(r) == "opened"
+    });
+    let body = opened.json();
+    let alert = &body["alert"];
+    assert_eq!(alert["rule_id"], "auth.brute-force", "{body}");
+    assert_eq!(alert["key_value"], "203.0.113.66");
+    assert_eq!(alert["state"], "open");
+    assert!(alert["search"].as_str().unwrap().contains("203.0.113.66"));
+    let id = alert["id"].as_str().unwrap().to_owned();
+    let timestamp = opened
+        .header("x-apiwatch-timestamp")
+        .expect("timestamp header");
+    let age = time::OffsetDateTime::now_utc().unix_timestamp() - timestamp.parse::<i64>().unwrap();
+    assert!((0..60).contains(&age), "stale timestamp {timestamp}");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&opened.body);
+    let expected = format!("v1={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(
+        opened.header("x-apiwatch-signature"),
+        Some(expected.as_str())
+    );
+
+    // Slack's incoming-webhook shape.
+    let message = wait_for(slack, "the Slack message", Duration::from_secs(10), |_| {
+        true
+    });
+    let text = message.json()["text"].as_str().unwrap_or("").to_owned();
+    assert!(
+        text.contains("New alert") && text.contains("203.0.113.66"),
+        "{text}"
+    );
+    assert_eq!(message.path, "/services/T000/B000/XXXX");
+
+    // The real Alertmanager holds it as an active alert.
+    let started = Instant::now();
+    loop {
+        let found = alertmanager_alerts(&manager, "auth.brute-force");
+        if let Some(active) = found.iter().find(|a| a["status"]["state"] == "active") {
+            assert_eq!(active["labels"]["key"], "203.0.113.66", "{active}");
+            assert_eq!(active["labels"]["severity"], "high");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "not in alertmanager: {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Nobody acknowledges: reminders to the first receivers, then escalation to PagerDuty.
+    wait_for(hook, "a reminder", Duration::from_secs(10), |r| {
+        webhook_reason(r) == "reminder"
+    });
+    let trigger = wait_for(
+        pager,
+        "the PagerDuty trigger",
+        Duration::from_secs(10),
+        |_| true,
+    );
+    let event = trigger.json();
+    assert_eq!(event["event_action"], "trigger", "{event}");
+    assert_eq!(event["routing_key"], "R0UT1NGKEY0000000000000000000000");
+    assert_eq!(event["dedup_key"], format!("apiwatch-{id}"));
+    assert_eq!(event["payload"]["severity"], "error");
+    assert_eq!(event["payload"]["source"], "203.0.113.66");
+
+    // Acknowledged: receivers hear of it and the reminders stop.
+    let acked = alerts_cli(apiwatch.admin, &token, &["ack", &id]);
+    assert!(
+        acked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&acked.stderr)
+    );
+    wait_for(hook, "the acknowledgement", Duration::from_secs(10), |r| {
+        webhook_reason(r) == "acknowledged"
+    });
+    wait_for(
+        pager,
+        "the PagerDuty acknowledge",
+        Duration::from_secs(10),
+        |r| r.json()["event_action"] == "acknowledge",
+    );
+    let reminders = || {
+        hook.recorded()
+            .iter()
+            .filter(|r| webhook_reason(r) == "reminder")
+            .count()
+    };
+    let before = reminders();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(reminders(), before, "reminded after the acknowledgement");
+    let shown = alerts_cli(apiwatch.admin, &token, &["show", &id]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["state"], "acknowledged");
+    assert_eq!(shown["acknowledged_by"], "admin");
+
+    // Resolved: Alertmanager's copy ends, PagerDuty resolves the incident.
+    let resolved = alerts_cli(apiwatch.admin, &token, &["resolve", &id]);
+    assert!(
+        resolved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resolved.stderr)
+    );
+    wait_for(
+        pager,
+        "the PagerDuty resolve",
+        Duration::from_secs(10),
+        |r| r.json()["event_action"] == "resolve",
+    );
+    let started = Instant::now();
+    loop {
+        let found = alertmanager_alerts(&manager, "auth.brute-force");
+        if found.iter().all(|a| a["status"]["state"] != "active") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "still active: {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let again = alerts_cli(apiwatch.admin, &token, &["ack", &id]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already resolved"));
+
+    // Every change is in the journal.
+    let ops: Vec<String> = journal_events(data.path())
+        .iter()
+        .filter(|event| event["event.dataset"] == "respond.alert")
+        .filter_map(|event| event["labels"]["alert.op"].as_str().map(str::to_owned))
+        .collect();
+    for op in [
+        "opened",
+        "reminder",
+        "escalated",
+        "acknowledged",
+        "resolved",
+    ] {
+        assert!(
+            ops.iter().any(|seen| seen == op),
+            "{op} not journaled: {ops:?}"
+        );
+    }
+}
+
+#[test]
+fn a_receiver_down_across_a_crash_still_gets_the_alert_and_delays_no_other() {
+    let upstream = start_upstream();
+    let servers = recorders(2);
+    let (down, healthy) = (&servers.list[0], &servers.list[1]);
+    down.answer_with(503);
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("apiwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+[alerts]
+retry_max = "1s"
+
+[[alerts.receivers]]
+name = "down"
+kind = "webhook"
+url = "http://{down}/hook"
+
+[[alerts.receivers]]
+name = "healthy"
+kind = "webhook"
+url = "http://{healthy}/hook"
+"#,
+            down = down.addr,
+            healthy = healthy.addr,
+        ),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--trusted-proxy",
+        "127.0.0.1/32",
+    ];
+    let apiwatch = serve(data.path(), upstream.addr, &args);
+    brute_force(apiwatch.gateway, "198.51.100.9");
+    // The healthy receiver gets it at once, whatever the other one does.
+    let first = wait_for(
+        healthy,
+        "the healthy delivery",
+        Duration::from_secs(15),
+        |r| webhook_reason(r) == "opened",
+    );
+    let id = first.json()["alert"]["id"].as_str().unwrap().to_owned();
+    // The dead one is tried (and refuses) more than once.
+    let started = Instant::now();
+    while down.recorded().len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(15), "no retries");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    apiwatch.kill9();
+
+    down.answer_with(200);
+    let restarted = serve(data.path(), upstream.addr, &args);
+    let delivered = wait_for(
+        down,
+        "the delivery after the restart",
+        Duration::from_secs(20),
+        |r| r.answered == 200,
+    );
+    assert_eq!(delivered.json()["alert"]["id"], id.as_str());
+    assert_eq!(delivered.json()["reason"], "opened");
+    drop(restarted);
+}

@@ -1,0 +1,537 @@
+//! Alerts: findings grouped by rule and key, with a lifecycle a person drives
+//! (open -> acknowledged -> resolved) and a policy that keeps reminding and escalating until
+//! someone does.
+//!
+//! [`AlertBook`] holds the alerts and their file (`alerts.jsonl`, one whole alert per line per
+//! change, `fdatasync`ed before the change is reported; the last line of an id wins at open, a
+//! torn last line is ignored). It decides nothing about delivery: every change comes back as a
+//! [`Notice`] (what happened, to which alert, for which receivers) for the caller to render
+//! and put in the [`Outbox`](crate::Outbox).
+//!
+//! Bounds: at most [`MAX_OPEN_ALERTS`] unresolved alerts (a finding for a new key beyond it is
+//! folded into an overflow alert of its rule, key `*`, so nothing goes unseen), and the last
+//! [`KEEP_RESOLVED`] resolved ones are kept for listing.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use apiwatch_detect::Finding;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use crate::routing::Routing;
+
+/// At most this many alerts are open or acknowledged at once.
+pub const MAX_OPEN_ALERTS: usize = 10_000;
+/// Resolved alerts kept (for `alerts list`); older ones are dropped at the next compaction.
+pub const KEEP_RESOLVED: usize = 1_000;
+
+/// Where an alert is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// Firing; nobody has taken it.
+    Open,
+    /// A person took it: reminders and escalation stop.
+    Acknowledged,
+    /// Over: by a person, or automatically after a quiet period.
+    Resolved,
+}
+
+impl AlertState {
+    /// The name used in the API and in payloads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Open => "open",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
+/// Findings of one rule for one key, and what people did about them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// UUIDv7.
+    pub id: String,
+    /// The rule that fired.
+    pub rule_id: String,
+    /// Its title.
+    pub rule_name: String,
+    /// `low`, `medium`, `high`, `critical` (the rule's).
+    pub severity: String,
+    /// The key's fields, e.g. `source.ip`.
+    pub key_field: String,
+    /// The key's value, e.g. `203.0.113.7`.
+    pub key_value: String,
+    /// The latest finding's sentence.
+    pub summary: String,
+    /// The latest finding's numbers.
+    pub evidence: Map<String, Value>,
+    /// Sample event ids from the latest findings (at most 10).
+    pub sample_event_ids: Vec<String>,
+    /// A search (docs/search.md) that shows the key's events.
+    pub search: String,
+    /// How many findings were grouped into this alert.
+    pub findings: u64,
+    /// Where it is in its life.
+    pub state: AlertState,
+    /// First finding.
+    #[serde(with = "time::serde::rfc3339")]
+    pub opened_at: OffsetDateTime,
+    /// Latest finding.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+    /// Who acknowledged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
+    /// When.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub acknowledged_at: Option<OffsetDateTime>,
+    /// Who resolved it (`auto` after the quiet period).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+    /// When.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub resolved_at: Option<OffsetDateTime>,
+    /// The route (index into the routing's routes) that took it.
+    pub route: usize,
+    /// Escalation steps taken along the route's `escalate_to` chain (0: only its receivers).
+    pub escalation: usize,
+    /// When it was last sent out (opened, reminded or escalated).
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_notified: OffsetDateTime,
+    /// When it last moved along the chain (or opened).
+    #[serde(with = "time::serde::rfc3339")]
+    pub escalated_at: OffsetDateTime,
+}
+
+/// Why receivers hear of an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// A new alert.
+    Opened,
+    /// Still open and nobody acknowledged it.
+    Reminder,
+    /// Nobody acknowledged it in time: sent to the next receiver of the chain.
+    Escalated,
+    /// A person took it.
+    Acknowledged,
+    /// It is over.
+    Resolved,
+    /// Still firing (for receivers that forget firing alerts unless re-sent: Alertmanager).
+    Refresh,
+}
+
+impl Reason {
+    /// The name used in payloads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Opened => "opened",
+            Reason::Reminder => "reminder",
+            Reason::Escalated => "escalated",
+            Reason::Acknowledged => "acknowledged",
+            Reason::Resolved => "resolved",
+            Reason::Refresh => "refresh",
+        }
+    }
+}
+
+/// A change the receivers must hear of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    /// The alert after the change.
+    pub alert: Alert,
+    /// What happened.
+    pub reason: Reason,
+    /// The receivers (names) to tell.
+    pub receivers: Vec<String>,
+}
+
+/// Why an acknowledgement or resolution was refused.
+#[derive(Debug)]
+pub enum AlertError {
+    /// No alert has that id.
+    NotFound,
+    /// The alert is already resolved.
+    Resolved,
+    /// The file could not be written (the change did not happen).
+    Io(io::Error),
+}
+
+impl std::fmt::Display for AlertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AlertError::NotFound => f.write_str("no such alert"),
+            AlertError::Resolved => f.write_str("the alert is already resolved"),
+            AlertError::Io(err) => write!(f, "failed to record the change: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for AlertError {}
+
+/// The alerts and their file.
+#[derive(Debug)]
+pub struct AlertBook {
+    path: PathBuf,
+    file: File,
+    lines: usize,
+    alerts: HashMap<String, Alert>,
+    /// (rule id, key value) -> id of its unresolved alert.
+    open: HashMap<(String, String), String>,
+    /// Resolved alert ids, oldest first.
+    resolved: VecDeque<String>,
+    routing: Routing,
+}
+
+impl AlertBook {
+    /// Opens (or creates) the alerts file at `path` and rewrites it with what is kept.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors, and `InvalidData` for a damaged line other than a torn last one.
+    pub fn open(path: &Path, routing: Routing) -> io::Result<AlertBook> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut alerts: HashMap<String, Alert> = HashMap::new();
+        for alert in crate::jsonl::read::<Alert>(path, "alerts file")? {
+            alerts.insert(alert.id.clone(), alert);
+        }
+        let mut book = AlertBook {
+            path: path.to_owned(),
+            // Replaced by the rewrite below; opening it changes nothing.
+            file: OpenOptions::new().create(true).append(true).open(path)?,
+            lines: 0,
+            alerts: HashMap::new(),
+            open: HashMap::new(),
+            resolved: VecDeque::new(),
+            routing,
+        };
+        let mut all: Vec<Alert> = alerts.into_values().collect();
+        all.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then_with(|| a.id.cmp(&b.id)));
+        for mut alert in all {
+            // Routes may have changed since: keep the alert within the current ones.
+            if alert.route >= book.routing.routes().len() {
+                alert.route = 0;
+                alert.escalation = 0;
+            }
+            book.index(alert);
+        }
+        book.trim_resolved();
+        book.rewrite()?;
+        Ok(book)
+    }
+
+    fn index(&mut self, alert: Alert) {
+        let key = (alert.rule_id.clone(), alert.key_value.clone());
+        if alert.state == AlertState::Resolved {
+            if self.open.get(&key) == Some(&alert.id) {
+                self.open.remove(&key);
+            }
+            if !self.resolved.contains(&alert.id) {
+                self.resolved.push_back(alert.id.clone());
+            }
+        } else {
+            self.open.insert(key, alert.id.clone());
+        }
+        self.alerts.insert(alert.id.clone(), alert);
+    }
+
+    fn trim_resolved(&mut self) {
+        while self.resolved.len() > KEEP_RESOLVED {
+            if let Some(id) = self.resolved.pop_front() {
+                self.alerts.remove(&id);
+            }
+        }
+    }
+
+    /// Rewrites the file with the alerts kept (temp file, fsync, rename).
+    fn rewrite(&mut self) -> io::Result<()> {
+        let mut all: Vec<&Alert> = self.alerts.values().collect();
+        all.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then_with(|| a.id.cmp(&b.id)));
+        let mut text = Vec::new();
+        for alert in &all {
+            serde_json::to_writer(&mut text, alert)?;
+            text.push(b'\n');
+        }
+        self.file = crate::jsonl::rewrite(&self.path, &text)?;
+        self.lines = all.len();
+        Ok(())
+    }
+
+    /// Writes the alert durably, then applies it.
+    fn store(&mut self, alert: Alert) -> io::Result<Alert> {
+        let mut line = serde_json::to_vec(&alert)?;
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        self.file.sync_data()?;
+        self.lines += 1;
+        self.index(alert.clone());
+        if self.lines > 4 * (self.alerts.len() + 64) {
+            self.trim_resolved();
+            if let Err(err) = self.rewrite() {
+                tracing::warn!(path = %self.path.display(), error = %err, "failed to compact the alerts file");
+            }
+        }
+        Ok(alert)
+    }
+
+    /// Groups a finding into its rule and key's alert, opening one if there is none. Returns
+    /// the notice for a new alert; a finding grouped into an existing one only updates it
+    /// (reminders are the policy's business, see [`AlertBook::tick`]).
+    ///
+    /// # Errors
+    ///
+    /// I/O errors from the file (the alert is then not changed).
+    pub fn observe(
+        &mut self,
+        finding: &Finding,
+        now: OffsetDateTime,
+    ) -> io::Result<Option<Notice>> {
+        let mut key_value = finding.key_value.clone();
+        let mut key = (finding.rule_id.clone(), key_value.clone());
+        if !self.open.contains_key(&key) && self.open.len() >= MAX_OPEN_ALERTS {
+            key_value = "*".to_owned();
+            key.1 = key_value.clone();
+        }
+        if let Some(id) = self.open.get(&key) {
+            let mut alert = self.alerts[id].clone();
+            alert.findings += 1;
+            alert.last_seen = now;
+            alert.summary.clone_from(&finding.message);
+            alert.evidence.clone_from(&finding.evidence);
+            for sample in &finding.sample_event_ids {
+                if !alert.sample_event_ids.contains(sample) {
+                    alert.sample_event_ids.push(sample.clone());
+                }
+            }
+            let excess = alert.sample_event_ids.len().saturating_sub(10);
+            alert.sample_event_ids.drain(..excess);
+            self.store(alert)?;
+            return Ok(None);
+        }
+        let route = self.routing.route_for(finding);
+        let alert = Alert {
+            id: uuid::Uuid::now_v7().to_string(),
+            rule_id: finding.rule_id.clone(),
+            rule_name: finding.rule_name.clone(),
+            severity: finding.severity.as_str().to_owned(),
+            key_field: finding.key_field.clone(),
+            search: search_for(&finding.key_field, &key_value),
+            key_value,
+            summary: finding.message.clone(),
+            evidence: finding.evidence.clone(),
+            sample_event_ids: finding.sample_event_ids.iter().take(10).cloned().collect(),
+            findings: 1,
+            state: AlertState::Open,
+            opened_at: now,
+            last_seen: now,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            resolved_by: None,
+            resolved_at: None,
+            route,
+            escalation: 0,
+            last_notified: now,
+            escalated_at: now,
+        };
+        let alert = self.store(alert)?;
+        let receivers = self.routing.chain_until(route, 0);
+        Ok(Some(Notice {
+            alert,
+            reason: Reason::Opened,
+            receivers,
+        }))
+    }
+
+    /// A person takes the alert: reminders and escalation stop.
+    ///
+    /// # Errors
+    ///
+    /// [`AlertError`]: unknown id, already resolved, or the file could not be written.
+    pub fn acknowledge(
+        &mut self,
+        id: &str,
+        by: &str,
+        now: OffsetDateTime,
+    ) -> Result<Notice, AlertError> {
+        self.transition(id, AlertState::Acknowledged, by, now)
+    }
+
+    /// The alert is over.
+    ///
+    /// # Errors
+    ///
+    /// [`AlertError`]: unknown id, already resolved, or the file could not be written.
+    pub fn resolve(
+        &mut self,
+        id: &str,
+        by: &str,
+        now: OffsetDateTime,
+    ) -> Result<Notice, AlertError> {
+        self.transition(id, AlertState::Resolved, by, now)
+    }
+
+    fn transition(
+        &mut self,
+        id: &str,
+        state: AlertState,
+        by: &str,
+        now: OffsetDateTime,
+    ) -> Result<Notice, AlertError> {
+        let mut alert = self.alerts.get(id).cloned().ok_or(AlertError::NotFound)?;
+        if alert.state == AlertState::Resolved {
+            return Err(AlertError::Resolved);
+        }
+        alert.state = state;
+        let reason = if state == AlertState::Resolved {
+            alert.resolved_by = Some(by.to_owned());
+            alert.resolved_at = Some(now);
+            Reason::Resolved
+        } else {
+            alert.acknowledged_by = Some(by.to_owned());
+            alert.acknowledged_at = Some(now);
+            Reason::Acknowledged
+        };
+        let alert = self.store(alert).map_err(AlertError::Io)?;
+        let receivers = self.routing.chain_until(alert.route, alert.escalation);
+        Ok(Notice {
+            alert,
+            reason,
+            receivers,
+        })
+    }
+
+    /// Applies the policy at `now`: resolves alerts quiet for the route's `resolve_after`,
+    /// escalates open ones nobody acknowledged within `escalate_after` to the next receiver of
+    /// the chain, reminds the receivers so far every `repeat_interval`, and refreshes firing
+    /// alerts every `refresh_interval` for receivers that need it.
+    pub fn tick(&mut self, now: OffsetDateTime) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        let ids: Vec<String> = self.open.values().cloned().collect();
+        for id in ids {
+            let Some(alert) = self.alerts.get(&id).cloned() else {
+                continue;
+            };
+            let route = self.routing.route(alert.route).clone();
+            if now - alert.last_seen >= route.resolve_after {
+                if let Ok(notice) = self.resolve(&id, "auto", now) {
+                    notices.push(notice);
+                }
+                continue;
+            }
+            if alert.state != AlertState::Open {
+                continue;
+            }
+            let step = alert.escalation;
+            let reason = if step < route.escalate_to.len()
+                && now - alert.escalated_at >= route.escalate_after
+            {
+                Some(Reason::Escalated)
+            } else if now - alert.last_notified >= route.repeat_interval {
+                Some(Reason::Reminder)
+            } else {
+                None
+            };
+            let Some(reason) = reason else { continue };
+            let mut changed = alert.clone();
+            changed.last_notified = now;
+            if reason == Reason::Escalated {
+                changed.escalation = step + 1;
+                changed.escalated_at = now;
+            }
+            match self.store(changed) {
+                Ok(alert) => {
+                    let receivers = if reason == Reason::Escalated {
+                        vec![route.escalate_to[step].clone()]
+                    } else {
+                        self.routing.chain_until(alert.route, alert.escalation)
+                    };
+                    notices.push(Notice {
+                        alert,
+                        reason,
+                        receivers,
+                    });
+                }
+                Err(err) => {
+                    tracing::error!(alert = %id, error = %err, "failed to record an alert change");
+                }
+            }
+        }
+        notices
+    }
+
+    /// The alert with this id.
+    pub fn get(&self, id: &str) -> Option<&Alert> {
+        self.alerts.get(id)
+    }
+
+    /// Every alert kept, newest first; `state` filters.
+    pub fn list(&self, state: Option<AlertState>) -> Vec<Alert> {
+        let mut all: Vec<Alert> = self
+            .alerts
+            .values()
+            .filter(|alert| state.is_none_or(|state| alert.state == state))
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| b.opened_at.cmp(&a.opened_at).then_with(|| b.id.cmp(&a.id)));
+        all
+    }
+
+    /// Unresolved alerts.
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The routing in force.
+    pub fn routing(&self) -> &Routing {
+        &self.routing
+    }
+}
+
+/// A search-language query for the key's events (docs/search.md).
+fn search_for(key_field: &str, key_value: &str) -> String {
+    let fields: Vec<&str> = key_field.split(',').collect();
+    let values: Vec<&str> = key_value.split(',').collect();
+    if key_value == "*" || fields.len() != values.len() {
+        return String::new();
+    }
+    fields
+        .iter()
+        .zip(values)
+        .map(|(field, value)| {
+            // `source.ip/24` keys are ranges: the search matches them as CIDR on the field.
+            let field = field.split('/').next().unwrap_or(field);
+            let quoted = if value
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ".:/-_@".contains(ch))
+            {
+                value.to_owned()
+            } else {
+                format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+            };
+            format!("{field}={quoted}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Converts a std duration into a `time` one (saturating).
+pub(crate) fn span(duration: Duration) -> time::Duration {
+    time::Duration::try_from(duration).unwrap_or(time::Duration::MAX)
+}

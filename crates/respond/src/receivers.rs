@@ -1,0 +1,437 @@
+//! Receivers: where alerts go, each in its own wire format (`shared/protocols.md`), and the
+//! HTTP delivery of one rendered payload.
+//!
+//! - `webhook`: apiwatch's JSON (`{"version": 1, "reason", "alert": {..}}`), signed: header
+//!   `X-Apiwatch-Timestamp: <unix seconds>` and `X-Apiwatch-Signature: v1=<hex>` where the hex is
+//!   HMAC-SHA256(secret, "<timestamp>.<body>"); the timestamp is fresh on every attempt so a
+//!   receiver can refuse replays older than a few minutes.
+//! - `slack`: an incoming-webhook message (`text` plus `blocks`), `&`, `<`, `>` escaped.
+//! - `pagerduty`: Events API v2 (`trigger`, `acknowledge`, `resolve`) with the stable
+//!   `dedup_key` `apiwatch-<alert id>`.
+//! - `alertmanager`: `POST /api/v2/alerts` with one postable alert; firing ones are re-sent
+//!   (reason `refresh`) since Alertmanager forgets them, resolved ones carry `endsAt`.
+//!
+//! Delivery is one HTTP/1.1 request per attempt over a fresh connection (TLS with rustls for
+//! `https://`, trusting the system's CA bundle), with a 10 s limit. 2xx is success; 408, 429,
+//! 5xx and connection failures are worth retrying; other 4xx are refused for good.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::alerts::{Alert, AlertState, Notice, Reason};
+
+/// What kind of receiver, with its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReceiverKind {
+    /// Generic JSON webhook, HMAC-signed when `secret` is set.
+    Webhook {
+        /// Where to POST.
+        url: String,
+        /// HMAC-SHA256 key.
+        secret: Option<String>,
+    },
+    /// Slack incoming webhook.
+    Slack {
+        /// The webhook URL (a secret: never logged).
+        url: String,
+    },
+    /// PagerDuty Events API v2.
+    PagerDuty {
+        /// `https://events.pagerduty.com/v2/enqueue` unless set.
+        url: String,
+        /// The integration's routing key.
+        routing_key: String,
+    },
+    /// Prometheus Alertmanager API v2.
+    Alertmanager {
+        /// Base URL, e.g. `http://127.0.0.1:9093`.
+        url: String,
+    },
+}
+
+/// A named receiver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receiver {
+    /// Its name in routes.
+    pub name: String,
+    /// Its kind and settings.
+    pub kind: ReceiverKind,
+}
+
+/// Why a delivery failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendError {
+    /// Worth trying again later.
+    pub retry: bool,
+    /// What happened (never contains the URL's secret parts).
+    pub message: String,
+}
+
+impl Receiver {
+    /// The kind's name.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            ReceiverKind::Webhook { .. } => "webhook",
+            ReceiverKind::Slack { .. } => "slack",
+            ReceiverKind::PagerDuty { .. } => "pagerduty",
+            ReceiverKind::Alertmanager { .. } => "alertmanager",
+        }
+    }
+
+    /// Whether firing alerts must be re-sent periodically for this receiver to keep them.
+    pub fn needs_refresh(&self) -> bool {
+        matches!(self.kind, ReceiverKind::Alertmanager { .. })
+    }
+
+    /// The payload telling this receiver of `notice`; `None` when this kind has nothing to say
+    /// for that reason (Alertmanager and Slack need no separate acknowledgement message...
+    /// Slack does get one; only Alertmanager has no acknowledgement state).
+    pub fn render(&self, notice: &Notice, console: &str) -> Option<Value> {
+        let alert = &notice.alert;
+        let link = format!("{console}/api/v1/alerts/{}", alert.id);
+        match &self.kind {
+            ReceiverKind::Webhook { .. } => Some(json!({
+                "version": 1,
+                "reason": notice.reason.as_str(),
+                "alert": alert,
+                "link": link,
+            })),
+            ReceiverKind::Slack { .. } => Some(slack(alert, notice.reason, &link)),
+            ReceiverKind::PagerDuty { routing_key, .. } => {
+                let action = match notice.reason {
+                    Reason::Acknowledged => "acknowledge",
+                    Reason::Resolved => "resolve",
+                    Reason::Refresh => return None,
+                    Reason::Opened | Reason::Reminder | Reason::Escalated => "trigger",
+                };
+                let severity = match alert.severity.as_str() {
+                    "critical" => "critical",
+                    "high" => "error",
+                    "medium" => "warning",
+                    _ => "info",
+                };
+                Some(json!({
+                    "routing_key": routing_key,
+                    "event_action": action,
+                    "dedup_key": format!("apiwatch-{}", alert.id),
+                    "payload": {
+                        "summary": truncate(&format!("{}: {}", alert.rule_name, alert.summary), 1024),
+                        "source": alert.key_value,
+                        "severity": severity,
+                        "timestamp": rfc3339(alert.opened_at),
+                        "component": alert.key_field,
+                        "class": alert.rule_id,
+                        "custom_details": {
+                            "findings": alert.findings,
+                            "evidence": alert.evidence,
+                            "search": alert.search,
+                            "sample_event_ids": alert.sample_event_ids,
+                        },
+                    },
+                    "links": [{"href": link, "text": "apiwatch alert"}],
+                    "client": "apiwatch",
+                }))
+            }
+            ReceiverKind::Alertmanager { .. } => {
+                if notice.reason == Reason::Acknowledged {
+                    return None;
+                }
+                let mut posted = json!({
+                    "labels": {
+                        "alertname": alert.rule_id,
+                        "severity": alert.severity,
+                        "key_field": alert.key_field,
+                        "key": alert.key_value,
+                        "apiwatch_alert_id": alert.id,
+                    },
+                    "annotations": {
+                        "summary": alert.summary,
+                        "title": alert.rule_name,
+                        "search": alert.search,
+                    },
+                    "startsAt": rfc3339(alert.opened_at),
+                    "generatorURL": link,
+                });
+                if alert.state == AlertState::Resolved {
+                    let ended = alert.resolved_at.unwrap_or(alert.last_seen);
+                    posted["endsAt"] = json!(rfc3339(ended));
+                }
+                Some(json!([posted]))
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        match &self.kind {
+            ReceiverKind::Webhook { url, .. }
+            | ReceiverKind::Slack { url }
+            | ReceiverKind::PagerDuty { url, .. } => url.clone(),
+            ReceiverKind::Alertmanager { url } => {
+                format!("{}/api/v2/alerts", url.trim_end_matches('/'))
+            }
+        }
+    }
+
+    /// Where deliveries go, safe to log: scheme, host and port only.
+    pub fn safe_target(&self) -> String {
+        let url = self.url();
+        match url.parse::<http::Uri>() {
+            Ok(uri) => format!(
+                "{}://{}",
+                uri.scheme_str().unwrap_or("http"),
+                uri.authority().map_or("?", |authority| authority.as_str())
+            ),
+            Err(_) => "(invalid url)".to_owned(),
+        }
+    }
+
+    /// Sends one rendered payload.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`], saying whether a retry may help.
+    pub async fn send(
+        &self,
+        body: &Value,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> Result<(), SendError> {
+        let payload = serde_json::to_vec(body).map_err(|err| SendError {
+            retry: false,
+            message: format!("cannot encode the payload: {err}"),
+        })?;
+        let mut headers: Vec<(&'static str, String)> = vec![
+            ("content-type", "application/json".to_owned()),
+            (
+                "user-agent",
+                format!("apiwatch/{}", env!("CARGO_PKG_VERSION")),
+            ),
+        ];
+        if let ReceiverKind::Webhook {
+            secret: Some(secret),
+            ..
+        } = &self.kind
+        {
+            let timestamp = OffsetDateTime::now_utc().unix_timestamp().to_string();
+            headers.push((
+                "x-apiwatch-signature",
+                format!("v1={}", sign(secret, &timestamp, &payload)),
+            ));
+            headers.push(("x-apiwatch-timestamp", timestamp));
+        }
+        let url = self.url();
+        let attempt = post(&url, headers, payload, tls);
+        match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError {
+                retry: true,
+                message: "no answer within 10 s".to_owned(),
+            }),
+        }
+    }
+}
+
+/// `v1` signature of a webhook body: hex HMAC-SHA256(secret, "<timestamp>.<body>").
+pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn slack(alert: &Alert, reason: Reason, link: &str) -> Value {
+    let prefix = match reason {
+        Reason::Opened => "New alert",
+        Reason::Reminder | Reason::Refresh => "Still open, not acknowledged",
+        Reason::Escalated => "Escalated: nobody acknowledged",
+        Reason::Acknowledged => "Acknowledged",
+        Reason::Resolved => "Resolved",
+    };
+    let who = match reason {
+        Reason::Acknowledged => alert
+            .acknowledged_by
+            .as_deref()
+            .map(|by| format!(" by {}", slack_escape(by)))
+            .unwrap_or_default(),
+        Reason::Resolved => alert
+            .resolved_by
+            .as_deref()
+            .map(|by| format!(" by {}", slack_escape(by)))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    let headline = format!(
+        "{prefix}{who}: *{}* ({}) for `{}` = `{}`",
+        slack_escape(&alert.rule_name),
+        slack_escape(&alert.severity),
+        slack_escape(&alert.key_field),
+        slack_escape(&alert.key_value),
+    );
+    json!({
+        "text": format!("{headline}: {}", slack_escape(&alert.summary)),
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+                "{} · {} findings · search: `{}` · {}",
+                slack_escape(&alert.summary), alert.findings, slack_escape(&alert.search), slack_escape(link)
+            )}]},
+        ],
+    })
+}
+
+/// One POST over a fresh connection.
+async fn post(
+    url: &str,
+    headers: Vec<(&'static str, String)>,
+    payload: Vec<u8>,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<(), SendError> {
+    let fail = |retry: bool, message: String| SendError { retry, message };
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|err| fail(false, format!("invalid url: {err}")))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => {
+            return Err(fail(
+                false,
+                "the url must be http:// or https://".to_owned(),
+            ));
+        }
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| fail(false, "the url has no host".to_owned()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|err| fail(true, format!("cannot connect: {err}")))?;
+    let path = uri
+        .path_and_query()
+        .map_or("/", |path| path.as_str())
+        .to_owned();
+    let mut request = http::Request::post(path).header(
+        "host",
+        uri.authority()
+            .map_or(host.as_str(), |authority| authority.as_str()),
+    );
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let request = request
+        .body(Full::new(Bytes::from(payload)))
+        .map_err(|err| fail(false, format!("cannot build the request: {err}")))?;
+    let status = if https {
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|err| fail(false, format!("invalid TLS server name: {err}")))?;
+        let stream = tokio_rustls::TlsConnector::from(Arc::clone(tls))
+            .connect(name, stream)
+            .await
+            .map_err(|err| fail(true, format!("TLS handshake failed: {err}")))?;
+        exchange(stream, request).await?
+    } else {
+        exchange(stream, request).await?
+    };
+    match status {
+        200..=299 => Ok(()),
+        408 | 429 | 500..=599 => Err(fail(true, format!("answered {status}"))),
+        _ => Err(fail(false, format!("refused with {status}"))),
+    }
+}
+
+async fn exchange<S>(stream: S, request: http::Request<Full<Bytes>>) -> Result<u16, SendError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|err| SendError {
+                retry: true,
+                message: format!("HTTP handshake failed: {err}"),
+            })?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|err| SendError {
+            retry: true,
+            message: format!("request failed: {err}"),
+        })?;
+    let status = response.status().as_u16();
+    // Read (and bound) the answer so the connection ends cleanly.
+    let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024)
+        .collect()
+        .await;
+    Ok(status)
+}
+
+/// A TLS client configuration trusting the CA certificates in `ca_file` (PEM), e.g. the
+/// system bundle `/etc/ssl/certs/ca-certificates.crt`. A missing file gives an empty trust
+/// store: `https://` receivers then fail (and are retried) with a clear TLS error.
+pub fn tls_config(ca_file: &std::path::Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match CertificateDer::pem_file_iter(ca_file) {
+        Ok(certificates) => {
+            for certificate in certificates.flatten() {
+                let _ = roots.add(certificate);
+            }
+        }
+        Err(err) => {
+            tracing::warn!(path = %ca_file.display(), error = %err, "cannot read the CA bundle; https receivers will fail");
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|builder| builder.with_root_certificates(roots).with_no_client_auth());
+    match config {
+        Ok(config) => Arc::new(config),
+        Err(err) => unreachable!("ring supports the default protocol versions: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_hmac_of_timestamp_dot_body() {
+        // The expected value is Python's: hmac.new(b"key", b'1700000000.{"a":1}', sha256).
+        assert_eq!(
+            sign("key", "1700000000", br#"{"a":1}"#),
+            "a438e398bfafc57e4396bb7fc2304422f0f768e965d073ca313cb52e22e6ad03"
+        );
+    }
+}
