@@ -98,6 +98,8 @@ pub struct RawReceiver {
     pub secret_env: Option<Spanned<String>>,
     /// PagerDuty routing key.
     pub routing_key: Option<Spanned<String>>,
+    /// Syslog facility name (default `local0`).
+    pub facility: Option<Spanned<String>>,
 }
 
 /// `[[alerts.routes]]`.
@@ -872,6 +874,44 @@ impl RawConfig {
                     url(check, None).map(|url| ReceiverKind::Webhook { url, secret })
                 }
                 "slack" => url(check, None).map(|url| ReceiverKind::Slack { url }),
+                "syslog" => {
+                    let facility = match &entry.facility {
+                        None => Some(16),
+                        Some(name) => {
+                            let found = apiwatch_respond::syslog_facility(name.get_ref());
+                            if found.is_none() {
+                                check.problem(
+                                    format!("{path}.facility"),
+                                    Some(name),
+                                    "expected a syslog facility name: kern, user, daemon, auth, authpriv, local0 ... local7",
+                                );
+                            }
+                            found
+                        }
+                    };
+                    let target = entry.url.as_ref().map(|url| url.get_ref().clone());
+                    let valid = target.as_deref().is_some_and(|url| {
+                        url.strip_prefix("udp://")
+                            .or_else(|| url.strip_prefix("tcp://"))
+                            .is_some_and(|rest| {
+                                rest.rsplit_once(':').is_some_and(|(host, port)| {
+                                    !host.is_empty()
+                                        && port.trim_end_matches('/').parse::<u16>().is_ok()
+                                })
+                            })
+                    });
+                    if !valid {
+                        check.problem(
+                            format!("{path}.url"),
+                            entry.url.as_ref(),
+                            "expected udp://HOST:PORT or tcp://HOST:PORT",
+                        );
+                    }
+                    target
+                        .filter(|_| valid)
+                        .zip(facility)
+                        .map(|(url, facility)| ReceiverKind::Syslog { url, facility })
+                }
                 "alertmanager" => url(check, None).map(|url| ReceiverKind::Alertmanager { url }),
                 "pagerduty" => {
                     let routing_key = match &entry.routing_key {
@@ -896,7 +936,7 @@ impl RawConfig {
                         format!("{path}.kind"),
                         Some(&entry.kind),
                         format!(
-                            "expected webhook, slack, pagerduty or alertmanager, got {other:?}"
+                            "expected webhook, slack, pagerduty, alertmanager or syslog, got {other:?}"
                         ),
                     );
                     None

@@ -447,3 +447,185 @@ url = "http://{healthy}/hook"
     assert_eq!(delivered.json()["reason"], "opened");
     drop(restarted);
 }
+
+const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
+
+struct Rsyslog {
+    child: Child,
+    udp: SocketAddr,
+    tcp: SocketAddr,
+    output: std::path::PathBuf,
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_rsyslog(dir: &Path) -> Rsyslog {
+    assert!(
+        Path::new(RSYSLOGD).exists(),
+        "{RSYSLOGD} is missing: install Debian's rsyslog (.ci/run does)"
+    );
+    let udp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let tcp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let output = dir.join("syslog.log");
+    let config = dir.join("rsyslog.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "global(workDirectory=\"{dir}\")\n\
+             module(load=\"imudp\")\nmodule(load=\"imtcp\")\n\
+             input(type=\"imudp\" address=\"127.0.0.1\" port=\"{udp_port}\")\n\
+             input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{tcp_port}\")\n\
+             *.* action(type=\"omfile\" file=\"{output}\" template=\"RSYSLOG_SyslogProtocol23Format\")\n",
+            dir = dir.display(),
+            udp_port = udp.port(),
+            tcp_port = tcp.port(),
+            output = output.display(),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(RSYSLOGD)
+        .args(["-n", "-f"])
+        .arg(&config)
+        .arg("-i")
+        .arg(dir.join("rsyslog.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("failed to start rsyslogd");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(tcp).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "rsyslogd did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Rsyslog {
+        child,
+        udp,
+        tcp,
+        output,
+    }
+}
+
+fn wait_for_line(apiwatch: &Apiwatch, path: &Path, needles: &[&str], within: Duration) -> String {
+    let started = Instant::now();
+    loop {
+        // Strict: rsyslog garbles a timestamp that breaks RFC 5424 (more than 6 fractional
+        // digits) into bytes that are not UTF-8, which must fail this test.
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(line) = text
+            .lines()
+            .find(|line| needles.iter().all(|needle| line.contains(needle)))
+        {
+            return line.to_owned();
+        }
+        assert!(
+            started.elapsed() < within,
+            "no syslog line with {needles:?}; rsyslog wrote:\n{text}\napiwatch:\n{}",
+            apiwatch.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn alerts_reach_rsyslog_over_udp_and_tcp() {
+    let upstream = start_upstream();
+    let work = tempfile::tempdir().unwrap();
+    let rsyslog = start_rsyslog(work.path());
+    let config = work.path().join("apiwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+[[alerts.receivers]]
+name = "syslog-udp"
+kind = "syslog"
+url = "udp://{udp}"
+facility = "authpriv"
+
+[[alerts.receivers]]
+name = "syslog-tcp"
+kind = "syslog"
+url = "tcp://{tcp}"
+"#,
+            udp = rsyslog.udp,
+            tcp = rsyslog.tcp,
+        ),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let apiwatch = serve(
+        data.path(),
+        upstream.addr,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--trusted-proxy",
+            "127.0.0.1/32",
+        ],
+    );
+    brute_force(apiwatch.gateway, "192.0.2.99");
+    // authpriv (10) * 8 + err (3) = 83 over UDP; local0 (16) * 8 + err = 131 over TCP.
+    let common = [
+        "apiwatch",
+        "rule=\"auth.brute-force\"",
+        "key=\"192.0.2.99\"",
+        "reason=\"opened\"",
+    ];
+    let udp_line = wait_for_line(
+        &apiwatch,
+        &rsyslog.output,
+        &[&common[..], &["<83>1 "]].concat(),
+        Duration::from_secs(15),
+    );
+    let tcp_line = wait_for_line(
+        &apiwatch,
+        &rsyslog.output,
+        &[&common[..], &["<131>1 "]].concat(),
+        Duration::from_secs(15),
+    );
+    assert!(udp_line.contains("Brute-force login"), "{udp_line}");
+    let stamp = udp_line.split_whitespace().nth(1).unwrap();
+    assert!(
+        stamp.len() == 27 && stamp.ends_with('Z') && stamp.as_bytes()[19] == b'.',
+        "RFC 5424 timestamp with microseconds expected: {stamp}"
+    );
+    assert_ne!(udp_line, tcp_line);
+    let token = apiwatch.token();
+    let listed = alerts_cli(apiwatch.admin, &token, &["list", "--state", "open"]);
+    let alert: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let acked = alerts_cli(
+        apiwatch.admin,
+        &token,
+        &["ack", alert["id"].as_str().unwrap()],
+    );
+    assert!(acked.status.success());
+    // Acknowledgements are informational (severity 6): authpriv -> 86.
+    wait_for_line(
+        &apiwatch,
+        &rsyslog.output,
+        &["<86>1 ", "reason=\"acknowledged\""],
+        Duration::from_secs(15),
+    );
+}

@@ -45,6 +45,8 @@ pub use crate::decision::{Action, Decision, Request, Scope, ScopeParseError, Ver
 pub use crate::feed::{ChangeKind, Changes, FEED_CAPACITY};
 pub use crate::offences::{MAX_OFFENCE_SCOPES, escalated_ttl};
 pub use crate::outbox::{Delivery, MAX_PENDING, Outbox};
-pub use crate::receivers::{Receiver, ReceiverKind, SendError, sign, tls_config};
+pub use crate::receivers::{
+    Receiver, ReceiverKind, SYSLOG_MAX_BYTES, SendError, sign, syslog_facility, tls_config,
+};
 pub use crate::routing::{Route, Routing};
 pub use crate::table::{COMPACT_MIN_RECORDS, DecisionTable};

@@ -55,6 +55,27 @@ pub enum ReceiverKind {
         /// Base URL, e.g. `http://127.0.0.1:9093`.
         url: String,
     },
+    /// Syslog, RFC 5424 messages over UDP (one datagram each) or TCP (octet-counted framing,
+    /// RFC 6587).
+    Syslog {
+        /// `udp://host:port` or `tcp://host:port`.
+        url: String,
+        /// Facility number (0-23; `local0` is 16).
+        facility: u8,
+    },
+}
+
+/// The facility numbers of RFC 5424 by name.
+pub fn syslog_facility(name: &str) -> Option<u8> {
+    const NAMES: [&str; 24] = [
+        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+        "authpriv", "ftp", "ntp", "audit", "alert", "clock", "local0", "local1", "local2",
+        "local3", "local4", "local5", "local6", "local7",
+    ];
+    NAMES
+        .iter()
+        .position(|known| *known == name)
+        .and_then(|index| u8::try_from(index).ok())
 }
 
 /// A named receiver.
@@ -83,6 +104,7 @@ impl Receiver {
             ReceiverKind::Slack { .. } => "slack",
             ReceiverKind::PagerDuty { .. } => "pagerduty",
             ReceiverKind::Alertmanager { .. } => "alertmanager",
+            ReceiverKind::Syslog { .. } => "syslog",
         }
     }
 
@@ -105,6 +127,12 @@ impl Receiver {
                 "link": link,
             })),
             ReceiverKind::Slack { .. } => Some(slack(alert, notice.reason, &link)),
+            ReceiverKind::Syslog { facility, .. } => Some(Value::String(syslog_line(
+                alert,
+                notice.reason,
+                *facility,
+                OffsetDateTime::now_utc(),
+            ))),
             ReceiverKind::PagerDuty { routing_key, .. } => {
                 let action = match notice.reason {
                     Reason::Acknowledged => "acknowledge",
@@ -177,6 +205,7 @@ impl Receiver {
             ReceiverKind::Alertmanager { url } => {
                 format!("{}/api/v2/alerts", url.trim_end_matches('/'))
             }
+            ReceiverKind::Syslog { url, .. } => url.clone(),
         }
     }
 
@@ -203,6 +232,17 @@ impl Receiver {
         body: &Value,
         tls: &Arc<rustls::ClientConfig>,
     ) -> Result<(), SendError> {
+        if let ReceiverKind::Syslog { url, .. } = &self.kind {
+            let line = body.as_str().unwrap_or_default();
+            let attempt = send_syslog(url, line);
+            return match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+                Ok(result) => result,
+                Err(_) => Err(SendError {
+                    retry: true,
+                    message: "the syslog server took more than 10 s".to_owned(),
+                }),
+            };
+        }
         let payload = serde_json::to_vec(body).map_err(|err| SendError {
             retry: false,
             message: format!("cannot encode the payload: {err}"),
@@ -236,6 +276,127 @@ impl Receiver {
             }),
         }
     }
+}
+
+/// The longest syslog message sent (bytes); longer summaries are cut. 2048 is what RFC 5424
+/// says every receiver should accept.
+pub const SYSLOG_MAX_BYTES: usize = 2048;
+
+/// One RFC 5424 message: `<PRI>1 TIMESTAMP HOST apiwatch - ALERT [apiwatch@32473 ...] MSG`.
+/// Control characters in any field become spaces, so no value can split the line.
+fn syslog_line(alert: &Alert, reason: Reason, facility: u8, now: OffsetDateTime) -> String {
+    let severity: u8 = match reason {
+        Reason::Acknowledged | Reason::Resolved => 6,
+        _ => match alert.severity.as_str() {
+            "critical" => 2,
+            "high" => 3,
+            "medium" => 4,
+            _ => 5,
+        },
+    };
+    let clean = |text: &str| -> String {
+        text.chars()
+            .map(|ch| if ch.is_control() { ' ' } else { ch })
+            .collect()
+    };
+    // Structured-data values escape `"`, `\` and `]` (RFC 5424 section 6.3.3).
+    let param = |text: &str| -> String {
+        clean(text)
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace(']', "\\]")
+    };
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty() && name.is_ascii() && !name.contains(' '))
+        .unwrap_or_else(|| "-".to_owned());
+    let mut line = format!(
+        "<{}>1 {} {host} apiwatch {} ALERT [apiwatch@32473 id=\"{}\" rule=\"{}\" key=\"{}\" severity=\"{}\" state=\"{}\" reason=\"{}\"] {}: {}",
+        u16::from(facility) * 8 + u16::from(severity),
+        syslog_timestamp(now),
+        std::process::id(),
+        param(&alert.id),
+        param(&alert.rule_id),
+        param(&alert.key_value),
+        param(&alert.severity),
+        alert.state.as_str(),
+        reason.as_str(),
+        clean(&alert.rule_name),
+        clean(&alert.summary),
+    );
+    if line.len() > SYSLOG_MAX_BYTES {
+        let mut cut = SYSLOG_MAX_BYTES;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+    }
+    line
+}
+
+/// RFC 5424 timestamps carry at most 6 fractional digits (`TIME-SECFRAC`), in UTC here.
+fn syslog_timestamp(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.microsecond()
+    )
+}
+
+async fn send_syslog(url: &str, line: &str) -> Result<(), SendError> {
+    use tokio::io::AsyncWriteExt;
+    let fail = |retry: bool, message: String| SendError { retry, message };
+    let (udp, target) = match (url.strip_prefix("udp://"), url.strip_prefix("tcp://")) {
+        (Some(target), _) => (true, target),
+        (None, Some(target)) => (false, target),
+        _ => {
+            return Err(fail(
+                false,
+                "the url must be udp://HOST:PORT or tcp://HOST:PORT".to_owned(),
+            ));
+        }
+    };
+    let target = target.trim_end_matches('/');
+    let address = tokio::net::lookup_host(target)
+        .await
+        .map_err(|err| fail(true, format!("cannot resolve {target}: {err}")))?
+        .next()
+        .ok_or_else(|| fail(true, format!("{target} has no address")))?;
+    if udp {
+        let bind = if address.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        let socket = tokio::net::UdpSocket::bind(bind)
+            .await
+            .map_err(|err| fail(true, format!("cannot open a UDP socket: {err}")))?;
+        socket
+            .send_to(line.as_bytes(), address)
+            .await
+            .map_err(|err| fail(true, format!("cannot send: {err}")))?;
+    } else {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|err| fail(true, format!("cannot connect: {err}")))?;
+        let framed = format!("{} {line}", line.len());
+        stream
+            .write_all(framed.as_bytes())
+            .await
+            .map_err(|err| fail(true, format!("cannot send: {err}")))?;
+        stream
+            .shutdown()
+            .await
+            .map_err(|err| fail(true, format!("cannot finish: {err}")))?;
+    }
+    Ok(())
 }
 
 /// `v1` signature of a webhook body: hex HMAC-SHA256(secret, "<timestamp>.<body>").
@@ -425,6 +586,51 @@ pub fn tls_config(ca_file: &std::path::Path) -> Arc<rustls::ClientConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syslog_lines_follow_rfc_5424_and_cannot_be_split() {
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let alert = Alert {
+            id: "0193".to_owned(),
+            rule_id: "auth.brute-force".to_owned(),
+            rule_name: "Brute-force login".to_owned(),
+            severity: "high".to_owned(),
+            key_field: "source.ip".to_owned(),
+            key_value: "evil\"]\n<13>1 forged".to_owned(),
+            summary: "line one\nline two".to_owned(),
+            evidence: serde_json::Map::new(),
+            sample_event_ids: Vec::new(),
+            search: String::new(),
+            findings: 1,
+            state: AlertState::Open,
+            opened_at: now,
+            last_seen: now,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            resolved_by: None,
+            resolved_at: None,
+            route: 0,
+            escalation: 0,
+            last_notified: now,
+            escalated_at: now,
+        };
+        let line = syslog_line(&alert, Reason::Opened, 16, now);
+        assert!(
+            line.starts_with("<131>1 2023-11-14T22:13:20.000000Z "),
+            "{line}"
+        );
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains(r#"key="evil\"\] <13>1 forged""#), "{line}");
+        assert!(
+            line.ends_with("Brute-force login: line one line two"),
+            "{line}"
+        );
+        let resolved = syslog_line(&alert, Reason::Resolved, 4, now);
+        assert!(resolved.starts_with("<38>1 "), "{resolved}");
+        assert_eq!(syslog_facility("local0"), Some(16));
+        assert_eq!(syslog_facility("authpriv"), Some(10));
+        assert_eq!(syslog_facility("nope"), None);
+    }
 
     #[test]
     fn signature_is_hmac_of_timestamp_dot_body() {
