@@ -124,6 +124,23 @@ impl Alerting {
         metrics
             .open
             .set(i64::try_from(book.open_count()).unwrap_or(i64::MAX));
+        // Deliveries for receivers no longer configured would wait forever: drop and journal.
+        for name in outbox.receivers() {
+            if receivers.contains_key(&name) {
+                continue;
+            }
+            while let Some(delivery) = outbox.next_for(&name) {
+                let why = "the receiver is no longer configured";
+                if let Err(err) = appender.append_blocking(dropped_event(&delivery, why).to_json())
+                {
+                    tracing::error!(error = %err, "failed to journal a dropped delivery");
+                }
+                if let Err(err) = outbox.drop_delivery(&delivery, why) {
+                    tracing::warn!(receiver = %name, error = %err, "failed to record a dropped delivery");
+                }
+            }
+            tracing::warn!(receiver = %name, "dropped the pending notifications of a receiver no longer configured");
+        }
         Ok(Alerting {
             inner: Arc::new(Inner {
                 book: Mutex::new(book),
@@ -177,7 +194,12 @@ impl Alerting {
                 let Some(receiver) = inner.receivers.get(name) else {
                     continue;
                 };
-                if notice.reason == Reason::Refresh && !receiver.needs_refresh() {
+                if notice.reason == Reason::Refresh
+                    && (!receiver.needs_refresh()
+                        || inner.outbox.has_pending(name, &notice.alert.id))
+                {
+                    // One pending notification per alert is enough for a receiver that is
+                    // only being kept up to date: a dead Alertmanager does not pile them up.
                     continue;
                 }
                 let Some(body) = receiver.render(notice, &inner.console) else {
@@ -194,9 +216,18 @@ impl Alerting {
             }
         }
         let woken: Vec<String> = deliveries.iter().map(|d| d.receiver.clone()).collect();
-        if let Err(err) = inner.outbox.enqueue(deliveries) {
-            inner.metrics.refused.inc();
-            tracing::error!(error = %err, "failed to queue alert notifications; the alerts stay listed");
+        let count = deliveries.len() as u64;
+        match inner.outbox.enqueue(deliveries) {
+            Ok(refused) => {
+                for delivery in &refused {
+                    inner.metrics.refused.inc();
+                    tracing::error!(receiver = %delivery.receiver, alert = %delivery.alert_id, "the receiver's outbox queue is full; notification not queued (the alert stays listed)");
+                }
+            }
+            Err(err) => {
+                inner.metrics.refused.inc_by(count);
+                tracing::error!(error = %err, "failed to queue alert notifications; the alerts stay listed");
+            }
         }
         for name in woken {
             if let Some(wake) = inner.wake.get(&name) {
@@ -316,19 +347,7 @@ impl Alerting {
                 Err(err) => {
                     inner.metrics.dropped.get_or_create(&label).inc();
                     tracing::error!(receiver = %name, target = %receiver.safe_target(), error = %err.message, "alert delivery refused for good; dropped");
-                    let mut event =
-                        Event::new(EventKind::Audit, "respond.alert", OffsetDateTime::now_utc());
-                    event.outcome = Some("failure".to_owned());
-                    event.error_message = Some(err.message.clone());
-                    event
-                        .labels
-                        .insert("alert.op".to_owned(), "delivery_dropped".to_owned());
-                    event
-                        .labels
-                        .insert("alert.id".to_owned(), delivery.alert_id.clone());
-                    event
-                        .labels
-                        .insert("alert.receiver".to_owned(), name.clone());
+                    let event = dropped_event(&delivery, &err.message);
                     if let Err(err) = inner.appender.append(event.to_json()).await {
                         tracing::error!(error = %err, "failed to journal a dropped delivery");
                     }
@@ -387,6 +406,18 @@ fn receiver_failing(name: &str, failures: u32, message: &str) -> Finding {
             "receiver {name} failed {failures} times in a row ({message}); its notifications wait in the outbox"
         ),
     }
+}
+
+/// The audit event of a notification given up on.
+fn dropped_event(delivery: &Delivery, why: &str) -> Event {
+    let mut event = Event::new(EventKind::Audit, "respond.alert", OffsetDateTime::now_utc());
+    event.outcome = Some("failure".to_owned());
+    event.error_message = Some(why.to_owned());
+    let labels = &mut event.labels;
+    labels.insert("alert.op".to_owned(), "delivery_dropped".to_owned());
+    labels.insert("alert.id".to_owned(), delivery.alert_id.clone());
+    labels.insert("alert.receiver".to_owned(), delivery.receiver.clone());
+    event
 }
 
 fn audit_event(notice: &Notice) -> Event {

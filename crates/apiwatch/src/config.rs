@@ -811,6 +811,11 @@ impl RawConfig {
             raw.escalate_after.as_ref(),
             Duration::from_secs(15 * 60),
         );
+        let refresh = check.duration(
+            "alerts.refresh_interval",
+            raw.refresh_interval.as_ref(),
+            defaults.refresh_interval,
+        );
         let mut receivers: Vec<Receiver> = Vec::new();
         for (index, spanned) in raw.receivers.iter().enumerate() {
             let entry = spanned.get_ref();
@@ -838,7 +843,13 @@ impl RawConfig {
                     }
                 };
                 let valid = text.parse::<http::Uri>().ok().is_some_and(|uri| {
-                    matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
+                    matches!(uri.scheme_str(), Some("http" | "https"))
+                        && uri.host().is_some()
+                        // user:password@ would be logged with the host and sent as such;
+                        // receivers here authenticate by secret, routing key or URL path.
+                        && !uri
+                            .authority()
+                            .is_some_and(|authority| authority.as_str().contains('@'))
                 });
                 if valid {
                     Some(text)
@@ -846,7 +857,7 @@ impl RawConfig {
                     check.problem(
                         format!("{path}.url"),
                         entry.url.as_ref(),
-                        "expected an http:// or https:// url with a host",
+                        "expected an http:// or https:// url with a host and no user:password@",
                     );
                     None
                 }
@@ -912,7 +923,12 @@ impl RawConfig {
                         .zip(facility)
                         .map(|(url, facility)| ReceiverKind::Syslog { url, facility })
                 }
-                "alertmanager" => url(check, None).map(|url| ReceiverKind::Alertmanager { url }),
+                "alertmanager" => url(check, None).map(|url| ReceiverKind::Alertmanager {
+                    url,
+                    // Three refreshes may fail before Alertmanager ends a firing alert; never
+                    // less than its own 5 minute default.
+                    hold: (refresh * 3).max(Duration::from_secs(300)),
+                }),
                 "pagerduty" => {
                     let routing_key = match &entry.routing_key {
                         Some(key) if !key.get_ref().trim().is_empty() => {
@@ -967,6 +983,13 @@ impl RawConfig {
             };
             let told = names(check, &entry.receivers, "receivers");
             let escalate_to = names(check, &entry.escalate_to, "escalate_to");
+            if entry.receivers.is_empty() {
+                check.problem::<String>(
+                    format!("{path}.receivers"),
+                    None,
+                    "a route needs at least one receiver (its alerts would go nowhere)",
+                );
+            }
             let min_severity = match &entry.min_severity {
                 None => apiwatch_detect::Severity::Low,
                 Some(text) => match text.get_ref().as_str() {
@@ -1032,11 +1055,7 @@ impl RawConfig {
                 raw.retry_max.as_ref(),
                 defaults.retry_max,
             ),
-            refresh_interval: check.duration(
-                "alerts.refresh_interval",
-                raw.refresh_interval.as_ref(),
-                defaults.refresh_interval,
-            ),
+            refresh_interval: refresh,
         }
     }
 

@@ -177,6 +177,26 @@ fn crowdsec_bouncers_enforce_apiwatch_decisions() {
     );
     let (_, again) = json_get(admin, "/v1/decisions/stream", &probe);
     assert_eq!(again, serde_json::json!({"new": [], "deleted": []}));
+    // A delta is answered twice (the previous answer may have been lost on the way), then
+    // no more; another instance sharing the key keeps its own position.
+    decisions(
+        admin,
+        &token,
+        &["add", "192.0.2.50", "--ttl", "1h", "--reason", "delta"],
+    );
+    for _ in 0..2 {
+        let (_, delta) = json_get(admin, "/v1/decisions/stream", &probe);
+        assert_eq!(values(&delta["new"]), ["192.0.2.50"], "{delta}");
+    }
+    let (_, settled) = json_get(admin, "/v1/decisions/stream", &probe);
+    assert_eq!(settled, serde_json::json!({"new": [], "deleted": []}));
+    let other = get(
+        admin,
+        "/v1/decisions/stream",
+        &[("x-api-key", &probe), ("user-agent", "second-instance/1")],
+    );
+    let other: serde_json::Value = serde_json::from_slice(&other.body).unwrap();
+    assert_eq!(values(&other["new"]).len(), 3, "{other}");
     let (status, found) = json_get(admin, "/v1/decisions?ip=198.51.100.42", &probe);
     assert_eq!(status, 200);
     assert_eq!(values(&found), ["198.51.100.0/24"]);
@@ -253,6 +273,7 @@ fn crowdsec_bouncers_enforce_apiwatch_decisions() {
         ],
     );
     let calls_after = wait_for(&log, "add 2001:db8::/64", Duration::from_secs(20));
+    assert!(calls_after.contains("add 192.0.2.50"), "{calls_after}");
     for never in ["203.0.113.9", "203.0.113.10"] {
         assert!(
             !calls.contains(never) && !calls_after.contains(never),

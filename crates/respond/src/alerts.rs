@@ -13,8 +13,8 @@
 //! [`KEEP_RESOLVED`] resolved ones are kept for listing.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -215,7 +215,7 @@ impl AlertBook {
         let mut book = AlertBook {
             path: path.to_owned(),
             // Replaced by the rewrite below; opening it changes nothing.
-            file: OpenOptions::new().create(true).append(true).open(path)?,
+            file: crate::jsonl::open_append(path)?,
             lines: 0,
             alerts: HashMap::new(),
             open: HashMap::new(),
@@ -227,7 +227,7 @@ impl AlertBook {
         for mut alert in all {
             // Routes may have changed since: keep the alert within the current ones.
             if alert.route >= book.routing.routes().len() {
-                alert.route = 0;
+                alert.route = book.routing.routes().len() - 1;
                 alert.escalation = 0;
             }
             book.index(alert);
@@ -243,13 +243,18 @@ impl AlertBook {
             if self.open.get(&key) == Some(&alert.id) {
                 self.open.remove(&key);
             }
-            if !self.resolved.contains(&alert.id) {
+            let newly = self
+                .alerts
+                .get(&alert.id)
+                .is_none_or(|known| known.state != AlertState::Resolved);
+            if newly {
                 self.resolved.push_back(alert.id.clone());
             }
         } else {
             self.open.insert(key, alert.id.clone());
         }
         self.alerts.insert(alert.id.clone(), alert);
+        self.trim_resolved();
     }
 
     fn trim_resolved(&mut self) {
@@ -276,14 +281,17 @@ impl AlertBook {
 
     /// Writes the alert durably, then applies it.
     fn store(&mut self, alert: Alert) -> io::Result<Alert> {
+        self.store_with(alert, true)
+    }
+
+    /// Writes the alert (`fdatasync`ed when `durable`), then applies it.
+    fn store_with(&mut self, alert: Alert, durable: bool) -> io::Result<Alert> {
         let mut line = serde_json::to_vec(&alert)?;
         line.push(b'\n');
-        self.file.write_all(&line)?;
-        self.file.sync_data()?;
+        crate::jsonl::append(&mut self.file, &line, durable)?;
         self.lines += 1;
         self.index(alert.clone());
-        if self.lines > 4 * (self.alerts.len() + 64) {
-            self.trim_resolved();
+        if self.lines > 2 * self.alerts.len() + 1024 {
             if let Err(err) = self.rewrite() {
                 tracing::warn!(path = %self.path.display(), error = %err, "failed to compact the alerts file");
             }
@@ -322,7 +330,9 @@ impl AlertBook {
             }
             let excess = alert.sample_event_ids.len().saturating_sub(10);
             alert.sample_event_ids.drain(..excess);
-            self.store(alert)?;
+            // Not fsynced: a crash loses at most a count update, never an alert, and findings
+            // come in bursts on the detection thread.
+            self.store_with(alert, false)?;
             return Ok(None);
         }
         let route = self.routing.route_for(finding);

@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -38,6 +39,33 @@ pub(crate) fn read<T: DeserializeOwned>(path: &Path, what: &str) -> io::Result<V
     Ok(items)
 }
 
+/// Opens `path` for appending, creating it with mode 0600 (these files hold alert contents
+/// and receiver payloads, which may carry routing keys).
+pub(crate) fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Appends `bytes` (whole lines), then `fdatasync`s when `durable`. If the write fails part
+/// way (a full disk), the file is cut back to where it was, so no half line is left for the
+/// next append to join (which would damage a line that is not the last).
+pub(crate) fn append(file: &mut File, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let before = file.metadata()?.len();
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| if durable { file.sync_data() } else { Ok(()) });
+    if let Err(err) = written {
+        if let Err(cut) = file.set_len(before) {
+            tracing::error!(error = %cut, "failed to cut back a partial write");
+        }
+        return Err(err);
+    }
+    Ok(())
+}
+
 /// Replaces `path` with `text` (a temporary file, `fsync`, rename, `fsync` of the directory,
 /// so a crash leaves the old or the new file whole) and returns it opened for appending.
 pub(crate) fn rewrite(path: &Path, text: &[u8]) -> io::Result<File> {
@@ -49,15 +77,20 @@ pub(crate) fn rewrite(path: &Path, text: &[u8]) -> io::Result<File> {
         .create(true)
         .write(true)
         .truncate(true)
+        .mode(0o600)
         .open(&temporary)?;
     file.write_all(text)?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)?;
+    // From here the new file is in place: whatever happens, append to it, not the old one.
+    let reopened = open_append(path)?;
     if let Some(parent) = path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
     {
-        File::open(parent)?.sync_all()?;
+        if let Err(err) = File::open(parent).and_then(|dir| dir.sync_all()) {
+            tracing::warn!(path = %path.display(), error = %err, "failed to sync the directory after a rewrite");
+        }
     }
-    OpenOptions::new().append(true).open(path)
+    Ok(reopened)
 }

@@ -8,12 +8,14 @@
 //! `{"op":"dropped","id":"..","why":".."}`; replayed at open, then rewritten with only what is
 //! pending. A torn last line is ignored.
 //!
-//! Bound: [`MAX_PENDING`] deliveries in all; beyond it [`Outbox::enqueue`] refuses with
-//! `StorageFull` (the alert itself stays in the alert book, and the caller counts the refusal).
+//! Bound: [`MAX_PENDING`] deliveries per receiver; beyond it [`Outbox::enqueue`] refuses that
+//! receiver's new deliveries (and returns them, for the caller to count) while the other
+//! receivers' go in: a dead receiver fills only its own queue. The alert itself stays in the
+//! alert book.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -23,8 +25,8 @@ use time::OffsetDateTime;
 
 use crate::alerts::Reason;
 
-/// At most this many deliveries wait in the outbox.
-pub const MAX_PENDING: usize = 100_000;
+/// At most this many deliveries wait for one receiver.
+pub const MAX_PENDING: usize = 20_000;
 
 /// One notification for one receiver, rendered when it was enqueued.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,7 +103,7 @@ impl Outbox {
         let mut inner = Inner {
             path: path.to_owned(),
             // Replaced by the rewrite below; opening it changes nothing.
-            file: OpenOptions::new().create(true).append(true).open(path)?,
+            file: crate::jsonl::open_append(path)?,
             lines: 0,
             pending,
             total,
@@ -122,24 +124,33 @@ impl Outbox {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds deliveries, durably (one write, one `fdatasync`).
+    /// Adds deliveries, durably (one write, one `fdatasync`). Returns those refused because
+    /// their receiver already has [`MAX_PENDING`] waiting.
     ///
     /// # Errors
     ///
-    /// `StorageFull` when the outbox holds [`MAX_PENDING`]; I/O errors (nothing is added).
-    pub fn enqueue(&self, deliveries: Vec<Delivery>) -> io::Result<()> {
+    /// I/O errors (nothing is added).
+    pub fn enqueue(&self, deliveries: Vec<Delivery>) -> io::Result<Vec<Delivery>> {
         if deliveries.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut inner = self.lock();
-        if inner.total + deliveries.len() > MAX_PENDING {
-            return Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                format!("the outbox holds {MAX_PENDING} pending deliveries"),
-            ));
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        let (accepted, refused): (Vec<Delivery>, Vec<Delivery>) =
+            deliveries.into_iter().partition(|delivery| {
+                let waiting = inner
+                    .pending
+                    .get(&delivery.receiver)
+                    .map_or(0, VecDeque::len);
+                let count = counts.entry(delivery.receiver.clone()).or_insert(waiting);
+                *count += 1;
+                *count <= MAX_PENDING
+            });
+        if accepted.is_empty() {
+            return Ok(refused);
         }
         let mut text = Vec::new();
-        for delivery in &deliveries {
+        for delivery in &accepted {
             serde_json::to_writer(
                 &mut text,
                 &Op::Enqueue {
@@ -148,10 +159,9 @@ impl Outbox {
             )?;
             text.push(b'\n');
         }
-        inner.file.write_all(&text)?;
-        inner.file.sync_data()?;
-        inner.lines += deliveries.len();
-        for delivery in deliveries {
+        crate::jsonl::append(&mut inner.file, &text, true)?;
+        inner.lines += accepted.len();
+        for delivery in accepted {
             inner.total += 1;
             inner
                 .pending
@@ -159,7 +169,25 @@ impl Outbox {
                 .or_default()
                 .push_back(delivery);
         }
-        Ok(())
+        Ok(refused)
+    }
+
+    /// Whether a delivery about `alert_id` already waits for `receiver`.
+    pub fn has_pending(&self, receiver: &str, alert_id: &str) -> bool {
+        self.lock()
+            .pending
+            .get(receiver)
+            .is_some_and(|queue| queue.iter().any(|delivery| delivery.alert_id == alert_id))
+    }
+
+    /// The receivers that have deliveries waiting.
+    pub fn receivers(&self) -> Vec<String> {
+        self.lock()
+            .pending
+            .iter()
+            .filter(|(_, queue)| !queue.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// The oldest delivery waiting for `receiver`.
@@ -209,12 +237,11 @@ impl Outbox {
         )
     }
 
+    /// Removes the delivery from the queue, then records why. The removal happens even if the
+    /// line cannot be written: the delivery then comes back only after a restart (at least
+    /// once), rather than being sent again and again now.
     fn finish(&self, delivery: &Delivery, op: Op) -> io::Result<()> {
         let mut inner = self.lock();
-        let mut line = serde_json::to_vec(&op)?;
-        line.push(b'\n');
-        inner.file.write_all(&line)?;
-        inner.lines += 1;
         let removed = match inner.pending.get_mut(&delivery.receiver) {
             Some(queue) => {
                 let before = queue.len();
@@ -224,6 +251,10 @@ impl Outbox {
             None => 0,
         };
         inner.total -= removed;
+        let mut line = serde_json::to_vec(&op)?;
+        line.push(b'\n');
+        crate::jsonl::append(&mut inner.file, &line, false)?;
+        inner.lines += 1;
         if inner.lines > 2 * inner.total + 1024 {
             if let Err(err) = inner.rewrite() {
                 tracing::warn!(error = %err, "failed to compact the outbox");
@@ -257,6 +288,8 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     fn delivery(id: &str, receiver: &str) -> Delivery {
         Delivery {
@@ -300,5 +333,25 @@ mod tests {
         assert_eq!(outbox.next_for("hook").unwrap().id, "3");
         assert!(outbox.next_for("pager").is_none());
         assert_eq!(outbox.pending_for("hook"), 1);
+    }
+
+    #[test]
+    fn a_full_receiver_queue_refuses_only_its_own_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("outbox.jsonl")).unwrap();
+        let flood: Vec<Delivery> = (0..MAX_PENDING)
+            .map(|index| delivery(&format!("dead-{index}"), "dead"))
+            .collect();
+        assert!(outbox.enqueue(flood).unwrap().is_empty());
+        let refused = outbox
+            .enqueue(vec![
+                delivery("one-more", "dead"),
+                delivery("fine", "alive"),
+            ])
+            .unwrap();
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].id, "one-more");
+        assert_eq!(outbox.next_for("alive").unwrap().id, "fine");
+        assert_eq!(outbox.pending_for("dead"), MAX_PENDING);
     }
 }

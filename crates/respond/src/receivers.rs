@@ -54,6 +54,9 @@ pub enum ReceiverKind {
     Alertmanager {
         /// Base URL, e.g. `http://127.0.0.1:9093`.
         url: String,
+        /// How long a firing alert stays firing in Alertmanager without a re-send: `endsAt` is
+        /// set to the send time plus this (several refresh intervals).
+        hold: Duration,
     },
     /// Syslog, RFC 5424 messages over UDP (one datagram each) or TCP (octet-counted framing,
     /// RFC 6587).
@@ -146,13 +149,18 @@ impl Receiver {
                     "medium" => "warning",
                     _ => "info",
                 };
+                let source = if alert.key_value.trim().is_empty() {
+                    "apiwatch".to_owned()
+                } else {
+                    truncate(&alert.key_value, 255)
+                };
                 Some(json!({
                     "routing_key": routing_key,
                     "event_action": action,
                     "dedup_key": format!("apiwatch-{}", alert.id),
                     "payload": {
                         "summary": truncate(&format!("{}: {}", alert.rule_name, alert.summary), 1024),
-                        "source": alert.key_value,
+                        "source": source,
                         "severity": severity,
                         "timestamp": rfc3339(alert.opened_at),
                         "component": alert.key_field,
@@ -202,21 +210,30 @@ impl Receiver {
             ReceiverKind::Webhook { url, .. }
             | ReceiverKind::Slack { url }
             | ReceiverKind::PagerDuty { url, .. } => url.clone(),
-            ReceiverKind::Alertmanager { url } => {
+            ReceiverKind::Alertmanager { url, .. } => {
                 format!("{}/api/v2/alerts", url.trim_end_matches('/'))
             }
             ReceiverKind::Syslog { url, .. } => url.clone(),
         }
     }
 
-    /// Where deliveries go, safe to log: scheme, host and port only.
+    /// Where deliveries go, safe to log: scheme, host and port only (never a path, which for
+    /// Slack is the secret, nor user information).
     pub fn safe_target(&self) -> String {
         let url = self.url();
+        if let Some((scheme, rest)) = url.split_once("://") {
+            if scheme == "udp" || scheme == "tcp" {
+                return format!("{scheme}://{}", rest.trim_end_matches('/'));
+            }
+        }
         match url.parse::<http::Uri>() {
             Ok(uri) => format!(
-                "{}://{}",
+                "{}://{}{}",
                 uri.scheme_str().unwrap_or("http"),
-                uri.authority().map_or("?", |authority| authority.as_str())
+                uri.host().unwrap_or("?"),
+                uri.port_u16()
+                    .map(|port| format!(":{port}"))
+                    .unwrap_or_default()
             ),
             Err(_) => "(invalid url)".to_owned(),
         }
@@ -243,7 +260,20 @@ impl Receiver {
                 }),
             };
         }
-        let payload = serde_json::to_vec(body).map_err(|err| SendError {
+        let mut body = std::borrow::Cow::Borrowed(body);
+        if let ReceiverKind::Alertmanager { hold, .. } = &self.kind {
+            // A firing alert (no `endsAt`) is held for `hold` from now, whenever this
+            // delivery finally goes out.
+            if let Some(alert) = body
+                .to_mut()
+                .get_mut(0)
+                .filter(|alert| alert.get("endsAt").is_none())
+            {
+                let until = OffsetDateTime::now_utc() + crate::alerts::span(*hold);
+                alert["endsAt"] = json!(rfc3339(until));
+            }
+        }
+        let payload = serde_json::to_vec(&*body).map_err(|err| SendError {
             retry: false,
             message: format!("cannot encode the payload: {err}"),
         })?;
@@ -451,14 +481,17 @@ fn slack(alert: &Alert, reason: Reason, link: &str) -> Value {
         slack_escape(&alert.key_field),
         slack_escape(&alert.key_value),
     );
+    // Slack refuses section texts over 3,000 characters (and the key and summary come from
+    // traffic): cut them so the message is never refused for good.
+    let headline = truncate(&headline, 2900);
     json!({
-        "text": format!("{headline}: {}", slack_escape(&alert.summary)),
+        "text": truncate(&format!("{headline}: {}", slack_escape(&alert.summary)), 2900),
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(&format!(
                 "{} · {} findings · search: `{}` · {}",
                 slack_escape(&alert.summary), alert.findings, slack_escape(&alert.search), slack_escape(link)
-            )}]},
+            ), 2900)}]},
         ],
     })
 }

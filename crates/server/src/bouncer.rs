@@ -160,9 +160,25 @@ pub struct Bouncers {
     table: DecisionTable,
     path: PathBuf,
     keys: Mutex<Keys>,
-    /// Bounded by the number of bouncers in the key file (a removed bouncer's cursor goes at
-    /// the next reload).
-    cursors: Mutex<HashMap<String, u64>>,
+    /// Per (bouncer name, peer address and user agent): several instances sharing one key
+    /// each keep their own position, as CrowdSec does (`name@ip`). At most [`MAX_CURSORS`];
+    /// the least recently used goes first (that instance then resynchronises). A deleted
+    /// bouncer's cursors go at the next key reload.
+    cursors: Mutex<HashMap<(String, String), Cursor>>,
+}
+
+/// Most bouncer instances whose stream position is kept.
+pub const MAX_CURSORS: usize = 10_000;
+
+/// A bouncer instance's position in the change feed. Pulls answer the changes since `older`,
+/// the position before the last answer: the last answer is sent again in the next one, so an
+/// answer lost on the way (a timeout, a reset) is never skipped; bouncers apply both
+/// idempotently.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    older: u64,
+    newer: u64,
+    used: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -197,7 +213,7 @@ impl Bouncers {
                     self.cursors
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .retain(|name, _| names.contains(&name));
+                        .retain(|(name, _), _| names.contains(&name));
                     *keys = Keys {
                         modified,
                         keys: read,
@@ -380,10 +396,24 @@ pub(crate) async fn stream(
     method: Method,
     headers: HeaderMap,
     Query(params): Query<StreamParams>,
+    request: axum::extract::Request,
 ) -> Response {
     let Some(name) = bouncers.authenticate(&headers) else {
         return forbidden();
     };
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip().to_string())
+        .unwrap_or_default();
+    let agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(128)
+        .collect::<String>();
+    let instance = (name.clone(), format!("{peer} {agent}"));
     if method == Method::HEAD {
         return StatusCode::OK.into_response();
     }
@@ -398,27 +428,40 @@ pub(crate) async fn stream(
             .cursors
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&name)
+            .get(&instance)
             .copied()
     };
     let table = &bouncers.table;
-    let (cursor, added, removed) = match previous.and_then(|cursor| table.changes_since(cursor)) {
-        Some(changes) => (changes.cursor, changes.added, changes.removed),
-        None => {
-            // Read the cursor first: a change between the two reads comes again next pull.
-            let cursor = table.feed_cursor();
-            (cursor, table.list(), table.recently_removed())
-        }
-    };
+    let (cursor, added, removed) =
+        match previous.and_then(|cursor| table.changes_since(cursor.older)) {
+            Some(changes) => (changes.cursor, changes.added, changes.removed),
+            None => {
+                // Read the cursor first: a change between the two reads comes again next pull.
+                let cursor = table.feed_cursor();
+                (cursor, table.list(), table.recently_removed())
+            }
+        };
     let now = OffsetDateTime::now_utc();
     let new: Vec<Value> = added
         .iter()
         .filter(|decision| wanted(decision))
         .map(|decision| crowdsec_decision(decision, now))
         .collect();
+    // A removal must not withdraw a scope that another live decision still bans (an expired
+    // block replaced by a new one on the same address).
+    let still_banned: std::collections::HashSet<Scope> = if removed.is_empty() {
+        std::collections::HashSet::new()
+    } else {
+        table
+            .list()
+            .into_iter()
+            .filter(exportable)
+            .map(|decision| decision.scope)
+            .collect()
+    };
     let deleted: Vec<Value> = removed
         .iter()
-        .filter(|decision| wanted(decision))
+        .filter(|decision| wanted(decision) && !still_banned.contains(&decision.scope))
         .map(|decision| {
             let mut gone = crowdsec_decision(decision, now);
             // A decision deleted early still has time left; bouncers only need it to be gone.
@@ -428,11 +471,30 @@ pub(crate) async fn stream(
             gone
         })
         .collect();
-    bouncers
-        .cursors
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(name.clone(), cursor);
+    {
+        let mut cursors = bouncers
+            .cursors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cursors.len() >= MAX_CURSORS && !cursors.contains_key(&instance) {
+            let stalest = cursors
+                .iter()
+                .min_by_key(|(_, cursor)| cursor.used)
+                .map(|(key, _)| key.clone());
+            if let Some(stalest) = stalest {
+                cursors.remove(&stalest);
+            }
+        }
+        let older = previous.map_or(cursor, |previous| previous.newer);
+        cursors.insert(
+            instance,
+            Cursor {
+                older: older.min(cursor),
+                newer: cursor,
+                used: std::time::Instant::now(),
+            },
+        );
+    }
     tracing::debug!(bouncer = %name, new = new.len(), deleted = deleted.len(), "bouncer pull");
     Json(json!({ "new": new, "deleted": deleted })).into_response()
 }
