@@ -14,7 +14,8 @@ use apiwatch_detect::{Finding, Severity};
 use apiwatch_event::{Event, EventKind};
 use apiwatch_journal::Appender;
 use apiwatch_respond::{
-    AlertBook, AlertError, AlertState, Delivery, Notice, Outbox, Reason, Receiver,
+    AlertBook, AlertError, AlertState, Delivery, Notice, Outbox, Reason, Receiver, Silence,
+    Silences,
 };
 use apiwatch_server::BoxFuture;
 use prometheus_client::metrics::counter::Counter;
@@ -28,6 +29,8 @@ use crate::config::AlertSettings;
 
 /// The alerts file under the data directory.
 pub const ALERTS_FILE: &str = "alerts.jsonl";
+/// The silences file under the data directory.
+pub const SILENCES_FILE: &str = "silences.jsonl";
 /// The outbox file under the data directory.
 pub const OUTBOX_FILE: &str = "outbox.jsonl";
 
@@ -42,6 +45,7 @@ pub struct Alerting {
 
 struct Inner {
     book: Mutex<AlertBook>,
+    silences: Mutex<Silences>,
     outbox: Outbox,
     receivers: HashMap<String, Receiver>,
     wake: HashMap<String, Arc<Notify>>,
@@ -81,6 +85,8 @@ impl Alerting {
             .context("failed to open the alerts")?;
         let outbox =
             Outbox::open(&data_dir.join(OUTBOX_FILE)).context("failed to open the outbox")?;
+        let silences =
+            Silences::open(&data_dir.join(SILENCES_FILE)).context("failed to open the silences")?;
         let metrics = Metrics::default();
         registry.register(
             "apiwatch_alert_deliveries",
@@ -144,6 +150,7 @@ impl Alerting {
         Ok(Alerting {
             inner: Arc::new(Inner {
                 book: Mutex::new(book),
+                silences: Mutex::new(silences),
                 outbox,
                 receivers,
                 wake,
@@ -155,6 +162,13 @@ impl Alerting {
                 metrics,
             }),
         })
+    }
+
+    fn silences(&self) -> std::sync::MutexGuard<'_, Silences> {
+        self.inner
+            .silences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, AlertBook> {
@@ -183,12 +197,25 @@ impl Alerting {
     fn dispatch(&self, notices: Vec<Notice>) {
         let inner = &self.inner;
         let mut deliveries = Vec::new();
+        let now = OffsetDateTime::now_utc();
         for notice in &notices {
+            let muted = self
+                .silences()
+                .muting(&notice.alert, now)
+                .map(|silence| silence.id.clone());
             if notice.reason != Reason::Refresh {
-                let record = audit_event(notice).to_json();
-                if let Err(err) = inner.appender.append_blocking(record) {
+                let mut event = audit_event(notice);
+                if let Some(silence) = &muted {
+                    event
+                        .labels
+                        .insert("alert.silenced_by".to_owned(), silence.clone());
+                }
+                if let Err(err) = inner.appender.append_blocking(event.to_json()) {
                     tracing::error!(error = %err, alert = %notice.alert.id, "failed to journal an alert change");
                 }
+            }
+            if muted.is_some() {
+                continue;
             }
             for name in &notice.receivers {
                 let Some(receiver) = inner.receivers.get(name) else {
@@ -440,7 +467,136 @@ fn audit_event(notice: &Notice) -> Event {
     event
 }
 
+/// A silence from an API body: `{"rule": "scan.*", "key": "192.0.2.*", "duration": "2h",
+/// "starts_at": "2026-12-02T01:00:00Z" (default now), "comment": "..."}`.
+fn silence_from(body: &serde_json::Value, by: &str) -> Result<Silence, String> {
+    let text = |name: &str| body.get(name).and_then(serde_json::Value::as_str);
+    let pattern = |name: &str| -> Result<String, String> {
+        let value = text(name).unwrap_or("*").trim();
+        if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
+            return Err(format!("{name}: expected a pattern of 1 to 256 characters"));
+        }
+        Ok(value.to_owned())
+    };
+    let now = OffsetDateTime::now_utc();
+    let starts_at = match text("starts_at") {
+        None => now,
+        Some(value) => OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+            .map_err(|err| format!("starts_at: expected an RFC 3339 time ({err})"))?,
+    };
+    let duration = text("duration")
+        .ok_or_else(|| "duration: required, e.g. 2h".to_owned())
+        .and_then(|value| {
+            humantime::parse_duration(value)
+                .map_err(|err| format!("duration: expected e.g. 30m or 2h ({err})"))
+        })?;
+    if duration.is_zero() || duration > Duration::from_secs(90 * 24 * 3600) {
+        return Err("duration: expected more than 0 and at most 90 days".to_owned());
+    }
+    let comment = text("comment").unwrap_or("").trim();
+    if comment.is_empty() {
+        return Err("comment: required (why is this silenced?)".to_owned());
+    }
+    Ok(Silence {
+        id: uuid::Uuid::now_v7().to_string(),
+        rule: pattern("rule")?,
+        key: pattern("key")?,
+        starts_at,
+        ends_at: starts_at + time::Duration::try_from(duration).unwrap_or(time::Duration::MAX),
+        created_by: by.to_owned(),
+        comment: comment
+            .chars()
+            .filter(|ch| !ch.is_control())
+            .take(1024)
+            .collect(),
+    })
+}
+
+fn silence_event(op: &str, silence: &Silence, by: &str) -> Event {
+    let mut event = Event::new(
+        EventKind::Audit,
+        "respond.silence",
+        OffsetDateTime::now_utc(),
+    );
+    event.outcome = Some("success".to_owned());
+    event.user_name = Some(by.to_owned());
+    let labels = &mut event.labels;
+    labels.insert("silence.op".to_owned(), op.to_owned());
+    labels.insert("silence.id".to_owned(), silence.id.clone());
+    labels.insert("silence.rule".to_owned(), silence.rule.clone());
+    labels.insert("silence.key".to_owned(), silence.key.clone());
+    let format = |at: OffsetDateTime| {
+        at.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    labels.insert("silence.starts_at".to_owned(), format(silence.starts_at));
+    labels.insert("silence.ends_at".to_owned(), format(silence.ends_at));
+    labels.insert("silence.comment".to_owned(), silence.comment.clone());
+    event
+}
+
 impl apiwatch_server::AlertsApi for Alerting {
+    fn silences(&self) -> serde_json::Value {
+        serde_json::to_value(self.silences().list(OffsetDateTime::now_utc())).unwrap_or_default()
+    }
+
+    fn silence(
+        &self,
+        body: serde_json::Value,
+        by: String,
+    ) -> BoxFuture<Result<serde_json::Value, (u16, String)>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let silence = silence_from(&body, &by).map_err(|message| (400, message))?;
+            let added = tokio::task::spawn_blocking(move || {
+                let added = this.silences().add(silence, OffsetDateTime::now_utc());
+                if let Ok(silence) = &added {
+                    let record = silence_event("add", silence, &by).to_json();
+                    if let Err(err) = this.inner.appender.append_blocking(record) {
+                        tracing::error!(error = %err, "failed to journal a silence");
+                    }
+                }
+                added
+            })
+            .await
+            .map_err(|_| (500, "the silence panicked".to_owned()))?;
+            match added {
+                Ok(silence) => Ok(serde_json::to_value(silence).unwrap_or_default()),
+                Err(err) if err.kind() == std::io::ErrorKind::InvalidInput => {
+                    Err((400, err.to_string()))
+                }
+                Err(err) => Err((500, format!("failed to store the silence: {err}"))),
+            }
+        })
+    }
+
+    fn unsilence(
+        &self,
+        id: String,
+        by: String,
+    ) -> BoxFuture<Result<serde_json::Value, (u16, String)>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let removed = tokio::task::spawn_blocking(move || {
+                let removed = this.silences().delete(&id, OffsetDateTime::now_utc());
+                if let Ok(Some(silence)) = &removed {
+                    let record = silence_event("delete", silence, &by).to_json();
+                    if let Err(err) = this.inner.appender.append_blocking(record) {
+                        tracing::error!(error = %err, "failed to journal a silence");
+                    }
+                }
+                removed
+            })
+            .await
+            .map_err(|_| (500, "the silence panicked".to_owned()))?;
+            match removed {
+                Ok(Some(silence)) => Ok(serde_json::to_value(silence).unwrap_or_default()),
+                Ok(None) => Err((404, "no silence with that id".to_owned())),
+                Err(err) => Err((500, format!("failed to store the change: {err}"))),
+            }
+        })
+    }
+
     fn list(&self, state: Option<String>) -> Result<serde_json::Value, String> {
         let state = match state.as_deref() {
             None | Some("" | "all") => None,

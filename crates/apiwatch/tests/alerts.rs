@@ -629,3 +629,104 @@ url = "tcp://{tcp}"
         Duration::from_secs(15),
     );
 }
+
+#[test]
+fn silenced_alerts_are_recorded_but_not_sent() {
+    let upstream = start_upstream();
+    let servers = recorders(1);
+    let hook = &servers.list[0];
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("apiwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\n[[alerts.receivers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n",
+            hook.addr
+        ),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let apiwatch = serve(
+        data.path(),
+        upstream.addr,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--trusted-proxy",
+            "127.0.0.1/32",
+        ],
+    );
+    let token = apiwatch.token();
+    let refused = alerts_cli(
+        apiwatch.admin,
+        &token,
+        &[
+            "silence",
+            "--rule",
+            "auth.*",
+            "--for",
+            "1h",
+            "--comment",
+            " ",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("comment"));
+    let silenced = alerts_cli(
+        apiwatch.admin,
+        &token,
+        &[
+            "silence",
+            "--rule",
+            "auth.*",
+            "--key",
+            "192.0.2.*",
+            "--for",
+            "1h",
+            "--comment",
+            "our own pentest",
+        ],
+    );
+    assert!(
+        silenced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&silenced.stderr)
+    );
+    let silence: serde_json::Value = serde_json::from_slice(&silenced.stdout).unwrap();
+    assert_eq!(silence["created_by"], "admin");
+
+    brute_force(apiwatch.gateway, "192.0.2.5");
+    brute_force(apiwatch.gateway, "198.51.100.20");
+    // The unsilenced one arrives; the silenced one was opened and journaled, never sent.
+    wait_for(hook, "the unsilenced alert", Duration::from_secs(15), |r| {
+        r.json()["alert"]["key_value"] == "198.51.100.20"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        hook.recorded()
+            .iter()
+            .all(|r| r.json()["alert"]["key_value"] != "192.0.2.5"),
+        "a silenced alert was sent"
+    );
+    let listed = alerts_cli(apiwatch.admin, &token, &["list", "--state", "open"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("192.0.2.5"));
+    let muted: Vec<serde_json::Value> = journal_events(data.path())
+        .into_iter()
+        .filter(|event| event["labels"]["alert.silenced_by"] == silence["id"])
+        .collect();
+    assert!(!muted.is_empty(), "the muted notice is not journaled");
+    let listed = alerts_cli(apiwatch.admin, &token, &["silences"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("our own pentest"));
+    let ended = alerts_cli(
+        apiwatch.admin,
+        &token,
+        &["unsilence", silence["id"].as_str().unwrap()],
+    );
+    assert!(ended.status.success());
+    let listed = alerts_cli(apiwatch.admin, &token, &["silences"]);
+    assert!(
+        stdout_of(&listed).trim().is_empty(),
+        "{}",
+        stdout_of(&listed)
+    );
+}

@@ -36,6 +36,7 @@ mod outbox;
 mod receivers;
 mod routing;
 mod scope_map;
+mod silences;
 mod table;
 
 pub use crate::alerts::{
@@ -49,4 +50,5 @@ pub use crate::receivers::{
     Receiver, ReceiverKind, SYSLOG_MAX_BYTES, SendError, sign, syslog_facility, tls_config,
 };
 pub use crate::routing::{Route, Routing};
+pub use crate::silences::{MAX_SILENCES, Silence, Silences};
 pub use crate::table::{COMPACT_MIN_RECORDS, DecisionTable};

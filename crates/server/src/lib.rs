@@ -56,6 +56,20 @@ pub trait AlertsApi: Send + Sync + 'static {
         op: AlertOp,
         by: String,
     ) -> BoxFuture<Result<serde_json::Value, (u16, String)>>;
+    /// Silences not yet ended.
+    fn silences(&self) -> serde_json::Value;
+    /// Adds a silence from a request body as `by`; errors are (status, message).
+    fn silence(
+        &self,
+        body: serde_json::Value,
+        by: String,
+    ) -> BoxFuture<Result<serde_json::Value, (u16, String)>>;
+    /// Ends a silence as `by`; errors are (status, message).
+    fn unsilence(
+        &self,
+        id: String,
+        by: String,
+    ) -> BoxFuture<Result<serde_json::Value, (u16, String)>>;
 }
 
 use std::future::Future;
@@ -150,6 +164,11 @@ pub fn router(state: AdminState) -> Router {
             axum::routing::delete(delete_decision),
         )
         .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/silences", get(list_silences).post(add_silence))
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(delete_silence),
+        )
         .route("/api/v1/alerts/{id}", get(show_alert))
         .route(
             "/api/v1/alerts/{id}/ack",
@@ -472,6 +491,58 @@ async fn change_alert(
     };
     match alerts.change(id, op, by).await {
         Ok(alert) => Json(alert).into_response(),
+        Err((status, message)) => error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            message,
+        ),
+    }
+}
+
+async fn list_silences(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    match alerts_api(&state, &headers) {
+        Ok((alerts, _)) => Json(json!({ "silences": alerts.silences() })).into_response(),
+        Err(response) => *response,
+    }
+}
+
+async fn add_silence(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let (alerts, by) = match alerts_api(&state, &headers) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    let body: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body: expected a JSON object ({err})"),
+            );
+        }
+    };
+    match alerts.silence(body, by).await {
+        Ok(silence) => (StatusCode::CREATED, Json(silence)).into_response(),
+        Err((status, message)) => error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            message,
+        ),
+    }
+}
+
+async fn delete_silence(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let (alerts, by) = match alerts_api(&state, &headers) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    match alerts.unsilence(id, by).await {
+        Ok(silence) => Json(silence).into_response(),
         Err((status, message)) => error(
             StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
             message,

@@ -1,4 +1,4 @@
-//! `apiwatch alerts list|show|ack|resolve`: through the admin API of a running apiwatch, so
+//! `apiwatch alerts list|show|ack|resolve|silence|silences|unsilence`: through the admin API of a running apiwatch, so
 //! the change reaches the receivers at once and is journaled with the token's name.
 
 use std::process::ExitCode;
@@ -39,6 +39,38 @@ pub enum AlertsCommand {
         /// The alert's id.
         id: String,
     },
+    /// Mute notifications of matching alerts for a time (now, or later: a maintenance window).
+    Silence {
+        #[command(flatten)]
+        admin: Admin,
+        /// Rule id pattern, `*` as wildcard (default every rule).
+        #[arg(long, default_value = "*")]
+        rule: String,
+        /// Key pattern, e.g. `192.0.2.*` (default every key).
+        #[arg(long, default_value = "*")]
+        key: String,
+        /// How long, e.g. 30m, 2h.
+        #[arg(long = "for")]
+        duration: String,
+        /// When it starts (RFC 3339; default now).
+        #[arg(long)]
+        starts_at: Option<String>,
+        /// Why.
+        #[arg(long)]
+        comment: String,
+    },
+    /// List silences not yet ended (JSON lines).
+    Silences {
+        #[command(flatten)]
+        admin: Admin,
+    },
+    /// End a silence now.
+    Unsilence {
+        #[command(flatten)]
+        admin: Admin,
+        /// The silence's id.
+        id: String,
+    },
 }
 
 fn checked_id(id: &str) -> anyhow::Result<&str> {
@@ -50,6 +82,7 @@ fn checked_id(id: &str) -> anyhow::Result<&str> {
 
 /// Runs an `alerts` subcommand.
 pub fn run(command: AlertsCommand) -> anyhow::Result<ExitCode> {
+    let mut body = None;
     let (admin, method, path) = match command {
         AlertsCommand::List { admin, state } => {
             if !["open", "acknowledged", "resolved", "all"].contains(&state.as_str()) {
@@ -69,14 +102,40 @@ pub fn run(command: AlertsCommand) -> anyhow::Result<ExitCode> {
             let path = format!("/api/v1/alerts/{}/resolve", checked_id(&id)?);
             (admin, "POST", path)
         }
+        AlertsCommand::Silence {
+            admin,
+            rule,
+            key,
+            duration,
+            starts_at,
+            comment,
+        } => {
+            let mut silence = serde_json::json!({
+                "rule": rule, "key": key, "duration": duration, "comment": comment,
+            });
+            if let Some(starts_at) = starts_at {
+                silence["starts_at"] = starts_at.into();
+            }
+            body = Some(silence);
+            (admin, "POST", "/api/v1/silences".to_owned())
+        }
+        AlertsCommand::Silences { admin } => (admin, "GET", "/api/v1/silences".to_owned()),
+        AlertsCommand::Unsilence { admin, id } => {
+            let path = format!("/api/v1/silences/{}", checked_id(&id)?);
+            (admin, "DELETE", path)
+        }
     };
-    let (status, answer) = call(&admin, method, &path, None)?;
+    let (status, answer) = call(&admin, method, &path, body.as_ref())?;
     if !(200..300).contains(&status) {
         let message = answer["error"].as_str().unwrap_or("request failed");
         eprintln!("apiwatch: {status}: {message}");
         return Ok(ExitCode::from(super::EXIT_CHECK_FAILED));
     }
-    match answer.get("alerts").and_then(serde_json::Value::as_array) {
+    let listed = answer
+        .get("alerts")
+        .or_else(|| answer.get("silences"))
+        .and_then(serde_json::Value::as_array);
+    match listed {
         Some(alerts) => {
             for alert in alerts {
                 println!("{alert}");
