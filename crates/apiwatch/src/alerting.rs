@@ -55,6 +55,8 @@ struct Inner {
     retry_max: Duration,
     refresh_interval: Duration,
     metrics: Metrics,
+    watchdog: Arc<crate::watchdog::Watchdog>,
+    progress: Arc<crate::watchdog::PipelineProgress>,
 }
 
 #[derive(Clone, Default)]
@@ -79,6 +81,10 @@ impl Alerting {
         data_dir: &Path,
         console: String,
         appender: Appender,
+        watch: (
+            Arc<crate::watchdog::Watchdog>,
+            Arc<crate::watchdog::PipelineProgress>,
+        ),
         registry: &mut Registry,
     ) -> anyhow::Result<Alerting> {
         let book = AlertBook::open(&data_dir.join(ALERTS_FILE), settings.routing.clone())
@@ -160,6 +166,8 @@ impl Alerting {
                 retry_max: settings.retry_max,
                 refresh_interval: settings.refresh_interval,
                 metrics,
+                watchdog: watch.0,
+                progress: watch.1,
             }),
         })
     }
@@ -287,6 +295,7 @@ impl Alerting {
                 last_refresh = tokio::time::Instant::now();
             }
             let _ = tokio::task::spawn_blocking(move || {
+                this.watch();
                 let now = OffsetDateTime::now_utc();
                 let mut notices = this.book().tick(now);
                 if refresh {
@@ -297,6 +306,30 @@ impl Alerting {
                 }
             })
             .await;
+        }
+    }
+
+    /// Silent sources and a stalled pipeline become alerts; recovery resolves them.
+    fn watch(&self) {
+        let changes = self
+            .inner
+            .watchdog
+            .check(&self.inner.progress, std::time::Instant::now());
+        for change in changes {
+            match change {
+                crate::watchdog::Change::Fire(finding) => {
+                    tracing::warn!(rule = %finding.rule_id, key = %finding.key_value, message = %finding.message, "watchdog");
+                    self.on_finding(&finding);
+                }
+                crate::watchdog::Change::Recover { rule, key } => {
+                    let open = self.book().find_open(rule, &key);
+                    if let Some(id) = open {
+                        if let Err(err) = self.change(&id, "auto", AlertBook::resolve) {
+                            tracing::warn!(alert = %id, error = %err, "failed to resolve a recovered source's alert");
+                        }
+                    }
+                }
+            }
         }
     }
 

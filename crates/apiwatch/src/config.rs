@@ -80,6 +80,22 @@ pub struct RawAlerts {
     /// Which receivers get which alerts.
     #[serde(default)]
     pub routes: Vec<Spanned<RawAlertRoute>>,
+    /// Requests waiting on a journal that does not advance for this long is an alert
+    /// (default 30s).
+    pub stall_after: Option<Spanned<String>>,
+    /// Sources whose silence is an alert.
+    #[serde(default)]
+    pub heartbeats: Vec<Spanned<RawHeartbeat>>,
+}
+
+/// `[[alerts.heartbeats]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeartbeat {
+    /// A route's `service.name`, or `*` for any request.
+    pub source: Spanned<String>,
+    /// Longest quiet time.
+    pub silent_after: Spanned<String>,
 }
 
 /// `[[alerts.receivers]]`.
@@ -324,6 +340,10 @@ pub struct AlertSettings {
     pub retry_max: Duration,
     /// Alertmanager re-send interval.
     pub refresh_interval: Duration,
+    /// Watched sources.
+    pub heartbeats: Vec<crate::watchdog::Heartbeat>,
+    /// Pipeline stall limit.
+    pub stall_after: Duration,
 }
 
 impl Default for AlertSettings {
@@ -339,6 +359,8 @@ impl Default for AlertSettings {
             ),
             retry_max: Duration::from_secs(300),
             refresh_interval: Duration::from_secs(60),
+            heartbeats: Vec::new(),
+            stall_after: Duration::from_secs(30),
         }
     }
 }
@@ -1056,6 +1078,37 @@ impl RawConfig {
                 defaults.retry_max,
             ),
             refresh_interval: refresh,
+            heartbeats: raw
+                .heartbeats
+                .iter()
+                .enumerate()
+                .filter_map(|(index, beat)| {
+                    let beat = beat.get_ref();
+                    let source = beat.source.get_ref().trim().to_owned();
+                    if source.is_empty() {
+                        check.problem(
+                            format!("alerts.heartbeats[{index}].source"),
+                            Some(&beat.source),
+                            "expected a service.name or *",
+                        );
+                        return None;
+                    }
+                    let silent_after = check.duration(
+                        &format!("alerts.heartbeats[{index}].silent_after"),
+                        Some(&beat.silent_after),
+                        Duration::from_secs(600),
+                    );
+                    Some(crate::watchdog::Heartbeat {
+                        source,
+                        silent_after,
+                    })
+                })
+                .collect(),
+            stall_after: check.duration(
+                "alerts.stall_after",
+                raw.stall_after.as_ref(),
+                defaults.stall_after,
+            ),
         }
     }
 

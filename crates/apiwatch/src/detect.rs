@@ -99,6 +99,7 @@ impl DetectStage {
             appender,
             responder: sinks.responder,
             alerting: sinks.alerting,
+            watchdog: sinks.watchdog.filter(|watchdog| watchdog.watches_sources()),
             reload,
             stop: Arc::clone(&stop),
             records_read,
@@ -130,6 +131,8 @@ pub struct FindingSinks {
     pub responder: Option<crate::respond::Responder>,
     /// Turns findings into alerts.
     pub alerting: Option<crate::alerting::Alerting>,
+    /// Hears which sources sent requests (silence is a signal).
+    pub watchdog: Option<Arc<crate::watchdog::Watchdog>>,
 }
 
 struct Worker {
@@ -139,6 +142,7 @@ struct Worker {
     appender: Appender,
     responder: Option<crate::respond::Responder>,
     alerting: Option<crate::alerting::Alerting>,
+    watchdog: Option<Arc<crate::watchdog::Watchdog>>,
     reload: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     records_read: Counter,
@@ -169,6 +173,7 @@ impl Worker {
             self.records_read.inc_by(records.len() as u64);
             let mut findings = Vec::new();
             let mut ended = Vec::with_capacity(records.len());
+            let mut services: Vec<String> = Vec::new();
             for (seq, record) in &records {
                 let event = match Event::from_json(record) {
                     Ok(event) => event,
@@ -179,6 +184,12 @@ impl Worker {
                 };
                 if event.kind != EventKind::Request {
                     continue;
+                }
+                if self.watchdog.is_some() {
+                    let service = event.service_name.as_deref().unwrap_or("default");
+                    if !services.iter().any(|known| known == service) {
+                        services.push(service.to_owned());
+                    }
                 }
                 if let Ok(start) = OffsetDateTime::parse(&event.timestamp, &Rfc3339) {
                     ended.push(start + Duration::from_nanos(event.duration_ns));
@@ -192,6 +203,9 @@ impl Worker {
                     );
                     findings.push(finding);
                 }
+            }
+            if let Some(watchdog) = &self.watchdog {
+                watchdog.saw(services.iter().map(String::as_str), Instant::now());
             }
             if !findings.is_empty() {
                 let records = findings.iter().map(Finding::to_json).collect();

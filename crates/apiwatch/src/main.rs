@@ -10,6 +10,7 @@ mod demo;
 mod detect;
 mod respond;
 mod topology;
+mod watchdog;
 
 use std::process::ExitCode;
 

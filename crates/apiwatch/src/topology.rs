@@ -31,15 +31,24 @@ use crate::config::Settings;
 pub struct JournalSink {
     appender: Appender,
     dropped: Counter,
+    progress: Arc<crate::watchdog::PipelineProgress>,
 }
 
 impl EventSink for JournalSink {
     fn emit(&self, event: Event) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
         let appender = self.appender.clone();
         let dropped = self.dropped.clone();
+        let progress = Arc::clone(&self.progress);
         Box::pin(async move {
             let event_id = event.id.clone();
-            if let Err(err) = appender.append(event.to_json()).await {
+            progress
+                .submitted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let appended = appender.append(event.to_json()).await;
+            progress
+                .answered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Err(err) = appended {
                 dropped.inc();
                 tracing::error!(event_id = %event_id, error = %err, "event dropped: journal append failed");
             }
@@ -119,6 +128,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         .with_context(|| format!("failed to listen on {} (admin)", settings.admin_listen))?;
     let gateway_addr = gateway_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
+    let watchdog = Arc::new(crate::watchdog::Watchdog::new(
+        settings.alerts.heartbeats.clone(),
+        settings.alerts.stall_after,
+    ));
+    let progress = Arc::new(crate::watchdog::PipelineProgress::default());
     let alerting = if settings.alerts.enabled {
         let console = settings
             .alerts
@@ -130,6 +144,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             &settings.data_dir,
             console,
             journal.appender(),
+            (Arc::clone(&watchdog), Arc::clone(&progress)),
             &mut registry,
         )?)
     } else {
@@ -155,6 +170,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             crate::detect::FindingSinks {
                 responder: responder.clone(),
                 alerting: alerting.clone(),
+                watchdog: Some(Arc::clone(&watchdog)),
             },
             &mut registry,
         )?)
@@ -170,6 +186,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     let sink = Arc::new(JournalSink {
         appender: journal.appender(),
         dropped,
+        progress,
     });
     let mut gateway = Gateway::new(
         settings.gateway.clone(),

@@ -730,3 +730,41 @@ fn silenced_alerts_are_recorded_but_not_sent() {
         stdout_of(&listed)
     );
 }
+
+#[test]
+fn a_silent_source_raises_an_alert_that_resolves_when_traffic_returns() {
+    let upstream = start_upstream();
+    let servers = recorders(1);
+    let hook = &servers.list[0];
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("apiwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\n[[alerts.receivers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n\n\
+             [[alerts.heartbeats]]\nsource = \"*\"\nsilent_after = \"2s\"\n",
+            hook.addr
+        ),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let apiwatch = serve(
+        data.path(),
+        upstream.addr,
+        &["--config", config.to_str().unwrap()],
+    );
+    let silent = wait_for(hook, "the silence alert", Duration::from_secs(15), |r| {
+        r.json()["alert"]["rule_id"] == "apiwatch.source-silent" && webhook_reason(r) == "opened"
+    });
+    let alert = silent.json()["alert"].clone();
+    assert_eq!(alert["key_value"], "*");
+    assert!(
+        alert["summary"].as_str().unwrap().contains("no request"),
+        "{alert}"
+    );
+    assert_eq!(get(apiwatch.gateway, "/api/items/1", &[]).status, 200);
+    let resolved = wait_for(hook, "the recovery", Duration::from_secs(15), |r| {
+        webhook_reason(r) == "resolved" && r.json()["alert"]["id"] == alert["id"]
+    });
+    assert_eq!(resolved.json()["alert"]["resolved_by"], "auto");
+}

@@ -503,6 +503,11 @@ impl AlertBook {
         all
     }
 
+    /// The id of the unresolved alert of `rule` for `key`, if any.
+    pub fn find_open(&self, rule: &str, key: &str) -> Option<String> {
+        self.open.get(&(rule.to_owned(), key.to_owned())).cloned()
+    }
+
     /// Unresolved alerts.
     pub fn open_count(&self) -> usize {
         self.open.len()
