@@ -52,6 +52,7 @@ struct Inner {
     console: String,
     appender: Appender,
     tls: Arc<rustls::ClientConfig>,
+    ca_file: std::path::PathBuf,
     retry_max: Duration,
     refresh_interval: Duration,
     metrics: Metrics,
@@ -163,6 +164,7 @@ impl Alerting {
                 console,
                 appender,
                 tls: apiwatch_respond::tls_config(&settings.ca_file),
+                ca_file: settings.ca_file.clone(),
                 retry_max: settings.retry_max,
                 refresh_interval: settings.refresh_interval,
                 metrics,
@@ -376,7 +378,10 @@ impl Alerting {
                     _ = stop.changed() => return,
                 }
             };
-            match receiver.send(&delivery.body, &inner.tls).await {
+            match receiver
+                .send(&delivery.body, &inner.tls, &inner.ca_file)
+                .await
+            {
                 Ok(()) => {
                     inner.metrics.delivered.get_or_create(&label).inc();
                     if let Err(err) = inner.outbox.done(&delivery) {

@@ -116,6 +116,17 @@ pub struct RawReceiver {
     pub routing_key: Option<Spanned<String>>,
     /// Syslog facility name (default `local0`).
     pub facility: Option<Spanned<String>>,
+    /// E-mail: `From` address.
+    pub from: Option<Spanned<String>>,
+    /// E-mail: recipients.
+    #[serde(default)]
+    pub to: Vec<Spanned<String>>,
+    /// E-mail: require STARTTLS (default true).
+    pub starttls: Option<bool>,
+    /// E-mail: SMTP AUTH user.
+    pub username: Option<Spanned<String>>,
+    /// E-mail: environment variable holding the SMTP AUTH password.
+    pub password_env: Option<Spanned<String>>,
 }
 
 /// `[[alerts.routes]]`.
@@ -907,6 +918,97 @@ impl RawConfig {
                     url(check, None).map(|url| ReceiverKind::Webhook { url, secret })
                 }
                 "slack" => url(check, None).map(|url| ReceiverKind::Slack { url }),
+                "email" => {
+                    let server = entry.url.as_ref().and_then(|url| {
+                        let rest = url.get_ref().strip_prefix("smtp://")?;
+                        let (host, port) = rest.trim_end_matches('/').rsplit_once(':')?;
+                        let port = port.parse::<u16>().ok()?;
+                        (!host.is_empty()).then(|| (host.trim_matches(['[', ']']).to_owned(), port))
+                    });
+                    if server.is_none() {
+                        check.problem(
+                            format!("{path}.url"),
+                            entry.url.as_ref(),
+                            "expected smtp://HOST:PORT (587 for submission with STARTTLS)",
+                        );
+                    }
+                    let address = |check: &mut Checker<'_>,
+                                   field: &str,
+                                   value: &Spanned<String>| {
+                        let text = value.get_ref().trim();
+                        let valid = text.len() <= 320
+                            && text.split_once('@').is_some_and(|(user, domain)| {
+                                !user.is_empty()
+                                    && !domain.is_empty()
+                                    && !text.chars().any(|ch| ch.is_whitespace() || ch.is_control())
+                            });
+                        if !valid {
+                            check.problem(
+                                format!("{path}.{field}"),
+                                Some(value),
+                                "expected an e-mail address like alerts@example.com",
+                            );
+                        }
+                        valid.then(|| text.to_owned())
+                    };
+                    let from = match &entry.from {
+                        Some(from) => address(check, "from", from),
+                        None => {
+                            check.problem::<String>(
+                                format!("{path}.from"),
+                                None,
+                                "expected the From address",
+                            );
+                            None
+                        }
+                    };
+                    let to: Vec<String> = entry
+                        .to
+                        .iter()
+                        .filter_map(|to| address(check, "to", to))
+                        .collect();
+                    if entry.to.is_empty() {
+                        check.problem::<String>(
+                            format!("{path}.to"),
+                            None,
+                            "expected at least one recipient",
+                        );
+                    }
+                    let password = match &entry.password_env {
+                        None => None,
+                        Some(variable) => match std::env::var(variable.get_ref()) {
+                            Ok(password) => Some(password),
+                            Err(_) => {
+                                check.problem(
+                                    format!("{path}.password_env"),
+                                    Some(variable),
+                                    format!(
+                                        "environment variable {} is not set",
+                                        variable.get_ref()
+                                    ),
+                                );
+                                None
+                            }
+                        },
+                    };
+                    match (server, from) {
+                        (Some((host, port)), Some(from)) if !to.is_empty() => {
+                            Some(ReceiverKind::Email(apiwatch_respond::EmailSettings {
+                                host,
+                                port,
+                                starttls: entry.starttls.unwrap_or(true),
+                                from,
+                                to,
+                                username: entry
+                                    .username
+                                    .as_ref()
+                                    .map(|user| user.get_ref().clone()),
+                                password,
+                            }))
+                        }
+                        _ => None,
+                    }
+                }
                 "syslog" => {
                     let facility = match &entry.facility {
                         None => Some(16),
@@ -974,7 +1076,7 @@ impl RawConfig {
                         format!("{path}.kind"),
                         Some(&entry.kind),
                         format!(
-                            "expected webhook, slack, pagerduty, alertmanager or syslog, got {other:?}"
+                            "expected webhook, slack, pagerduty, alertmanager, syslog or email, got {other:?}"
                         ),
                     );
                     None

@@ -768,3 +768,115 @@ fn a_silent_source_raises_an_alert_that_resolves_when_traffic_returns() {
     });
     assert_eq!(resolved.json()["alert"]["resolved_by"], "auto");
 }
+
+struct Smtp {
+    child: Child,
+    addr: SocketAddr,
+    output: std::path::PathBuf,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Python's aiosmtpd (PyPI; `.ci/run` installs it) with STARTTLS required, printing every
+/// message it receives.
+fn start_smtp(dir: &Path) -> (Smtp, std::path::PathBuf) {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = dir.join("smtp-cert.pem");
+    let key = dir.join("smtp-key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let output = dir.join("smtp.out");
+    let child = Command::new("python3")
+        .args(["-m", "aiosmtpd", "-n", "-l", &addr.to_string()])
+        .arg("--tlscert")
+        .arg(&cert)
+        .arg("--tlskey")
+        .arg(&key)
+        .env("PYTHONUNBUFFERED", "1")
+        .stdout(std::fs::File::create(&output).unwrap())
+        .stderr(std::fs::File::create(dir.join("smtp.err")).unwrap())
+        .spawn()
+        .expect("failed to start python3 -m aiosmtpd");
+    let smtp = Smtp {
+        child,
+        addr,
+        output,
+    };
+    let started = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "aiosmtpd did not start (is it installed? `.ci/run` installs it): {}",
+            std::fs::read_to_string(dir.join("smtp.err")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (smtp, cert)
+}
+
+#[test]
+fn alerts_reach_an_smtp_server_over_starttls() {
+    let upstream = start_upstream();
+    let work = tempfile::tempdir().unwrap();
+    let (smtp, cert) = start_smtp(work.path());
+    let config = work.path().join("apiwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+[alerts]
+ca_file = "{cert}"
+
+[[alerts.receivers]]
+name = "mail"
+kind = "email"
+url = "smtp://127.0.0.1:{port}"
+from = "apiwatch@example.test"
+to = ["secops@example.test", "oncall@example.test"]
+"#,
+            cert = cert.display(),
+            port = smtp.addr.port(),
+        ),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let apiwatch = serve(
+        data.path(),
+        upstream.addr,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--trusted-proxy",
+            "127.0.0.1/32",
+        ],
+    );
+    brute_force(apiwatch.gateway, "203.0.113.77");
+    let started = Instant::now();
+    let received = loop {
+        let text = std::fs::read_to_string(&smtp.output).unwrap_or_default();
+        if text.contains("203.0.113.77") && text.contains("END MESSAGE") {
+            break text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no e-mail arrived; aiosmtpd printed:\n{text}\napiwatch:\n{}",
+            apiwatch.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        received.contains("Subject: [apiwatch] New alert: Brute-force login (high) 203.0.113.77"),
+        "{received}"
+    );
+    assert!(received.contains("secops@example.test") && received.contains("oncall@example.test"));
+    assert!(received.contains("apiwatch alerts ack "), "{received}");
+    // aiosmtpd started with a certificate refuses MAIL before STARTTLS ("530 Must issue a
+    // STARTTLS command first"), so a message arriving proves STARTTLS was used, and that the
+    // server's certificate was checked against `ca_file`.
+}

@@ -47,7 +47,8 @@ pub use crate::feed::{ChangeKind, Changes, FEED_CAPACITY};
 pub use crate::offences::{MAX_OFFENCE_SCOPES, escalated_ttl};
 pub use crate::outbox::{Delivery, MAX_PENDING, Outbox};
 pub use crate::receivers::{
-    Receiver, ReceiverKind, SYSLOG_MAX_BYTES, SendError, sign, syslog_facility, tls_config,
+    EmailSettings, Receiver, ReceiverKind, SYSLOG_MAX_BYTES, SendError, sign, syslog_facility,
+    tls_config,
 };
 pub use crate::routing::{Route, Routing};
 pub use crate::silences::{MAX_SILENCES, Silence, Silences};

@@ -58,6 +58,8 @@ pub enum ReceiverKind {
         /// set to the send time plus this (several refresh intervals).
         hold: Duration,
     },
+    /// E-mail over SMTP (STARTTLS required unless turned off).
+    Email(EmailSettings),
     /// Syslog, RFC 5424 messages over UDP (one datagram each) or TCP (octet-counted framing,
     /// RFC 6587).
     Syslog {
@@ -66,6 +68,26 @@ pub enum ReceiverKind {
         /// Facility number (0-23; `local0` is 16).
         facility: u8,
     },
+}
+
+/// Where and how e-mail notifications go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailSettings {
+    /// SMTP server host.
+    pub host: String,
+    /// SMTP port (587 for submission with STARTTLS).
+    pub port: u16,
+    /// Require STARTTLS (the server's certificate checked against the system roots and the
+    /// CA bundle). Off only for a relay on the same host.
+    pub starttls: bool,
+    /// `From` address.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// SMTP AUTH user name.
+    pub username: Option<String>,
+    /// SMTP AUTH password (from the environment, never the config file).
+    pub password: Option<String>,
 }
 
 /// The facility numbers of RFC 5424 by name.
@@ -108,6 +130,7 @@ impl Receiver {
             ReceiverKind::PagerDuty { .. } => "pagerduty",
             ReceiverKind::Alertmanager { .. } => "alertmanager",
             ReceiverKind::Syslog { .. } => "syslog",
+            ReceiverKind::Email(_) => "email",
         }
     }
 
@@ -130,6 +153,7 @@ impl Receiver {
                 "link": link,
             })),
             ReceiverKind::Slack { .. } => Some(slack(alert, notice.reason, &link)),
+            ReceiverKind::Email(_) => Some(email(alert, notice.reason, &link)),
             ReceiverKind::Syslog { facility, .. } => Some(Value::String(syslog_line(
                 alert,
                 notice.reason,
@@ -214,6 +238,7 @@ impl Receiver {
                 format!("{}/api/v2/alerts", url.trim_end_matches('/'))
             }
             ReceiverKind::Syslog { url, .. } => url.clone(),
+            ReceiverKind::Email(email) => format!("smtp://{}:{}", email.host, email.port),
         }
     }
 
@@ -222,7 +247,7 @@ impl Receiver {
     pub fn safe_target(&self) -> String {
         let url = self.url();
         if let Some((scheme, rest)) = url.split_once("://") {
-            if scheme == "udp" || scheme == "tcp" {
+            if scheme == "udp" || scheme == "tcp" || scheme == "smtp" {
                 return format!("{scheme}://{}", rest.trim_end_matches('/'));
             }
         }
@@ -248,7 +273,11 @@ impl Receiver {
         &self,
         body: &Value,
         tls: &Arc<rustls::ClientConfig>,
+        ca_file: &std::path::Path,
     ) -> Result<(), SendError> {
+        if let ReceiverKind::Email(email) = &self.kind {
+            return send_email(email, body, ca_file).await;
+        }
         if let ReceiverKind::Syslog { url, .. } = &self.kind {
             let line = body.as_str().unwrap_or_default();
             let attempt = send_syslog(url, line);
@@ -306,6 +335,125 @@ impl Receiver {
             }),
         }
     }
+}
+
+/// Sends one e-mail notification (`{"subject": "...", "text": "..."}`) over SMTP.
+async fn send_email(
+    email: &EmailSettings,
+    body: &Value,
+    ca_file: &std::path::Path,
+) -> Result<(), SendError> {
+    use lettre::message::{Mailbox, header::ContentType};
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let fail = |retry: bool, message: String| SendError { retry, message };
+    let subject = body["subject"].as_str().unwrap_or("apiwatch alert");
+    let text = body["text"].as_str().unwrap_or_default().to_owned();
+    let from: Mailbox = email
+        .from
+        .parse()
+        .map_err(|err| fail(false, format!("from: {err}")))?;
+    let mut message = Message::builder().from(from).subject(subject);
+    for to in &email.to {
+        let to: Mailbox = to
+            .parse()
+            .map_err(|err| fail(false, format!("to: {err}")))?;
+        message = message.to(to);
+    }
+    let message = message
+        .header(ContentType::TEXT_PLAIN)
+        .body(text)
+        .map_err(|err| fail(false, format!("cannot build the message: {err}")))?;
+    let mut builder =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&email.host).port(email.port);
+    if email.starttls {
+        let mut tls = TlsParameters::builder(email.host.clone());
+        let pem = std::fs::read(ca_file).unwrap_or_default();
+        for block in pem_blocks(&pem) {
+            if let Ok(certificate) = Certificate::from_pem(&block) {
+                tls = tls.add_root_certificate(certificate);
+            }
+        }
+        let tls = tls
+            .build_rustls()
+            .map_err(|err| fail(false, format!("TLS settings: {err}")))?;
+        builder = builder.tls(Tls::Required(tls));
+    }
+    if let (Some(user), Some(password)) = (&email.username, &email.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+    }
+    let transport = builder.timeout(Some(Duration::from_secs(10))).build();
+    match transport.send(message).await {
+        Ok(_) => Ok(()),
+        Err(err) => Err(fail(!err.is_permanent(), format!("SMTP: {err}"))),
+    }
+}
+
+/// The PEM blocks of a bundle, one certificate each.
+fn pem_blocks(pem: &[u8]) -> Vec<Vec<u8>> {
+    let text = String::from_utf8_lossy(pem);
+    let mut blocks = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        if line.starts_with("-----BEGIN CERTIFICATE-----") {
+            current.clear();
+        }
+        current.push_str(line);
+        current.push('\n');
+        if line.starts_with("-----END CERTIFICATE-----") {
+            blocks.push(current.clone().into_bytes());
+            current.clear();
+        }
+    }
+    blocks
+}
+
+/// The e-mail of a notice: a subject line and a plain-text body.
+fn email(alert: &Alert, reason: Reason, link: &str) -> Value {
+    let what = match reason {
+        Reason::Opened => "New alert",
+        Reason::Reminder | Reason::Refresh => "Still open, not acknowledged",
+        Reason::Escalated => "Escalated: nobody acknowledged",
+        Reason::Acknowledged => "Acknowledged",
+        Reason::Resolved => "Resolved",
+    };
+    let one_line = |text: &str| -> String {
+        text.chars()
+            .map(|ch| if ch.is_control() { ' ' } else { ch })
+            .take(200)
+            .collect()
+    };
+    let subject = format!(
+        "[apiwatch] {what}: {} ({}) {}",
+        one_line(&alert.rule_name),
+        alert.severity,
+        one_line(&alert.key_value)
+    );
+    let mut text = format!(
+        "{what}: {}\n\nRule:      {} ({})\nSeverity:  {}\nKey:       {} = {}\nState:     {}\nFindings:  {}\nOpened:    {}\nLast seen: {}\n",
+        one_line(&alert.summary),
+        alert.rule_name,
+        alert.rule_id,
+        alert.severity,
+        alert.key_field,
+        one_line(&alert.key_value),
+        alert.state.as_str(),
+        alert.findings,
+        rfc3339(alert.opened_at),
+        rfc3339(alert.last_seen),
+    );
+    if let Some(by) = &alert.acknowledged_by {
+        text.push_str(&format!("Acknowledged by: {}\n", one_line(by)));
+    }
+    if let Some(by) = &alert.resolved_by {
+        text.push_str(&format!("Resolved by: {}\n", one_line(by)));
+    }
+    text.push_str(&format!(
+        "\nSearch:    {}\nAlert:     {link}\nAcknowledge: apiwatch alerts ack {}\n",
+        alert.search, alert.id
+    ));
+    json!({ "subject": subject, "text": text })
 }
 
 /// The longest syslog message sent (bytes); longer summaries are cut. 2048 is what RFC 5424
