@@ -74,6 +74,19 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     };
     settings.gateway.route_templates = vec!["/api/users/{id}".to_owned()];
+    // Alerts go to a pager built into the demo API, which prints them; reminders every minute
+    // until someone acknowledges (apiwatch alerts ack <id>).
+    settings.alerts.receivers = vec![apiwatch_respond::Receiver {
+        name: "demo-pager".to_owned(),
+        kind: apiwatch_respond::ReceiverKind::Webhook {
+            url: format!("http://{api_addr}/demo/pager"),
+            secret: None,
+        },
+    }];
+    let mut pager_route = apiwatch_respond::Route::to_all(vec!["demo-pager".to_owned()]);
+    pager_route.repeat_interval = time::Duration::minutes(1);
+    pager_route.resolve_after = time::Duration::minutes(5);
+    settings.alerts.routing = apiwatch_respond::Routing::new(Vec::new(), pager_route);
     let data = settings.data_dir.clone();
     let running = crate::topology::start(settings).await?;
     let key = apiwatch_journal::load_verifying_key(&data)
@@ -123,15 +136,33 @@ fn print_banner(
          \x20 apiwatch tail -f --pretty --data {data}     every request as it happens\n\
          \x20 apiwatch tail -n 1000 --data {data} | grep 203.0.113.66   the brute-force client\n\
          \x20 apiwatch findings --since 1h --data {data}   what the detection rules caught\n\
+         \x20 apiwatch alerts list --admin {admin} --token aw_...   alerts (token printed above)\n\
+         \x20 apiwatch decisions list --admin {admin} --token aw_...   who is blocked\n\
          \x20 apiwatch verify --data {data}               the journal is intact and signed\n\
          Stop with Ctrl-C.\n"
     );
+}
+
+/// The demo's pager: prints each alert notification it receives.
+async fn pager(Json(body): Json<serde_json::Value>) -> StatusCode {
+    let alert = &body["alert"];
+    println!(
+        "[alert] {reason}: {rule} ({severity}) {key} -- {summary}\n        take it: apiwatch alerts ack {id} --token <the admin token>",
+        reason = body["reason"].as_str().unwrap_or("?"),
+        rule = alert["rule_name"].as_str().unwrap_or("?"),
+        severity = alert["severity"].as_str().unwrap_or("?"),
+        key = alert["key_value"].as_str().unwrap_or("?"),
+        summary = alert["summary"].as_str().unwrap_or(""),
+        id = alert["id"].as_str().unwrap_or("?"),
+    );
+    StatusCode::OK
 }
 
 /// The built-in API: a login, users, products and payments.
 fn demo_api() -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route("/demo/pager", post(pager))
         .route("/api/login", post(login))
         .route("/api/users/{id}", get(user))
         .route(
@@ -202,7 +233,7 @@ impl Generator {
         path: &str,
         headers: &[(&str, &str)],
         body: Option<String>,
-    ) {
+    ) -> u16 {
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.gateway))
@@ -215,10 +246,15 @@ impl Generator {
             request = request.header("content-type", "application/json");
         }
         let Ok(request) = request.body(Full::new(Bytes::from(body.unwrap_or_default()))) else {
-            return;
+            return 0;
         };
-        if let Ok(response) = self.client.request(request).await {
-            let _ = response.into_body().collect().await;
+        match self.client.request(request).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let _ = response.into_body().collect().await;
+                status
+            }
+            Err(_) => 0,
         }
     }
 }
@@ -253,8 +289,9 @@ async fn generate_traffic(gateway: SocketAddr) {
                 println!(
                     "[attack] brute force: 30 passwords for admin on /api/login from 203.0.113.66"
                 );
+                let mut blocked = 0;
                 for attempt in 0..30 {
-                    generator
+                    let status = generator
                         .send(
                             "203.0.113.66",
                             "POST",
@@ -263,6 +300,14 @@ async fn generate_traffic(gateway: SocketAddr) {
                             login("admin", &format!("guess{attempt}")),
                         )
                         .await;
+                    if status == 403 {
+                        blocked += 1;
+                    }
+                }
+                if blocked > 0 {
+                    println!(
+                        "[respond] 203.0.113.66 is blocked: {blocked} of its 30 attempts got 403 from the gateway (apiwatch decisions list)"
+                    );
                 }
             }
             1 => {
