@@ -260,7 +260,8 @@ fn demo_shows_attacks_in_the_journal() {
         "--data",
         data_arg(&data),
         "--duration",
-        "4s",
+        // Long enough for a second brute-force round, which the block decision refuses.
+        "10s",
     ]);
     assert!(
         output.status.success(),
@@ -269,6 +270,15 @@ fn demo_shows_attacks_in_the_journal() {
     );
     let banner = stdout_of(&output);
     assert!(banner.contains("apiwatch tail -f --pretty"), "{banner}");
+    // The response story: an alert reaches the demo's pager, and the brute-forcer is blocked.
+    assert!(
+        banner.contains("[alert] opened: Brute-force login (high) 203.0.113.66"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("[respond] 203.0.113.66 is blocked"),
+        "{banner}"
+    );
     let events = journal_events(data.path());
     assert!(events.len() > 30, "{}", events.len());
     let brute_force = events
