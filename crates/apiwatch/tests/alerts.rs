@@ -427,12 +427,16 @@ url = "http://{healthy}/hook"
         |r| webhook_reason(r) == "opened",
     );
     let id = first.json()["alert"]["id"].as_str().unwrap().to_owned();
-    // The dead one is tried (and refuses) more than once.
-    let started = Instant::now();
-    while down.recorded().len() < 2 {
-        assert!(started.elapsed() < Duration::from_secs(15), "no retries");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // The dead one is tried (and refuses) again and again; after five failures in a row it is
+    // itself an alert, which the healthy receiver hears of.
+    let failing = wait_for(
+        healthy,
+        "the receiver-failing alert",
+        Duration::from_secs(30),
+        |r| r.json()["alert"]["rule_id"] == "apiwatch.receiver-failing",
+    );
+    assert_eq!(failing.json()["alert"]["key_value"], "down");
+    assert!(down.recorded().len() >= 5, "{}", down.recorded().len());
     apiwatch.kill9();
 
     down.answer_with(200);
