@@ -467,6 +467,7 @@ fn receiver_failing(name: &str, failures: u32, message: &str) -> Finding {
         sample_event_ids: Vec::new(),
         action: None,
         dry_run: false,
+        service_name: None,
         message: format!(
             "receiver {name} failed {failures} times in a row ({message}); its notifications wait in the outbox"
         ),

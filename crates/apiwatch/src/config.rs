@@ -74,6 +74,10 @@ pub struct RawAlerts {
     pub retry_max: Option<Spanned<String>>,
     /// Re-send interval of firing alerts to Alertmanager (default 1m).
     pub refresh_interval: Option<Spanned<String>>,
+    /// Wait before the first notification of a new alert (default 0s: at once).
+    pub group_wait: Option<Spanned<String>>,
+    /// Least time between notifications of new findings (default 5m).
+    pub group_interval: Option<Spanned<String>>,
     /// Where alerts go.
     #[serde(default)]
     pub receivers: Vec<Spanned<RawReceiver>>,
@@ -136,6 +140,13 @@ pub struct RawAlertRoute {
     /// Rule id patterns (`auth.*`); none matches every rule.
     #[serde(default)]
     pub rules: Vec<String>,
+    /// `service.name` patterns; none matches every service.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Wait before the first notification.
+    pub group_wait: Option<Spanned<String>>,
+    /// Least time between notifications of new findings.
+    pub group_interval: Option<Spanned<String>>,
     /// Lowest severity matched (default low).
     pub min_severity: Option<Spanned<String>>,
     /// Told at once.
@@ -562,6 +573,19 @@ impl Checker<'_> {
         })
     }
 
+    /// Like [`Checker::duration`], but `0s` is allowed.
+    fn duration_or_zero(
+        &mut self,
+        path: &str,
+        value: Option<&Spanned<String>>,
+        default: Duration,
+    ) -> Duration {
+        match value.map(|value| value.get_ref().trim()) {
+            Some("0" | "0s") => Duration::ZERO,
+            _ => self.duration(path, value, default),
+        }
+    }
+
     fn duration(
         &mut self,
         path: &str,
@@ -843,6 +867,13 @@ impl RawConfig {
             "alerts.escalate_after",
             raw.escalate_after.as_ref(),
             Duration::from_secs(15 * 60),
+        );
+        let group_wait =
+            check.duration_or_zero("alerts.group_wait", raw.group_wait.as_ref(), Duration::ZERO);
+        let group_interval = check.duration(
+            "alerts.group_interval",
+            raw.group_interval.as_ref(),
+            Duration::from_secs(300),
         );
         let refresh = check.duration(
             "alerts.refresh_interval",
@@ -1151,6 +1182,17 @@ impl RawConfig {
                     entry.resolve_after.as_ref(),
                     resolve,
                 )),
+                services: entry.services.clone(),
+                group_wait: span(check.duration_or_zero(
+                    &format!("{path}.group_wait"),
+                    entry.group_wait.as_ref(),
+                    group_wait,
+                )),
+                group_interval: span(check.duration(
+                    &format!("{path}.group_interval"),
+                    entry.group_interval.as_ref(),
+                    group_interval,
+                )),
             });
         }
         let mut default_route = Route::to_all(
@@ -1162,6 +1204,8 @@ impl RawConfig {
         default_route.repeat_interval = span(repeat);
         default_route.resolve_after = span(resolve);
         default_route.escalate_after = span(escalate);
+        default_route.group_wait = span(group_wait);
+        default_route.group_interval = span(group_interval);
         AlertSettings {
             enabled: raw.enabled.unwrap_or(true),
             console_url: raw

@@ -219,6 +219,7 @@ fn finding(
         sample_event_ids: Vec::new(),
         action: None,
         dry_run: false,
+        service_name: None,
         message,
     }
 }

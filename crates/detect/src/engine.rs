@@ -720,6 +720,7 @@ fn build_finding(rule: &Rule, event: &Event, at_ns: i64, fire: Fire) -> Finding 
         action: rule.action.clone(),
         dry_run: rule.dry_run,
         message,
+        service_name: event.service_name.clone(),
     }
 }
 

@@ -53,6 +53,13 @@ pub struct Finding {
     /// One sentence for a person.
     #[serde(rename = "message")]
     pub message: String,
+    /// `service.name` of the event that made the rule fire (routes can match on it).
+    #[serde(
+        rename = "service.name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub service_name: Option<String>,
 }
 
 /// `event.dataset` of journaled findings.

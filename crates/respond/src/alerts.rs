@@ -116,6 +116,19 @@ pub struct Alert {
     /// When it last moved along the chain (or opened).
     #[serde(with = "time::serde::rfc3339")]
     pub escalated_at: OffsetDateTime,
+    /// The `service.name` of the first finding, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Whether receivers have heard of it (false while its route's `group_wait` runs).
+    #[serde(default = "yes")]
+    pub notified: bool,
+    /// `findings` as of the last notification (news of more waits for `group_interval`).
+    #[serde(default)]
+    pub notified_findings: u64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Why receivers hear of an alert.
@@ -134,6 +147,8 @@ pub enum Reason {
     Resolved,
     /// Still firing (for receivers that forget firing alerts unless re-sent: Alertmanager).
     Refresh,
+    /// More findings since the last notification (at most every `group_interval`).
+    Updated,
 }
 
 impl Reason {
@@ -146,6 +161,7 @@ impl Reason {
             Reason::Acknowledged => "acknowledged",
             Reason::Resolved => "resolved",
             Reason::Refresh => "refresh",
+            Reason::Updated => "updated",
         }
     }
 }
@@ -359,8 +375,20 @@ impl AlertBook {
             escalation: 0,
             last_notified: now,
             escalated_at: now,
+            service: finding.service_name.clone(),
+            notified: false,
+            notified_findings: 0,
         };
-        let alert = self.store(alert)?;
+        if self.routing.route(route).group_wait > time::Duration::ZERO {
+            // The first notification goes out from `tick` once `group_wait` has passed.
+            self.store(alert)?;
+            return Ok(None);
+        }
+        let alert = self.store(Alert {
+            notified: true,
+            notified_findings: 1,
+            ..alert
+        })?;
         let receivers = self.routing.chain_until(route, 0);
         Ok(Some(Notice {
             alert,
@@ -419,7 +447,12 @@ impl AlertBook {
             Reason::Acknowledged
         };
         let alert = self.store(alert).map_err(AlertError::Io)?;
-        let receivers = self.routing.chain_until(alert.route, alert.escalation);
+        // Receivers that never heard of the alert (taken during its group wait) need not.
+        let receivers = if alert.notified {
+            self.routing.chain_until(alert.route, alert.escalation)
+        } else {
+            Vec::new()
+        };
         Ok(Notice {
             alert,
             reason,
@@ -448,6 +481,28 @@ impl AlertBook {
             if alert.state != AlertState::Open {
                 continue;
             }
+            if !alert.notified {
+                if now - alert.opened_at >= route.group_wait {
+                    let first = Alert {
+                        notified: true,
+                        notified_findings: alert.findings,
+                        last_notified: now,
+                        escalated_at: now,
+                        ..alert
+                    };
+                    match self.store(first) {
+                        Ok(alert) => notices.push(Notice {
+                            receivers: self.routing.chain_until(alert.route, 0),
+                            alert,
+                            reason: Reason::Opened,
+                        }),
+                        Err(err) => {
+                            tracing::error!(alert = %id, error = %err, "failed to record an alert change");
+                        }
+                    }
+                }
+                continue;
+            }
             let step = alert.escalation;
             let reason = if step < route.escalate_to.len()
                 && now - alert.escalated_at >= route.escalate_after
@@ -455,12 +510,17 @@ impl AlertBook {
                 Some(Reason::Escalated)
             } else if now - alert.last_notified >= route.repeat_interval {
                 Some(Reason::Reminder)
+            } else if alert.findings > alert.notified_findings
+                && now - alert.last_notified >= route.group_interval
+            {
+                Some(Reason::Updated)
             } else {
                 None
             };
             let Some(reason) = reason else { continue };
             let mut changed = alert.clone();
             changed.last_notified = now;
+            changed.notified_findings = alert.findings;
             if reason == Reason::Escalated {
                 changed.escalation = step + 1;
                 changed.escalated_at = now;
@@ -549,4 +609,160 @@ fn search_for(key_field: &str, key_value: &str) -> String {
 /// Converts a std duration into a `time` one (saturating).
 pub(crate) fn span(duration: Duration) -> time::Duration {
     time::Duration::try_from(duration).unwrap_or(time::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::Route;
+    use apiwatch_detect::Severity;
+
+    fn finding(rule: &str, key: &str, service: Option<&str>) -> Finding {
+        Finding {
+            timestamp: String::new(),
+            rule_id: rule.to_owned(),
+            rule_name: rule.to_owned(),
+            severity: Severity::High,
+            key_field: "source.ip".to_owned(),
+            key_value: key.to_owned(),
+            window_start: String::new(),
+            window_end: String::new(),
+            evidence: Map::new(),
+            sample_event_ids: vec!["e1".to_owned()],
+            action: None,
+            dry_run: false,
+            message: format!("{rule} from {key}"),
+            service_name: service.map(str::to_owned),
+        }
+    }
+
+    fn minutes(n: i64) -> time::Duration {
+        time::Duration::minutes(n)
+    }
+
+    fn book(dir: &Path) -> AlertBook {
+        let mut payments = Route::to_all(vec!["payments-team".to_owned()]);
+        payments.services = vec!["payments*".to_owned()];
+        payments.escalate_to = vec!["pager".to_owned()];
+        payments.escalate_after = minutes(10);
+        payments.repeat_interval = minutes(30);
+        payments.group_wait = minutes(1);
+        payments.group_interval = minutes(5);
+        payments.resolve_after = minutes(60);
+        let routing = Routing::new(vec![payments], Route::to_all(vec!["everyone".to_owned()]));
+        AlertBook::open(&dir.join("alerts.jsonl"), routing).unwrap()
+    }
+
+    #[test]
+    fn the_policy_waits_groups_updates_escalates_reminds_and_resolves() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut book = book(dir.path());
+        let start = OffsetDateTime::now_utc();
+        // Another service goes to the default route, at once (no group wait there).
+        let other = book
+            .observe(
+                &finding("auth.brute-force", "192.0.2.1", Some("search")),
+                start,
+            )
+            .unwrap()
+            .expect("the default route notifies at once");
+        assert_eq!(other.receivers, ["everyone"]);
+        // The payments route waits a minute and groups the burst.
+        assert!(
+            book.observe(
+                &finding("auth.brute-force", "192.0.2.9", Some("payments-api")),
+                start
+            )
+            .unwrap()
+            .is_none()
+        );
+        for _ in 0..3 {
+            book.observe(
+                &finding("auth.brute-force", "192.0.2.9", Some("payments-api")),
+                start,
+            )
+            .unwrap();
+        }
+        assert!(book.tick(start + time::Duration::seconds(30)).is_empty());
+        let at = start + minutes(1);
+        let opened = book.tick(at);
+        let payments: Vec<&Notice> = opened
+            .iter()
+            .filter(|n| n.alert.key_value == "192.0.2.9")
+            .collect();
+        assert_eq!(payments.len(), 1);
+        assert_eq!(payments[0].reason, Reason::Opened);
+        assert_eq!(payments[0].receivers, ["payments-team"]);
+        assert_eq!(payments[0].alert.findings, 4, "the burst went out together");
+        let id = payments[0].alert.id.clone();
+        // A new finding: news at most every group_interval.
+        book.observe(
+            &finding("auth.brute-force", "192.0.2.9", Some("payments-api")),
+            at,
+        )
+        .unwrap();
+        let quiet = |notices: Vec<Notice>| -> Vec<Reason> {
+            notices
+                .into_iter()
+                .filter(|n| n.alert.id == id)
+                .map(|n| n.reason)
+                .collect()
+        };
+        assert!(quiet(book.tick(at + minutes(4))).is_empty());
+        assert_eq!(quiet(book.tick(at + minutes(5))), [Reason::Updated]);
+        // Nobody acknowledges: escalation to the pager after 10 minutes, only the pager told.
+        let escalated: Vec<Notice> = book
+            .tick(at + minutes(10))
+            .into_iter()
+            .filter(|n| n.alert.id == id)
+            .collect();
+        assert_eq!(escalated.len(), 1);
+        assert_eq!(escalated[0].reason, Reason::Escalated);
+        assert_eq!(escalated[0].receivers, ["pager"]);
+        // A reminder goes to everyone told so far.
+        let reminded: Vec<Notice> = book
+            .tick(at + minutes(40))
+            .into_iter()
+            .filter(|n| n.alert.id == id)
+            .collect();
+        assert_eq!(reminded[0].reason, Reason::Reminder);
+        assert_eq!(reminded[0].receivers, ["payments-team", "pager"]);
+        // Acknowledged: nothing more until it resolves itself after an hour of quiet.
+        let acked = book.acknowledge(&id, "alice", at + minutes(41)).unwrap();
+        assert_eq!(acked.alert.acknowledged_by.as_deref(), Some("alice"));
+        assert!(quiet(book.tick(at + minutes(59))).is_empty());
+        assert_eq!(quiet(book.tick(at + minutes(61))), [Reason::Resolved]);
+        assert_eq!(book.get(&id).unwrap().resolved_by.as_deref(), Some("auto"));
+        assert!(matches!(
+            book.acknowledge(&id, "bob", at + minutes(62)),
+            Err(AlertError::Resolved)
+        ));
+        // Everything survives a reopen.
+        drop(book);
+        let reopened = AlertBook::open(&dir.path().join("alerts.jsonl"), book_routing()).unwrap();
+        let kept = reopened.get(&id).unwrap();
+        assert_eq!(kept.state, AlertState::Resolved);
+        assert_eq!(kept.findings, 5);
+        assert_eq!(kept.service.as_deref(), Some("payments-api"));
+    }
+
+    fn book_routing() -> Routing {
+        Routing::new(Vec::new(), Route::to_all(Vec::new()))
+    }
+
+    #[test]
+    fn an_alert_taken_during_its_group_wait_tells_nobody() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut book = book(dir.path());
+        let start = OffsetDateTime::now_utc();
+        book.observe(
+            &finding("auth.brute-force", "192.0.2.9", Some("payments")),
+            start,
+        )
+        .unwrap();
+        let id = book.find_open("auth.brute-force", "192.0.2.9").unwrap();
+        let resolved = book.resolve(&id, "alice", start).unwrap();
+        assert!(resolved.receivers.is_empty());
+        assert!(book.tick(start + minutes(2)).is_empty());
+    }
 }

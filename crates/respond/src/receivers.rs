@@ -165,7 +165,9 @@ impl Receiver {
                     Reason::Acknowledged => "acknowledge",
                     Reason::Resolved => "resolve",
                     Reason::Refresh => return None,
-                    Reason::Opened | Reason::Reminder | Reason::Escalated => "trigger",
+                    Reason::Opened | Reason::Reminder | Reason::Escalated | Reason::Updated => {
+                        "trigger"
+                    }
                 };
                 let severity = match alert.severity.as_str() {
                     "critical" => "critical",
@@ -414,6 +416,7 @@ fn email(alert: &Alert, reason: Reason, link: &str) -> Value {
     let what = match reason {
         Reason::Opened => "New alert",
         Reason::Reminder | Reason::Refresh => "Still open, not acknowledged",
+        Reason::Updated => "More findings",
         Reason::Escalated => "Escalated: nobody acknowledged",
         Reason::Acknowledged => "Acknowledged",
         Reason::Resolved => "Resolved",
@@ -605,6 +608,7 @@ fn slack(alert: &Alert, reason: Reason, link: &str) -> Value {
     let prefix = match reason {
         Reason::Opened => "New alert",
         Reason::Reminder | Reason::Refresh => "Still open, not acknowledged",
+        Reason::Updated => "More findings",
         Reason::Escalated => "Escalated: nobody acknowledged",
         Reason::Acknowledged => "Acknowledged",
         Reason::Resolved => "Resolved",
@@ -794,6 +798,9 @@ mod tests {
             escalation: 0,
             last_notified: now,
             escalated_at: now,
+            service: None,
+            notified: true,
+            notified_findings: 1,
         };
         let line = syslog_line(&alert, Reason::Opened, 16, now);
         assert!(

@@ -1,8 +1,10 @@
 //! Which receivers hear of an alert, and the timing of reminders, escalation and resolution.
 //!
-//! Routes are tried in order; the first whose rule patterns and minimum severity match the
-//! finding takes the alert. A route notifies its `receivers` at once, then, while nobody
-//! acknowledges, moves one step along `escalate_to` every `escalate_after`, and reminds
+//! Routes are tried in order; the first whose rule patterns, service patterns and minimum
+//! severity match the finding takes the alert. Its timing follows Alertmanager's model: the
+//! first notification waits `group_wait` (findings of the burst go out together), news of
+//! further findings at most every `group_interval`, a reminder every `repeat_interval`.
+//! A route notifies its `receivers`, then, while nobody acknowledges, moves one step along `escalate_to` every `escalate_after`, and reminds
 //! everyone notified so far every `repeat_interval`. An alert with no new finding for
 //! `resolve_after` resolves itself. When no route matches, the default route (every receiver,
 //! no escalation) takes it, so no alert goes nowhere.
@@ -20,6 +22,8 @@ pub struct Route {
     pub rules: Vec<String>,
     /// Findings below this severity do not match.
     pub min_severity: Severity,
+    /// `service.name` patterns; empty matches every service (and findings without one).
+    pub services: Vec<String>,
     /// Told at once.
     pub receivers: Vec<String>,
     /// Told one at a time, in order, while nobody acknowledges.
@@ -30,6 +34,11 @@ pub struct Route {
     pub repeat_interval: time::Duration,
     /// Quiet time (no new finding) after which the alert resolves itself.
     pub resolve_after: time::Duration,
+    /// Wait after an alert opens before the first notification, so the findings of a burst go
+    /// out together (0: at once).
+    pub group_wait: time::Duration,
+    /// Least time between two notifications about new findings of an open alert.
+    pub group_interval: time::Duration,
 }
 
 impl Route {
@@ -39,16 +48,23 @@ impl Route {
         Route {
             rules: Vec::new(),
             min_severity: Severity::Low,
+            services: Vec::new(),
             receivers,
             escalate_to: Vec::new(),
             escalate_after: span(Duration::from_secs(15 * 60)),
             repeat_interval: span(Duration::from_secs(3600)),
             resolve_after: span(Duration::from_secs(30 * 60)),
+            group_wait: time::Duration::ZERO,
+            group_interval: span(Duration::from_secs(5 * 60)),
         }
     }
 
     fn matches(&self, finding: &Finding) -> bool {
         finding.severity >= self.min_severity
+            && (self.services.is_empty()
+                || finding.service_name.as_deref().is_some_and(|service| {
+                    self.services.iter().any(|pattern| glob(pattern, service))
+                }))
             && (self.rules.is_empty()
                 || self
                     .rules

@@ -171,6 +171,9 @@ mod tests {
             escalation: 0,
             last_notified: now,
             escalated_at: now,
+            service: None,
+            notified: true,
+            notified_findings: 1,
         }
     }
 

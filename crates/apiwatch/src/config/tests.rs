@@ -13,6 +13,41 @@ fn full_fixture_validates_with_every_section() {
     assert_eq!(settings.gateway.trusted_proxies.len(), 2);
     assert!(matches!(settings.fsync, FsyncPolicy::Always));
     assert_eq!(settings.listen.to_string(), "127.0.0.1:18080");
+    let alerts = &settings.alerts;
+    assert_eq!(alerts.receivers.len(), 6);
+    let route = &alerts.routing.routes()[0];
+    assert_eq!(route.services, ["payments*"]);
+    assert_eq!(route.receivers, ["secops-chat", "prometheus", "siem"]);
+    assert_eq!(route.escalate_to, ["oncall"]);
+    assert_eq!(route.group_wait, time::Duration::seconds(10));
+    // The default route (last) tells every receiver.
+    assert_eq!(alerts.routing.routes()[1].receivers.len(), 6);
+    assert_eq!(alerts.heartbeats.len(), 1);
+}
+
+#[test]
+fn alert_problems_name_the_field_with_line_and_column() {
+    let text = "[[alerts.receivers]]\nname = \"x\"\nkind = \"fax\"\n\n[[alerts.receivers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://user:pw@host/\"\n\n[[alerts.receivers]]\nname = \"mail\"\nkind = \"email\"\nurl = \"smtp://relay\"\nfrom = \"nobody\"\nto = []\n\n[[alerts.routes]]\nreceivers = [\"nobody-here\"]\nmin_severity = \"urgent\"\n";
+    let overrides = Overrides {
+        upstream: Some("http://127.0.0.1:3000".to_owned()),
+        ..Overrides::default()
+    };
+    let problems = parse(text).unwrap().validate(text, &overrides).unwrap_err();
+    let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    for expected in [
+        "3:8: alerts.receivers[0].kind",
+        "8:7: alerts.receivers[1].url",
+        "13:7: alerts.receivers[2].url",
+        "14:8: alerts.receivers[2].from",
+        "alerts.receivers[2].to",
+        "18:14: alerts.routes[0].receivers",
+        "19:16: alerts.routes[0].min_severity",
+    ] {
+        assert!(
+            rendered.iter().any(|line| line.contains(expected)),
+            "{expected} missing from {rendered:#?}"
+        );
+    }
 }
 
 #[test]
