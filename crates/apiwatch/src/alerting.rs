@@ -684,3 +684,32 @@ impl apiwatch_server::AlertsApi for Alerting {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_up_to_the_cap_with_bounded_jitter() {
+        let cap = Duration::from_secs(300);
+        for (failures, base) in [
+            (1, 1),
+            (2, 2),
+            (3, 4),
+            (6, 32),
+            (9, 256),
+            (10, 300),
+            (500, 300),
+        ] {
+            let wait = backoff(failures, cap);
+            let base = Duration::from_secs(base);
+            assert!(
+                wait >= base && wait <= base.mul_f64(1.2),
+                "{failures}: {wait:?}"
+            );
+        }
+        // An hour's outage is retried at least every five minutes (plus jitter), so the
+        // notification goes out within about six minutes of the receiver's return.
+        assert!(backoff(u32::MAX, cap) <= Duration::from_secs(360));
+    }
+}

@@ -884,3 +884,158 @@ to = ["secops@example.test", "oncall@example.test"]
     // STARTTLS command first"), so a message arriving proves STARTTLS was used, and that the
     // server's certificate was checked against `ca_file`.
 }
+
+/// The whole response story of issue 5 in one run.
+#[test]
+fn brute_force_to_alert_block_bouncer_acknowledgement_and_expiry() {
+    let upstream = start_upstream();
+    let servers = recorders(1);
+    let hook = &servers.list[0];
+    let work = tempfile::tempdir().unwrap();
+    let manager = start_alertmanager(work.path());
+    let config = work.path().join("apiwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version = 1
+[respond]
+# The rule blocks brute force for 15 minutes; capped here so the test sees the expiry.
+max_ttl = "6s"
+
+[alerts]
+repeat_interval = "2s"
+
+[[alerts.receivers]]
+name = "hook"
+kind = "webhook"
+url = "http://{hook}/hook"
+
+[[alerts.receivers]]
+name = "am"
+kind = "alertmanager"
+url = "http://{am}"
+"#,
+            hook = hook.addr,
+            am = manager.addr,
+        ),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let apiwatch = serve(
+        data.path(),
+        upstream.addr,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--trusted-proxy",
+            "127.0.0.1/32",
+        ],
+    );
+    let token = apiwatch.token();
+    let bouncer = run(&[
+        "bouncer",
+        "add",
+        "edge",
+        "--data",
+        data.path().to_str().unwrap(),
+    ]);
+    let bouncer_key = stdout_of(&bouncer).trim().to_owned();
+    let as_client = |client: &str| {
+        get(
+            apiwatch.gateway,
+            "/api/items/1",
+            &[("x-forwarded-for", client)],
+        )
+    };
+
+    // A brute-force run: a finding, an alert at the webhook and in Alertmanager.
+    brute_force(apiwatch.gateway, "203.0.113.66");
+    let opened = wait_for(hook, "the alert", Duration::from_secs(15), |r| {
+        webhook_reason(r) == "opened" && r.json()["alert"]["key_value"] == "203.0.113.66"
+    });
+    let id = opened.json()["alert"]["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    while !alertmanager_alerts(&manager, "auth.brute-force")
+        .iter()
+        .any(|alert| alert["status"]["state"] == "active")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "not in alertmanager"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The block decision: the attacker's next request is refused within a second, others pass.
+    let started = Instant::now();
+    loop {
+        let answer = as_client("203.0.113.66");
+        if answer.status == 403 {
+            assert!(String::from_utf8_lossy(&answer.body).contains("blocked"));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "not blocked within 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(as_client("10.1.0.1").status, 200);
+    // The bouncer API serves the ban.
+    let (_, pulled) = {
+        let answer = get(
+            apiwatch.admin,
+            "/v1/decisions/stream?startup=true",
+            &[("x-api-key", &bouncer_key)],
+        );
+        (
+            answer.status,
+            serde_json::from_slice::<serde_json::Value>(&answer.body).unwrap(),
+        )
+    };
+    assert!(
+        pulled["new"].to_string().contains("203.0.113.66"),
+        "{pulled}"
+    );
+    // Reminders until someone acknowledges; none after.
+    wait_for(hook, "a reminder", Duration::from_secs(10), |r| {
+        webhook_reason(r) == "reminder"
+    });
+    let acked = alerts_cli(apiwatch.admin, &token, &["ack", &id]);
+    assert!(
+        acked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&acked.stderr)
+    );
+    wait_for(hook, "the acknowledgement", Duration::from_secs(10), |r| {
+        webhook_reason(r) == "acknowledged"
+    });
+    let reminders = || {
+        hook.recorded()
+            .iter()
+            .filter(|r| webhook_reason(r) == "reminder")
+            .count()
+    };
+    let before = reminders();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(reminders(), before, "reminded after the acknowledgement");
+    // Expiry lifts the block, at the gateway and for the bouncer.
+    let started = Instant::now();
+    while as_client("203.0.113.66").status == 403 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the block never expired"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(as_client("203.0.113.66").status, 200);
+    let answer = get(
+        apiwatch.admin,
+        "/v1/decisions/stream",
+        &[("x-api-key", &bouncer_key)],
+    );
+    let delta: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert!(
+        delta["deleted"].to_string().contains("203.0.113.66"),
+        "{delta}"
+    );
+}
