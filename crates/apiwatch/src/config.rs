@@ -143,6 +143,9 @@ pub struct RawAlertRoute {
     /// `service.name` patterns; none matches every service.
     #[serde(default)]
     pub services: Vec<String>,
+    /// Label patterns that must all match (`rule`, `severity`, `key_field`, `key`, `service`).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Wait before the first notification.
     pub group_wait: Option<Spanned<String>>,
     /// Least time between notifications of new findings.
@@ -1183,6 +1186,25 @@ impl RawConfig {
                     resolve,
                 )),
                 services: entry.services.clone(),
+                labels: entry
+                    .labels
+                    .iter()
+                    .filter(|(name, _)| {
+                        let known = apiwatch_respond::LABELS.contains(&name.as_str());
+                        if !known {
+                            check.problem::<String>(
+                                format!("{path}.labels.{name}"),
+                                None,
+                                format!(
+                                    "unknown label; expected one of {}",
+                                    apiwatch_respond::LABELS.join(", ")
+                                ),
+                            );
+                        }
+                        known
+                    })
+                    .map(|(name, pattern)| (name.clone(), pattern.clone()))
+                    .collect(),
                 group_wait: span(check.duration_or_zero(
                     &format!("{path}.group_wait"),
                     entry.group_wait.as_ref(),

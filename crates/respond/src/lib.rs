@@ -50,6 +50,6 @@ pub use crate::receivers::{
     EmailSettings, Receiver, ReceiverKind, SYSLOG_MAX_BYTES, SendError, sign, syslog_facility,
     tls_config,
 };
-pub use crate::routing::{Route, Routing};
+pub use crate::routing::{LABELS, Route, Routing};
 pub use crate::silences::{MAX_SILENCES, Silence, Silences};
 pub use crate::table::{COMPACT_MIN_RECORDS, DecisionTable};

@@ -24,6 +24,9 @@ pub struct Route {
     pub min_severity: Severity,
     /// `service.name` patterns; empty matches every service (and findings without one).
     pub services: Vec<String>,
+    /// Label patterns that must all match: labels are `rule`, `severity`, `key_field`, `key`
+    /// and `service` (the names of [`LABELS`]).
+    pub labels: Vec<(String, String)>,
     /// Told at once.
     pub receivers: Vec<String>,
     /// Told one at a time, in order, while nobody acknowledges.
@@ -49,6 +52,7 @@ impl Route {
             rules: Vec::new(),
             min_severity: Severity::Low,
             services: Vec::new(),
+            labels: Vec::new(),
             receivers,
             escalate_to: Vec::new(),
             escalate_after: span(Duration::from_secs(15 * 60)),
@@ -65,11 +69,29 @@ impl Route {
                 || finding.service_name.as_deref().is_some_and(|service| {
                     self.services.iter().any(|pattern| glob(pattern, service))
                 }))
+            && self.labels.iter().all(|(name, pattern)| {
+                label(finding, name).is_some_and(|value| glob(pattern, value))
+            })
             && (self.rules.is_empty()
                 || self
                     .rules
                     .iter()
                     .any(|pattern| glob(pattern, &finding.rule_id)))
+    }
+}
+
+/// The labels a route can match on.
+pub const LABELS: [&str; 5] = ["rule", "severity", "key_field", "key", "service"];
+
+/// A finding's value for one of [`LABELS`].
+fn label<'a>(finding: &'a Finding, name: &str) -> Option<&'a str> {
+    match name {
+        "rule" => Some(&finding.rule_id),
+        "severity" => Some(finding.severity.as_str()),
+        "key_field" => Some(&finding.key_field),
+        "key" => Some(&finding.key_value),
+        "service" => finding.service_name.as_deref(),
+        _ => None,
     }
 }
 
@@ -138,6 +160,87 @@ impl Routing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_match_rule_severity_service_and_labels() {
+        let finding =
+            |rule: &str, severity: Severity, field: &str, service: Option<&str>| Finding {
+                timestamp: String::new(),
+                rule_id: rule.to_owned(),
+                rule_name: String::new(),
+                severity,
+                key_field: field.to_owned(),
+                key_value: "x".to_owned(),
+                window_start: String::new(),
+                window_end: String::new(),
+                evidence: serde_json::Map::new(),
+                sample_event_ids: Vec::new(),
+                action: None,
+                dry_run: false,
+                message: String::new(),
+                service_name: service.map(str::to_owned),
+            };
+        let mut accounts = Route::to_all(vec!["identity-team".to_owned()]);
+        accounts.labels = vec![("key_field".to_owned(), "user.*".to_owned())];
+        let mut payments = Route::to_all(vec!["payments-team".to_owned()]);
+        payments.services = vec!["payments*".to_owned()];
+        payments.min_severity = Severity::High;
+        payments.rules = vec!["auth.*".to_owned()];
+        let routing = Routing::new(
+            vec![accounts, payments],
+            Route::to_all(vec!["all".to_owned()]),
+        );
+        let pick = |f: &Finding| routing.route(routing.route_for(f)).receivers[0].clone();
+        assert_eq!(
+            pick(&finding("auth.stuffing", Severity::Low, "user.name", None)),
+            "identity-team"
+        );
+        assert_eq!(
+            pick(&finding(
+                "auth.brute-force",
+                Severity::High,
+                "source.ip",
+                Some("payments-api")
+            )),
+            "payments-team"
+        );
+        assert_eq!(
+            pick(&finding(
+                "auth.brute-force",
+                Severity::Medium,
+                "source.ip",
+                Some("payments-api")
+            )),
+            "all"
+        );
+        assert_eq!(
+            pick(&finding(
+                "auth.brute-force",
+                Severity::High,
+                "source.ip",
+                Some("search")
+            )),
+            "all"
+        );
+        assert_eq!(
+            pick(&finding(
+                "probe.xss",
+                Severity::High,
+                "source.ip",
+                Some("payments")
+            )),
+            "all"
+        );
+        assert_eq!(
+            pick(&finding(
+                "auth.brute-force",
+                Severity::High,
+                "source.ip",
+                None
+            )),
+            "all"
+        );
+    }
 
     #[test]
     fn globs() {
