@@ -517,6 +517,21 @@ fn start_rsyslog(dir: &Path) -> Rsyslog {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // UDP loses what arrives before the input is up: wait until a probe datagram is written.
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    while !std::fs::read_to_string(&output)
+        .unwrap_or_default()
+        .contains("rsyslog-ready")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "rsyslogd's UDP input did not come up"
+        );
+        probe
+            .send_to(b"<14>1 - - test - - - rsyslog-ready", udp)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
     Rsyslog {
         child,
         udp,
