@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
-use apiwatch_detect::{Finding, Severity};
+use apiwatch_detect::Finding;
 use apiwatch_event::{Event, EventKind};
 use apiwatch_journal::Appender;
 use apiwatch_respond::{
@@ -448,30 +448,19 @@ fn backoff(failures: u32, max: Duration) -> Duration {
 /// The finding that makes a failing receiver an alert of its own (routed like any other, so
 /// the other receivers hear of it).
 fn receiver_failing(name: &str, failures: u32, message: &str) -> Finding {
-    let now = OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
     let mut evidence = serde_json::Map::new();
     evidence.insert("failures".to_owned(), failures.into());
     evidence.insert("last_error".to_owned(), message.into());
-    Finding {
-        timestamp: now.clone(),
-        rule_id: "apiwatch.receiver-failing".to_owned(),
-        rule_name: "Alert receiver failing".to_owned(),
-        severity: Severity::High,
-        key_field: "alert.receiver".to_owned(),
-        key_value: name.to_owned(),
-        window_start: now.clone(),
-        window_end: now,
+    crate::watchdog::internal_finding(
+        "apiwatch.receiver-failing",
+        "Alert receiver failing",
+        "alert.receiver",
+        name,
         evidence,
-        sample_event_ids: Vec::new(),
-        action: None,
-        dry_run: false,
-        service_name: None,
-        message: format!(
+        format!(
             "receiver {name} failed {failures} times in a row ({message}); its notifications wait in the outbox"
         ),
-    }
+    )
 }
 
 /// The audit event of a notification given up on.

@@ -201,11 +201,24 @@ fn finding(
     quiet: Duration,
     message: String,
 ) -> Finding {
+    let mut evidence = serde_json::Map::new();
+    evidence.insert("quiet_seconds".to_owned(), quiet.as_secs().into());
+    internal_finding(rule, title, key_field, key, evidence, message)
+}
+
+/// A finding apiwatch raises about itself (a silent source, a stalled pipeline, a failing
+/// receiver): high severity, now, no sample events, alerting only.
+pub fn internal_finding(
+    rule: &str,
+    title: &str,
+    key_field: &str,
+    key: &str,
+    evidence: serde_json::Map<String, serde_json::Value>,
+    message: String,
+) -> Finding {
     let now = OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let mut evidence = serde_json::Map::new();
-    evidence.insert("quiet_seconds".to_owned(), quiet.as_secs().into());
     Finding {
         timestamp: now.clone(),
         rule_id: rule.to_owned(),

@@ -40,6 +40,28 @@ fn recorders(count: usize) -> Recorders {
     }
 }
 
+/// Writes `toml` as `apiwatch.toml` in `dir`; returns its path.
+fn write_config(dir: &Path, toml: impl AsRef<str>) -> std::path::PathBuf {
+    let config = dir.join("apiwatch.toml");
+    std::fs::write(&config, toml.as_ref()).unwrap();
+    config
+}
+
+/// `apiwatch serve` with `config`, trusting 127.0.0.1 as a proxy so a test picks the client
+/// address with `X-Forwarded-For`.
+fn serve_configured(data: &Path, upstream: SocketAddr, config: &Path) -> Apiwatch {
+    serve(
+        data,
+        upstream,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--trusted-proxy",
+            "127.0.0.1/32",
+        ],
+    )
+}
+
 fn login_as(gateway: SocketAddr, client: &str, password: &str) -> u16 {
     use base64::Engine as _;
     let credentials = base64::engine::general_purpose::STANDARD.encode(format!("admin:{password}"));
@@ -68,22 +90,20 @@ fn wait_for(
     within: Duration,
     wanted: impl Fn(&Recorded) -> bool,
 ) -> Recorded {
-    let started = Instant::now();
-    loop {
-        if let Some(found) = recorder.recorded().into_iter().find(|r| wanted(r)) {
-            return found;
-        }
-        assert!(
-            started.elapsed() < within,
-            "{what} never arrived; got {:?}",
-            recorder
-                .recorded()
-                .iter()
-                .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-                .collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll(
+        within,
+        || recorder.recorded().into_iter().find(|r| wanted(r)),
+        || {
+            format!(
+                "{what} never arrived; got {:?}",
+                recorder
+                    .recorded()
+                    .iter()
+                    .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                    .collect::<Vec<_>>()
+            )
+        },
+    )
 }
 
 fn webhook_reason(request: &Recorded) -> String {
@@ -172,9 +192,8 @@ fn an_alert_reaches_every_receiver_escalates_until_acknowledged_and_resolves() {
     let (hook, slack, pager) = (&servers.list[0], &servers.list[1], &servers.list[2]);
     let work = tempfile::tempdir().unwrap();
     let manager = start_alertmanager(work.path());
-    let config = work.path().join("apiwatch.toml");
-    std::fs::write(
-        &config,
+    let config = write_config(
+        work.path(),
         format!(
             r#"version = 1
 [alerts]
@@ -216,19 +235,9 @@ resolve_after = "1h"
             am = manager.addr,
             pager = pager.addr,
         ),
-    )
-    .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let apiwatch = serve(
-        data.path(),
-        upstream.addr,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--trusted-proxy",
-            "127.0.0.1/32",
-        ],
     );
+    let data = tempfile::tempdir().unwrap();
+    let apiwatch = serve_configured(data.path(), upstream.addr, &config);
     let token = apiwatch.token();
     brute_force(apiwatch.gateway, "203.0.113.66");
 
@@ -387,9 +396,8 @@ fn a_receiver_down_across_a_crash_still_gets_the_alert_and_delays_no_other() {
     let (down, healthy) = (&servers.list[0], &servers.list[1]);
     down.answer_with(503);
     let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("apiwatch.toml");
-    std::fs::write(
-        &config,
+    let config = write_config(
+        work.path(),
         format!(
             r#"version = 1
 [alerts]
@@ -408,16 +416,9 @@ url = "http://{healthy}/hook"
             down = down.addr,
             healthy = healthy.addr,
         ),
-    )
-    .unwrap();
+    );
     let data = tempfile::tempdir().unwrap();
-    let args = [
-        "--config",
-        config.to_str().unwrap(),
-        "--trusted-proxy",
-        "127.0.0.1/32",
-    ];
-    let apiwatch = serve(data.path(), upstream.addr, &args);
+    let apiwatch = serve_configured(data.path(), upstream.addr, &config);
     brute_force(apiwatch.gateway, "198.51.100.9");
     // The healthy receiver gets it at once, whatever the other one does.
     let first = wait_for(
@@ -440,7 +441,7 @@ url = "http://{healthy}/hook"
     apiwatch.kill9();
 
     down.answer_with(200);
-    let restarted = serve(data.path(), upstream.addr, &args);
+    let restarted = serve_configured(data.path(), upstream.addr, &config);
     let delivered = wait_for(
         down,
         "the delivery after the restart",
@@ -541,24 +542,25 @@ fn start_rsyslog(dir: &Path) -> Rsyslog {
 }
 
 fn wait_for_line(apiwatch: &Apiwatch, path: &Path, needles: &[&str], within: Duration) -> String {
-    let started = Instant::now();
-    loop {
-        // Strict: rsyslog garbles a timestamp that breaks RFC 5424 (more than 6 fractional
-        // digits) into bytes that are not UTF-8, which must fail this test.
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(line) = text
-            .lines()
-            .find(|line| needles.iter().all(|needle| line.contains(needle)))
-        {
-            return line.to_owned();
-        }
-        assert!(
-            started.elapsed() < within,
-            "no syslog line with {needles:?}; rsyslog wrote:\n{text}\napiwatch:\n{}",
-            apiwatch.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Strict: rsyslog garbles a timestamp that breaks RFC 5424 (more than 6 fractional
+    // digits) into bytes that are not UTF-8, which must fail this test.
+    let read = || std::fs::read_to_string(path).unwrap_or_default();
+    poll(
+        within,
+        || {
+            read()
+                .lines()
+                .find(|line| needles.iter().all(|needle| line.contains(needle)))
+                .map(str::to_owned)
+        },
+        || {
+            format!(
+                "no syslog line with {needles:?}; rsyslog wrote:\n{}\napiwatch:\n{}",
+                read(),
+                apiwatch.stderr()
+            )
+        },
+    )
 }
 
 #[test]
@@ -566,9 +568,8 @@ fn alerts_reach_rsyslog_over_udp_and_tcp() {
     let upstream = start_upstream();
     let work = tempfile::tempdir().unwrap();
     let rsyslog = start_rsyslog(work.path());
-    let config = work.path().join("apiwatch.toml");
-    std::fs::write(
-        &config,
+    let config = write_config(
+        work.path(),
         format!(
             r#"version = 1
 [[alerts.receivers]]
@@ -585,19 +586,9 @@ url = "tcp://{tcp}"
             udp = rsyslog.udp,
             tcp = rsyslog.tcp,
         ),
-    )
-    .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let apiwatch = serve(
-        data.path(),
-        upstream.addr,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--trusted-proxy",
-            "127.0.0.1/32",
-        ],
     );
+    let data = tempfile::tempdir().unwrap();
+    let apiwatch = serve_configured(data.path(), upstream.addr, &config);
     brute_force(apiwatch.gateway, "192.0.2.99");
     // authpriv (10) * 8 + err (3) = 83 over UDP; local0 (16) * 8 + err = 131 over TCP.
     let common = [
@@ -655,26 +646,15 @@ fn silenced_alerts_are_recorded_but_not_sent() {
     let servers = recorders(1);
     let hook = &servers.list[0];
     let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("apiwatch.toml");
-    std::fs::write(
-        &config,
+    let config = write_config(
+        work.path(),
         format!(
             "version = 1\n[[alerts.receivers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n",
             hook.addr
         ),
-    )
-    .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let apiwatch = serve(
-        data.path(),
-        upstream.addr,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--trusted-proxy",
-            "127.0.0.1/32",
-        ],
     );
+    let data = tempfile::tempdir().unwrap();
+    let apiwatch = serve_configured(data.path(), upstream.addr, &config);
     let token = apiwatch.token();
     let refused = alerts_cli(
         apiwatch.admin,
@@ -756,22 +736,16 @@ fn a_silent_source_raises_an_alert_that_resolves_when_traffic_returns() {
     let servers = recorders(1);
     let hook = &servers.list[0];
     let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("apiwatch.toml");
-    std::fs::write(
-        &config,
+    let config = write_config(
+        work.path(),
         format!(
             "version = 1\n[[alerts.receivers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n\n\
              [[alerts.heartbeats]]\nsource = \"*\"\nsilent_after = \"2s\"\n",
             hook.addr
         ),
-    )
-    .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let apiwatch = serve(
-        data.path(),
-        upstream.addr,
-        &["--config", config.to_str().unwrap()],
     );
+    let data = tempfile::tempdir().unwrap();
+    let apiwatch = serve_configured(data.path(), upstream.addr, &config);
     let silent = wait_for(hook, "the silence alert", Duration::from_secs(15), |r| {
         r.json()["alert"]["rule_id"] == "apiwatch.source-silent" && webhook_reason(r) == "opened"
     });
@@ -844,9 +818,8 @@ fn alerts_reach_an_smtp_server_over_starttls() {
     let upstream = start_upstream();
     let work = tempfile::tempdir().unwrap();
     let (smtp, cert) = start_smtp(work.path());
-    let config = work.path().join("apiwatch.toml");
-    std::fs::write(
-        &config,
+    let config = write_config(
+        work.path(),
         format!(
             r#"version = 1
 [alerts]
@@ -862,19 +835,9 @@ to = ["secops@example.test", "oncall@example.test"]
             cert = cert.display(),
             port = smtp.addr.port(),
         ),
-    )
-    .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let apiwatch = serve(
-        data.path(),
-        upstream.addr,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--trusted-proxy",
-            "127.0.0.1/32",
-        ],
     );
+    let data = tempfile::tempdir().unwrap();
+    let apiwatch = serve_configured(data.path(), upstream.addr, &config);
     brute_force(apiwatch.gateway, "203.0.113.77");
     let started = Instant::now();
     let received = loop {
@@ -908,9 +871,8 @@ fn brute_force_to_alert_block_bouncer_acknowledgement_and_expiry() {
     let hook = &servers.list[0];
     let work = tempfile::tempdir().unwrap();
     let manager = start_alertmanager(work.path());
-    let config = work.path().join("apiwatch.toml");
-    std::fs::write(
-        &config,
+    let config = write_config(
+        work.path(),
         format!(
             r#"version = 1
 [respond]
@@ -933,19 +895,9 @@ url = "http://{am}"
             hook = hook.addr,
             am = manager.addr,
         ),
-    )
-    .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let apiwatch = serve(
-        data.path(),
-        upstream.addr,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--trusted-proxy",
-            "127.0.0.1/32",
-        ],
     );
+    let data = tempfile::tempdir().unwrap();
+    let apiwatch = serve_configured(data.path(), upstream.addr, &config);
     let token = apiwatch.token();
     let bouncer = run(&[
         "bouncer",

@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -68,18 +68,17 @@ impl Drop for Bouncer {
 }
 
 fn wait_for(log: &Path, needle: &str, within: Duration) -> String {
-    let started = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            started.elapsed() < within,
-            "the bouncer's script never saw {needle:?}; it saw:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let read = || std::fs::read_to_string(log).unwrap_or_default();
+    poll(
+        within,
+        || Some(read()).filter(|text| text.contains(needle)),
+        || {
+            format!(
+                "the bouncer's script never saw {needle:?}; it saw:\n{}",
+                read()
+            )
+        },
+    )
 }
 
 #[test]

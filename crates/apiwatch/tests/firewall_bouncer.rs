@@ -10,7 +10,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -76,17 +76,6 @@ impl Drop for Namespace {
         let _ = Command::new("ip")
             .args(["netns", "delete", &self.name])
             .output();
-    }
-}
-
-fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> Option<String>) -> String {
-    let started = Instant::now();
-    loop {
-        if let Some(found) = done() {
-            return found;
-        }
-        assert!(started.elapsed() < within, "{what}");
-        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
@@ -223,15 +212,17 @@ fn the_firewall_bouncer_bans_decided_addresses_in_nftables_until_expiry() {
             .unwrap_or_default()
     };
 
-    let banned = wait_until(
-        &format!(
-            "192.0.2.44 never reached the nftables set; bouncer log:\n{}",
-            log()
-        ),
+    let banned = poll(
         Duration::from_secs(30),
         || {
             let set = namespace.blacklist();
             set.contains("192.0.2.44").then_some(set)
+        },
+        || {
+            format!(
+                "192.0.2.44 never reached the nftables set; bouncer log:\n{}",
+                log()
+            )
         },
     );
     assert!(
@@ -246,12 +237,14 @@ fn the_firewall_bouncer_bans_decided_addresses_in_nftables_until_expiry() {
         "{chain}"
     );
     // The decision expires after 10 s; the bouncer withdraws the address.
-    wait_until(
-        &format!(
-            "192.0.2.44 stayed banned after expiry; bouncer log:\n{}",
-            log()
-        ),
+    poll(
         Duration::from_secs(40),
-        || (!namespace.blacklist().contains("192.0.2.44")).then(String::new),
+        || (!namespace.blacklist().contains("192.0.2.44")).then_some(()),
+        || {
+            format!(
+                "192.0.2.44 stayed banned after expiry; bouncer log:\n{}",
+                log()
+            )
+        },
     );
 }

@@ -131,6 +131,40 @@ fn yes() -> bool {
     true
 }
 
+#[cfg(test)]
+impl Alert {
+    /// An open, notified alert of `rule` for source address `key`, opened at `now` (tests).
+    pub(crate) fn sample(rule: &str, key: &str, now: OffsetDateTime) -> Alert {
+        Alert {
+            id: "a".to_owned(),
+            rule_id: rule.to_owned(),
+            rule_name: rule.to_owned(),
+            severity: "high".to_owned(),
+            key_field: "source.ip".to_owned(),
+            key_value: key.to_owned(),
+            summary: String::new(),
+            evidence: Map::new(),
+            sample_event_ids: Vec::new(),
+            search: String::new(),
+            findings: 1,
+            state: AlertState::Open,
+            opened_at: now,
+            last_seen: now,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            resolved_by: None,
+            resolved_at: None,
+            route: 0,
+            escalation: 0,
+            last_notified: now,
+            escalated_at: now,
+            service: None,
+            notified: true,
+            notified_findings: 1,
+        }
+    }
+}
+
 /// Why receivers hear of an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -411,16 +411,21 @@ fn pem_blocks(pem: &[u8]) -> Vec<Vec<u8>> {
     blocks
 }
 
-/// The e-mail of a notice: a subject line and a plain-text body.
-fn email(alert: &Alert, reason: Reason, link: &str) -> Value {
-    let what = match reason {
+/// How a person-facing message (Slack, e-mail) opens for each reason.
+fn headline(reason: Reason) -> &'static str {
+    match reason {
         Reason::Opened => "New alert",
         Reason::Reminder | Reason::Refresh => "Still open, not acknowledged",
         Reason::Updated => "More findings",
         Reason::Escalated => "Escalated: nobody acknowledged",
         Reason::Acknowledged => "Acknowledged",
         Reason::Resolved => "Resolved",
-    };
+    }
+}
+
+/// The e-mail of a notice: a subject line and a plain-text body.
+fn email(alert: &Alert, reason: Reason, link: &str) -> Value {
+    let what = headline(reason);
     let one_line = |text: &str| -> String {
         text.chars()
             .map(|ch| if ch.is_control() { ' ' } else { ch })
@@ -605,14 +610,7 @@ fn slack_escape(text: &str) -> String {
 }
 
 fn slack(alert: &Alert, reason: Reason, link: &str) -> Value {
-    let prefix = match reason {
-        Reason::Opened => "New alert",
-        Reason::Reminder | Reason::Refresh => "Still open, not acknowledged",
-        Reason::Updated => "More findings",
-        Reason::Escalated => "Escalated: nobody acknowledged",
-        Reason::Acknowledged => "Acknowledged",
-        Reason::Resolved => "Resolved",
-    };
+    let prefix = headline(reason);
     let who = match reason {
         Reason::Acknowledged => alert
             .acknowledged_by
@@ -777,30 +775,10 @@ mod tests {
         let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         let alert = Alert {
             id: "0193".to_owned(),
-            rule_id: "auth.brute-force".to_owned(),
             rule_name: "Brute-force login".to_owned(),
-            severity: "high".to_owned(),
-            key_field: "source.ip".to_owned(),
             key_value: "evil\"]\n<13>1 forged".to_owned(),
             summary: "line one\nline two".to_owned(),
-            evidence: serde_json::Map::new(),
-            sample_event_ids: Vec::new(),
-            search: String::new(),
-            findings: 1,
-            state: AlertState::Open,
-            opened_at: now,
-            last_seen: now,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            resolved_by: None,
-            resolved_at: None,
-            route: 0,
-            escalation: 0,
-            last_notified: now,
-            escalated_at: now,
-            service: None,
-            notified: true,
-            notified_findings: 1,
+            ..Alert::sample("auth.brute-force", "", now)
         };
         let line = syslog_line(&alert, Reason::Opened, 16, now);
         assert!(

@@ -145,37 +145,6 @@ impl Silences {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::AlertState;
-
-    fn alert(rule: &str, key: &str, now: OffsetDateTime) -> Alert {
-        Alert {
-            id: "a".to_owned(),
-            rule_id: rule.to_owned(),
-            rule_name: rule.to_owned(),
-            severity: "high".to_owned(),
-            key_field: "source.ip".to_owned(),
-            key_value: key.to_owned(),
-            summary: String::new(),
-            evidence: serde_json::Map::new(),
-            sample_event_ids: Vec::new(),
-            search: String::new(),
-            findings: 1,
-            state: AlertState::Open,
-            opened_at: now,
-            last_seen: now,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            resolved_by: None,
-            resolved_at: None,
-            route: 0,
-            escalation: 0,
-            last_notified: now,
-            escalated_at: now,
-            service: None,
-            notified: true,
-            notified_findings: 1,
-        }
-    }
 
     #[test]
     fn silences_mute_matching_alerts_within_their_window_and_persist() {
@@ -213,16 +182,16 @@ mod tests {
                 now,
             )
             .unwrap();
-        let pentest = alert("scan.paths", "192.0.2.7", now);
+        let pentest = Alert::sample("scan.paths", "192.0.2.7", now);
         assert_eq!(silences.muting(&pentest, now), Some(&scanner_range));
         assert!(
             silences
-                .muting(&alert("scan.paths", "198.51.100.1", now), now)
+                .muting(&Alert::sample("scan.paths", "198.51.100.1", now), now)
                 .is_none()
         );
         assert!(
             silences
-                .muting(&alert("auth.brute-force", "192.0.2.7", now), now)
+                .muting(&Alert::sample("auth.brute-force", "192.0.2.7", now), now)
                 .is_none()
         );
         assert!(silences.muting(&pentest, now + 2 * hour).is_none(), "ended");
@@ -230,7 +199,7 @@ mod tests {
         assert_eq!(
             silences
                 .muting(
-                    &alert("auth.brute-force", "x", in_maintenance),
+                    &Alert::sample("auth.brute-force", "x", in_maintenance),
                     in_maintenance
                 )
                 .map(|silence| silence.id.as_str()),

@@ -242,6 +242,24 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     }
 }
 
+/// A request body that must be JSON, or the `400` naming what is wrong.
+fn json_body(body: &[u8]) -> Result<serde_json::Value, Box<Response>> {
+    serde_json::from_slice(body).map_err(|err| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("body: expected a JSON object ({err})"),
+        ))
+    })
+}
+
+/// The answer to an API implementation's `(status, message)` error.
+fn api_error(status: u16, message: String) -> Response {
+    error(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        message,
+    )
+}
+
 /// An error answer: `{"error": "..."}` with a status.
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
@@ -349,21 +367,13 @@ async fn add_decision(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    let body: serde_json::Value = match serde_json::from_slice(&body) {
+    let body = match json_body(&body) {
         Ok(body) => body,
-        Err(err) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("body: expected a JSON object ({err})"),
-            );
-        }
+        Err(response) => return *response,
     };
     match decisions.add(body, format!("manual:{by}")).await {
         Ok(decision) => (StatusCode::CREATED, Json(decision)).into_response(),
-        Err((status, message)) => error(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-            message,
-        ),
+        Err((status, message)) => api_error(status, message),
     }
 }
 
@@ -491,10 +501,7 @@ async fn change_alert(
     };
     match alerts.change(id, op, by).await {
         Ok(alert) => Json(alert).into_response(),
-        Err((status, message)) => error(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-            message,
-        ),
+        Err((status, message)) => api_error(status, message),
     }
 }
 
@@ -514,21 +521,13 @@ async fn add_silence(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    let body: serde_json::Value = match serde_json::from_slice(&body) {
+    let body = match json_body(&body) {
         Ok(body) => body,
-        Err(err) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("body: expected a JSON object ({err})"),
-            );
-        }
+        Err(response) => return *response,
     };
     match alerts.silence(body, by).await {
         Ok(silence) => (StatusCode::CREATED, Json(silence)).into_response(),
-        Err((status, message)) => error(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-            message,
-        ),
+        Err((status, message)) => api_error(status, message),
     }
 }
 
@@ -543,9 +542,6 @@ async fn delete_silence(
     };
     match alerts.unsilence(id, by).await {
         Ok(silence) => Json(silence).into_response(),
-        Err((status, message)) => error(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-            message,
-        ),
+        Err((status, message)) => api_error(status, message),
     }
 }

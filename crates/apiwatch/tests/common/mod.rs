@@ -250,3 +250,20 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         .windows(needle.len())
         .any(|window| window == needle)
 }
+
+/// Polls `check` every 100 ms until it gives a value; after `within`, fails with the message
+/// `failure` builds then (so it can show what was seen by that time).
+pub fn poll<T>(
+    within: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    failure: impl Fn() -> String,
+) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(started.elapsed() < within, "{}", failure());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
