@@ -20,6 +20,9 @@ mod field;
 mod lex;
 mod parse;
 mod pattern;
+mod tree;
+
+pub use tree::{Comparison, FieldRef, Filter, FilterTest, Glob, bare_word_fields};
 
 use std::borrow::Cow;
 
@@ -66,6 +69,11 @@ impl Query {
     /// Whether `event` matches.
     pub fn matches(&self, event: &Event) -> bool {
         self.root.matches(event)
+    }
+
+    /// The query as a tree ([`Filter`]), for engines that evaluate it over columns.
+    pub fn filter(&self) -> Filter {
+        tree::filter(&self.root)
     }
 
     /// Whether the query matches every event (it was empty).

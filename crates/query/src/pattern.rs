@@ -47,6 +47,11 @@ impl Pattern {
         }
     }
 
+    /// The lowercased literal segments between the wildcards.
+    pub(crate) fn segments(&self) -> &[Box<str>] {
+        &self.segments
+    }
+
     /// Whether `text` matches, ignoring case.
     pub(crate) fn matches(&self, text: &str) -> bool {
         if text.is_ascii() {

@@ -1,0 +1,325 @@
+//! The store's files: the manifest (the commit point), Parquet writing, the write lock.
+//!
+//! ```text
+//! store/LOCK                                   flock held by the one writer process
+//! store/manifest.json                          which files are live, and the next journal seq
+//! store/events/<YYYY-MM-DDTHH>/<first>-<last>.parquet   one hour of events, zstd
+//! ```
+//!
+//! A flush writes its files (temporary name, fsync, rename), then the manifest (same). A file
+//! not named in the manifest is debris of an interrupted flush or compaction and is deleted at
+//! the next open by the writer, so a crash never duplicates or loses an event: what the
+//! manifest does not hold is replayed from the journal from `next_seq`. Files a compaction
+//! replaced stay in `trash` for [`TRASH_GRACE`] so that a reader planning a query at that
+//! moment still finds them.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use datafusion::arrow::array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::schema;
+
+/// How long files replaced by a compaction are kept before deletion.
+pub const TRASH_GRACE: Duration = Duration::from_secs(600);
+
+/// Columns with bloom filters: the needles investigators look up.
+const BLOOM_COLUMNS: &[&str] = &[
+    "source_ip",
+    "user_name",
+    "auth_key_fingerprint",
+    "http_request_id",
+    "event_id",
+];
+
+/// One live Parquet file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    /// Path under `store/`, e.g. `events/2026-12-01T21/00000000000000000000-00000000000000000099.parquet`.
+    pub name: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Earliest and latest event time, nanoseconds since the epoch.
+    pub min_time: i64,
+    /// See `min_time`.
+    pub max_time: i64,
+    /// Smallest and largest journal seq of its rows.
+    pub first_seq: u64,
+    /// See `first_seq`.
+    pub last_seq: u64,
+}
+
+/// A file a compaction replaced, deleted once [`TRASH_GRACE`] has passed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrashEntry {
+    /// Path under `store/`.
+    pub name: String,
+    /// When it was replaced, seconds since the epoch.
+    pub replaced_at: u64,
+}
+
+/// What the store holds on disk.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Format version (1).
+    pub version: u32,
+    /// The first journal seq that no file holds: ingestion resumes here.
+    pub next_seq: u64,
+    /// The live files, oldest hour first.
+    pub files: Vec<FileEntry>,
+    /// Replaced files awaiting deletion.
+    #[serde(default)]
+    pub trash: Vec<TrashEntry>,
+}
+
+pub(crate) const MANIFEST: &str = "manifest.json";
+pub(crate) const EVENTS_DIR: &str = "events";
+
+impl Manifest {
+    /// Reads `store/manifest.json`; an absent manifest is an empty store.
+    pub fn load(store_dir: &Path) -> Result<Manifest> {
+        let path = store_dir.join(MANIFEST);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
+                Error::Event(format!(
+                    "{} is not a valid store manifest ({err}); `apiwatch store rebuild` recreates it from the journal",
+                    path.display()
+                ))
+            }),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Manifest {
+                version: 1,
+                ..Manifest::default()
+            }),
+            Err(err) => Err(Error::io("read", path)(err)),
+        }
+    }
+
+    /// Writes the manifest atomically and durably (temporary file, fsync, rename, fsync dir).
+    pub fn save(&self, store_dir: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|err| Error::Event(err.to_string()))?;
+        write_atomically(&store_dir.join(MANIFEST), &bytes)
+    }
+
+    /// Total rows in the live files.
+    pub fn rows(&self) -> u64 {
+        self.files.iter().map(|file| file.rows).sum()
+    }
+
+    /// Total bytes of the live files.
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|file| file.bytes).sum()
+    }
+}
+
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let temporary = path.with_extension("tmp");
+    let mut file = File::create(&temporary).map_err(Error::io("create", &temporary))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(Error::io("write", &temporary))?;
+    fs::rename(&temporary, path).map_err(Error::io("rename", &temporary))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(Error::io("sync", dir))
+}
+
+/// The hour directory name of a time, `YYYY-MM-DDTHH`.
+pub(crate) fn hour_name(nanos: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour()
+    )
+}
+
+/// Nanoseconds in an hour.
+pub(crate) const HOUR_NANOS: i64 = 3_600_000_000_000;
+
+fn writer_properties(row_group_rows: usize) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+        .set_statistics_enabled(EnabledStatistics::Page);
+    for column in BLOOM_COLUMNS {
+        let path = ColumnPath::from(*column);
+        builder = builder
+            .set_column_bloom_filter_enabled(path.clone(), true)
+            .set_column_bloom_filter_fpp(path, 0.01);
+    }
+    builder.build()
+}
+
+/// Writes `batches` (all of one hour) as one Parquet file under `store_dir`, durably, and
+/// returns its manifest entry. `name` is relative to `store_dir`.
+pub(crate) fn write_parquet(
+    store_dir: &Path,
+    name: &str,
+    batches: &[RecordBatch],
+    row_group_rows: usize,
+) -> Result<FileEntry> {
+    let path = store_dir.join(name);
+    let dir = path.parent().unwrap_or(store_dir).to_path_buf();
+    fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+    let temporary = path.with_extension("parquet.tmp");
+    let file = File::create(&temporary).map_err(Error::io("create", &temporary))?;
+    let mut writer = ArrowWriter::try_new(
+        file,
+        schema::schema(),
+        Some(writer_properties(row_group_rows)),
+    )?;
+    let mut entry = FileEntry {
+        name: name.to_owned(),
+        rows: 0,
+        bytes: 0,
+        min_time: i64::MAX,
+        max_time: i64::MIN,
+        first_seq: u64::MAX,
+        last_seq: 0,
+    };
+    for batch in batches {
+        writer.write(batch)?;
+        let (min_time, max_time, first_seq, last_seq) = bounds(batch)?;
+        entry.rows += batch.num_rows() as u64;
+        entry.min_time = entry.min_time.min(min_time);
+        entry.max_time = entry.max_time.max(max_time);
+        entry.first_seq = entry.first_seq.min(first_seq);
+        entry.last_seq = entry.last_seq.max(last_seq);
+    }
+    let file = writer.into_inner()?;
+    file.sync_all().map_err(Error::io("sync", &temporary))?;
+    entry.bytes = file
+        .metadata()
+        .map_err(Error::io("stat", &temporary))?
+        .len();
+    drop(file);
+    fs::rename(&temporary, &path).map_err(Error::io("rename", &temporary))?;
+    sync_dir(&dir)?;
+    Ok(entry)
+}
+
+/// (min time, max time, min seq, max seq) of a non-empty batch of the events schema.
+pub(crate) fn bounds(batch: &RecordBatch) -> Result<(i64, i64, u64, u64)> {
+    use datafusion::arrow::array::{TimestampNanosecondArray, UInt64Array};
+    use datafusion::arrow::compute::{max, min};
+    let times = batch
+        .column_by_name(schema::TIME_COLUMN)
+        .and_then(|column| column.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| Error::Query("batch without a timestamp column".into()))?;
+    let seqs = batch
+        .column_by_name(schema::SEQ_COLUMN)
+        .and_then(|column| column.as_any().downcast_ref::<UInt64Array>())
+        .ok_or_else(|| Error::Query("batch without a journal_seq column".into()))?;
+    Ok((
+        min(times).unwrap_or(0),
+        max(times).unwrap_or(0),
+        min(seqs).unwrap_or(0),
+        max(seqs).unwrap_or(0),
+    ))
+}
+
+/// Reads every batch of a Parquet file of the store.
+pub(crate) fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).map_err(Error::io("open", path))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(65_536)
+        .build()?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Error::from)
+}
+
+/// Deletes files under `store/events` that the manifest does not name (debris of an
+/// interrupted flush or compaction), and trash past its grace. Returns how many it deleted.
+pub(crate) fn collect_garbage(store_dir: &Path, manifest: &mut Manifest) -> Result<usize> {
+    let now = unix_now();
+    let mut deleted = 0;
+    let expired: Vec<TrashEntry> = manifest
+        .trash
+        .iter()
+        .filter(|entry| now.saturating_sub(entry.replaced_at) >= TRASH_GRACE.as_secs())
+        .cloned()
+        .collect();
+    manifest.trash.retain(|entry| !expired.contains(entry));
+    let keep: std::collections::HashSet<PathBuf> = manifest
+        .files
+        .iter()
+        .map(|file| PathBuf::from(&file.name))
+        .chain(
+            manifest
+                .trash
+                .iter()
+                .map(|entry| PathBuf::from(&entry.name)),
+        )
+        .collect();
+    let events = store_dir.join(EVENTS_DIR);
+    let Ok(hours) = fs::read_dir(&events) else {
+        return Ok(0);
+    };
+    for hour in hours.flatten() {
+        let hour_path = hour.path();
+        let Ok(files) = fs::read_dir(&hour_path) else {
+            continue;
+        };
+        let mut remaining = 0;
+        for file in files.flatten() {
+            let relative = Path::new(EVENTS_DIR)
+                .join(hour.file_name())
+                .join(file.file_name());
+            if keep.contains(&relative) {
+                remaining += 1;
+                continue;
+            }
+            fs::remove_file(file.path()).map_err(Error::io("delete", file.path()))?;
+            deleted += 1;
+        }
+        if remaining == 0 {
+            let _ = fs::remove_dir(&hour_path);
+        }
+    }
+    Ok(deleted)
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// An exclusive `flock` on `store/LOCK`, held while this process writes the store.
+pub(crate) struct WriteLock {
+    _file: File,
+}
+
+impl WriteLock {
+    pub(crate) fn acquire(store_dir: &Path) -> Result<WriteLock> {
+        fs::create_dir_all(store_dir).map_err(Error::io("create", store_dir))?;
+        let path = store_dir.join("LOCK");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io("open", &path))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| Error::Locked(store_dir.to_path_buf()))?;
+        Ok(WriteLock { _file: file })
+    }
+}

@@ -1,0 +1,355 @@
+//! The questions the store answers: searches, read-only SQL, aggregations, exports.
+
+use std::time::Duration;
+
+use apiwatch_event::Event;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::SortExpr;
+use datafusion::prelude::{Expr, SQLOptions, col, lit};
+use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::schema::{self, TIME_COLUMN};
+use crate::store::Store;
+
+/// Bounds on one query.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most rows returned; more are cut and the answer says so.
+    pub max_rows: usize,
+    /// Longest run; past it the query is stopped with [`Error::Timeout`].
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_rows: 10_000,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where a page of search results ended: the last event's time and id. Encoded as
+/// `<nanos>.<event id>` ([`Cursor::encode`]); opaque to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// Time of the last event returned, nanoseconds since the epoch.
+    pub nanos: i64,
+    /// Its id (UUIDv7; ties at the same nanosecond are ordered by id).
+    pub id: String,
+}
+
+impl Cursor {
+    /// The cursor as text.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.nanos, self.id)
+    }
+
+    /// Parses [`Cursor::encode`]'s text.
+    pub fn decode(text: &str) -> Result<Cursor> {
+        let invalid = || {
+            Error::Query(format!(
+                "cursor: {text:?} is not a cursor returned by a previous page"
+            ))
+        };
+        let (nanos, id) = text.split_once('.').ok_or_else(invalid)?;
+        let nanos = nanos.parse().map_err(|_| invalid())?;
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+        {
+            return Err(invalid());
+        }
+        Ok(Cursor {
+            nanos,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// A search: the search-language text, a time range, a page size and where to continue.
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    /// Search-language text (`docs/search.md`); empty matches everything.
+    pub query: String,
+    /// Earliest event time, nanoseconds since the epoch (inclusive).
+    pub from: Option<i64>,
+    /// Latest event time (exclusive).
+    pub to: Option<i64>,
+    /// Most events returned.
+    pub limit: usize,
+    /// Continue after this cursor.
+    pub cursor: Option<Cursor>,
+    /// Oldest first instead of newest first.
+    pub oldest_first: bool,
+}
+
+/// One page of events, and the cursor of the next when there may be more.
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    /// (journal seq, event), in the requested order.
+    pub events: Vec<(u64, Event)>,
+    /// Pass back to get the next page; `None` on the last page.
+    pub next_cursor: Option<Cursor>,
+}
+
+/// The answer to a SQL query.
+#[derive(Debug, Clone)]
+pub struct SqlAnswer {
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+    /// Whether rows past the row cap were cut.
+    pub truncated: bool,
+}
+
+/// An aggregation over the events a search matches.
+#[derive(Debug, Clone)]
+pub enum StatsRequest {
+    /// Events per time bucket.
+    Histogram {
+        /// Bucket width.
+        bucket: Duration,
+    },
+    /// The most frequent values of a field, with their counts.
+    Top {
+        /// Field (canonical name or alias).
+        field: String,
+        /// How many values.
+        n: usize,
+    },
+    /// Latency (ms) and response-size percentiles (p50, p90, p99) per route.
+    Percentiles,
+    /// Events per status class (1xx..5xx, and `none` without a status).
+    StatusClasses,
+}
+
+/// Formats of `apiwatch export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON event per line, as the journal holds it.
+    Jsonl,
+    /// A header row, then one row per event (all columns).
+    Csv,
+    /// Parquet with the store's schema, zstd.
+    Parquet,
+}
+
+impl Store {
+    /// The events matching `request`, newest first unless asked otherwise.
+    pub async fn search(&self, request: &SearchRequest) -> Result<SearchPage> {
+        let limit = request.limit.max(1);
+        let (frame, _) = self
+            .matching(&request.query, request.from, request.to)
+            .await?;
+        let mut frame = frame;
+        if let Some(cursor) = &request.cursor {
+            let time = lit(ScalarValue::TimestampNanosecond(
+                Some(cursor.nanos),
+                Some("UTC".into()),
+            ));
+            let id = lit(cursor.id.clone());
+            let after = if request.oldest_first {
+                col(TIME_COLUMN)
+                    .gt(time.clone())
+                    .or(col(TIME_COLUMN).eq(time).and(col("event_id").gt(id)))
+            } else {
+                col(TIME_COLUMN)
+                    .lt(time.clone())
+                    .or(col(TIME_COLUMN).eq(time).and(col("event_id").lt(id)))
+            };
+            frame = frame.filter(after)?;
+        }
+        let ascending = request.oldest_first;
+        let order: Vec<SortExpr> = vec![
+            col(TIME_COLUMN).sort(ascending, false),
+            col("event_id").sort(ascending, false),
+        ];
+        let frame = frame.sort(order)?.limit(0, Some(limit + 1))?;
+        let batches = frame.collect().await?;
+        let mut events = Vec::new();
+        for batch in &batches {
+            events.extend(schema::events_from_batch(batch)?);
+        }
+        let more = events.len() > limit;
+        events.truncate(limit);
+        let next_cursor = match events.last() {
+            Some((_, event)) if more => Some(Cursor {
+                nanos: schema::timestamp_nanos(&event.timestamp)?,
+                id: event.id.clone(),
+            }),
+            _ => None,
+        };
+        Ok(SearchPage {
+            events,
+            next_cursor,
+        })
+    }
+
+    /// A data frame of the events matching a search text and time range, with the session
+    /// it belongs to.
+    pub(crate) async fn matching(
+        &self,
+        query: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<(DataFrame, datafusion::prelude::SessionContext)> {
+        let parsed = apiwatch_query::Query::parse(query).map_err(|err| Error::Search {
+            column: err.column,
+            message: err.message,
+        })?;
+        let range = (from.is_some() || to.is_some())
+            .then(|| (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX)));
+        let context = self.session(range).await?;
+        let mut frame = context.table("events").await?;
+        let mut condition = crate::filter::to_expr(&parsed.filter())?;
+        if let Some(from) = from {
+            condition = condition.and(col(TIME_COLUMN).gt_eq(time_literal(from)));
+        }
+        if let Some(to) = to {
+            condition = condition.and(col(TIME_COLUMN).lt(time_literal(to)));
+        }
+        if !parsed.matches_everything() || from.is_some() || to.is_some() {
+            frame = frame.filter(condition)?;
+        }
+        Ok((frame, context))
+    }
+
+    /// Runs a read-only SQL query over `events`. Statements that define, change or copy
+    /// anything are refused before they run.
+    pub async fn sql(&self, text: &str, limits: Limits) -> Result<SqlAnswer> {
+        let context = self.session(None).await?;
+        let frame = read_only_sql(&context, text).await?;
+        collect_capped(frame, limits).await
+    }
+
+    /// An aggregation over the events matching `query` in a time range, as SQL rows.
+    pub async fn stats(
+        &self,
+        query: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+        request: &StatsRequest,
+        limits: Limits,
+    ) -> Result<SqlAnswer> {
+        let (frame, context) = self.matching(query, from, to).await?;
+        context.register_table("matched", frame.into_view())?;
+        let sql = match request {
+            StatsRequest::Histogram { bucket } => {
+                let nanos = bucket.as_nanos();
+                if nanos < 1_000_000_000 {
+                    return Err(Error::Query("bucket: at least 1s".into()));
+                }
+                format!(
+                    "SELECT date_bin(INTERVAL '{} seconds', {TIME_COLUMN}, TIMESTAMP '1970-01-01T00:00:00Z') AS bucket, \
+                     count(*) AS events FROM matched GROUP BY bucket ORDER BY bucket",
+                    bucket.as_secs()
+                )
+            }
+            StatsRequest::Top { field, n } => {
+                let canonical = apiwatch_query::canonical_field_name(field).ok_or_else(|| {
+                    Error::Query(format!("field: {field:?} is not a field name"))
+                })?;
+                let column = schema::column_name(&canonical).ok_or_else(|| {
+                    Error::Query(format!("field: {canonical} cannot be counted (use a fixed field such as source.ip)"))
+                })?;
+                format!(
+                    "SELECT {column} AS value, count(*) AS events FROM matched \
+                     WHERE {column} IS NOT NULL GROUP BY {column} ORDER BY events DESC, value LIMIT {}",
+                    (*n).clamp(1, 1000)
+                )
+            }
+            StatsRequest::Percentiles => "SELECT route, count(*) AS events, \
+                 approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY event_duration) / 1e6 AS p50_ms, \
+                 approx_percentile_cont(0.9) WITHIN GROUP (ORDER BY event_duration) / 1e6 AS p90_ms, \
+                 approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY event_duration) / 1e6 AS p99_ms, \
+                 approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY http_response_body_bytes) AS p50_bytes, \
+                 approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY http_response_body_bytes) AS p99_bytes \
+                 FROM matched WHERE route IS NOT NULL GROUP BY route ORDER BY events DESC"
+                .to_owned(),
+            StatsRequest::StatusClasses => "SELECT CASE WHEN http_response_status_code IS NULL THEN 'none' \
+                 ELSE concat(CAST(http_response_status_code / 100 AS VARCHAR), 'xx') END AS class, \
+                 count(*) AS events FROM matched GROUP BY class ORDER BY class"
+                .to_owned(),
+        };
+        let frame = context.sql(&sql).await?;
+        collect_capped(frame, limits).await
+    }
+
+    /// Streams the events matching a search and time range in file order (roughly time
+    /// order), batch by batch, so an export of any size runs in flat memory.
+    pub async fn export(
+        &self,
+        query: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<SendableRecordBatchStream> {
+        let (frame, _) = self.matching(query, from, to).await?;
+        Ok(frame.execute_stream().await?)
+    }
+
+    /// Streams the answer of a read-only SQL query (for exports of SQL results).
+    pub async fn sql_stream(&self, text: &str) -> Result<SendableRecordBatchStream> {
+        let context = self.session(None).await?;
+        let frame = read_only_sql(&context, text).await?;
+        Ok(frame.execute_stream().await?)
+    }
+}
+
+fn time_literal(nanos: i64) -> Expr {
+    lit(ScalarValue::TimestampNanosecond(
+        Some(nanos),
+        Some("UTC".into()),
+    ))
+}
+
+async fn read_only_sql(
+    context: &datafusion::prelude::SessionContext,
+    text: &str,
+) -> Result<DataFrame> {
+    if text.len() > 65_536 {
+        return Err(Error::Query("sql: longer than 65536 bytes".into()));
+    }
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    context
+        .sql_with_options(text, options)
+        .await
+        .map_err(|err| Error::Query(format!("sql: {}", first_line(&err.to_string()))))
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+async fn collect_capped(frame: DataFrame, limits: Limits) -> Result<SqlAnswer> {
+    let frame = frame.limit(0, Some(limits.max_rows + 1))?;
+    let run = async {
+        let mut stream = frame.execute_stream().await?;
+        let mut batches = Vec::new();
+        let mut rows = 0;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            rows += batch.num_rows();
+            batches.push(batch);
+        }
+        Ok::<_, Error>((batches, rows))
+    };
+    let (mut batches, rows) = tokio::time::timeout(limits.timeout, run)
+        .await
+        .map_err(|_| Error::Timeout(limits.timeout))??;
+    let truncated = rows > limits.max_rows;
+    if truncated {
+        let mut keep = limits.max_rows;
+        for batch in &mut batches {
+            let take = batch.num_rows().min(keep);
+            *batch = batch.slice(0, take);
+            keep -= take;
+        }
+        batches.retain(|batch| batch.num_rows() > 0);
+    }
+    Ok(SqlAnswer { batches, truncated })
+}

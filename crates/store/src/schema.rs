@@ -1,0 +1,440 @@
+//! The `events` table: one column per event field, and the conversions between events and
+//! Arrow record batches.
+//!
+//! Column names are the event's canonical field names with `.` replaced by `_`, and
+//! `@timestamp` as `timestamp` (`source.ip` -> `source_ip`), so SQL needs no quoting. The two
+//! maps (`http.request.headers`, `labels`) are JSON-object text, null when empty. One more
+//! column, `journal_seq`, is the event's record number in the journal (for `apiwatch prove`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+
+use apiwatch_event::{AuthOutcome, Event, EventKind};
+use datafusion::arrow::array::{
+    Array, ArrayRef, RecordBatch, StringArray, StringBuilder, TimestampNanosecondArray,
+    TimestampNanosecondBuilder, UInt16Array, UInt16Builder, UInt32Array, UInt32Builder,
+    UInt64Array, UInt64Builder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::error::{Error, Result};
+
+/// Name of the journal record number column.
+pub const SEQ_COLUMN: &str = "journal_seq";
+/// Name of the time column.
+pub const TIME_COLUMN: &str = "timestamp";
+
+/// The text columns, in schema order after the fixed head, with the event field each holds.
+/// (`event_kind` and `auth_outcome` are text too but never null; see [`schema`].)
+const OPTIONAL_TEXT: &[&str] = &[
+    "event_outcome",
+    "source_ip",
+    "network_forwarded_by",
+    "http_version",
+    "url_scheme",
+    "url_domain",
+    "http_request_method",
+    "url_path",
+    "url_query",
+    "route",
+    "service_name",
+    "http_request_mime_type",
+    "http_response_mime_type",
+    "http_request_headers",
+    "http_request_body_content",
+    "user_agent_original",
+    "http_request_id",
+    "user_name",
+    "auth_method",
+    "auth_key_fingerprint",
+    "auth_jwt_iss",
+    "upstream_address",
+    "error_type",
+    "error_message",
+    "labels",
+];
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new(SEQ_COLUMN, DataType::UInt64, false),
+        Field::new(
+            TIME_COLUMN,
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("event_schema", DataType::UInt32, false),
+        Field::new("event_kind", DataType::Utf8, false),
+        Field::new("event_dataset", DataType::Utf8, false),
+        Field::new("event_duration", DataType::UInt64, false),
+        Field::new("source_port", DataType::UInt16, true),
+        Field::new("http_response_status_code", DataType::UInt16, true),
+        Field::new("http_request_body_bytes", DataType::UInt64, false),
+        Field::new("http_response_body_bytes", DataType::UInt64, false),
+        Field::new("auth_outcome", DataType::Utf8, false),
+    ];
+    fields.extend(
+        OPTIONAL_TEXT
+            .iter()
+            .map(|name| Field::new(*name, DataType::Utf8, true)),
+    );
+    Arc::new(Schema::new(fields))
+});
+
+/// The schema of the `events` table (and of every Parquet file of the store).
+pub fn schema() -> SchemaRef {
+    Arc::clone(&SCHEMA)
+}
+
+/// The column holding a canonical field (`source.ip` -> `source_ip`, `@timestamp` ->
+/// `timestamp`); `None` for names that are not columns.
+pub fn column_name(canonical: &str) -> Option<String> {
+    let name = if canonical == "@timestamp" {
+        TIME_COLUMN.to_owned()
+    } else {
+        canonical.replace('.', "_")
+    };
+    SCHEMA.field_with_name(&name).ok().map(|_| name)
+}
+
+/// Nanoseconds since the Unix epoch of an event's RFC 3339 timestamp.
+pub fn timestamp_nanos(text: &str) -> Result<i64> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|err| Error::Event(format!("@timestamp {text:?} is not RFC 3339: {err}")))?;
+    i64::try_from(at.unix_timestamp_nanos())
+        .map_err(|_| Error::Event(format!("@timestamp {text:?} is out of range")))
+}
+
+/// Formats nanoseconds since the epoch as the event's RFC 3339 text.
+pub fn format_nanos(nanos: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)) {
+        Ok(at) => apiwatch_event::format_timestamp(at),
+        Err(_) => String::new(),
+    }
+}
+
+fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Request => "request",
+        EventKind::Audit => "audit",
+        EventKind::System => "system",
+        EventKind::Finding => "finding",
+    }
+}
+
+fn outcome_name(outcome: AuthOutcome) -> &'static str {
+    match outcome {
+        AuthOutcome::Success => "success",
+        AuthOutcome::Failure => "failure",
+        AuthOutcome::None => "none",
+    }
+}
+
+fn map_json(map: &BTreeMap<String, String>) -> Option<String> {
+    if map.is_empty() {
+        None
+    } else {
+        serde_json::to_string(map).ok()
+    }
+}
+
+/// Builds record batches from events, one row per event.
+pub struct BatchBuilder {
+    seq: UInt64Builder,
+    timestamp: TimestampNanosecondBuilder,
+    id: StringBuilder,
+    schema_version: UInt32Builder,
+    kind: StringBuilder,
+    dataset: StringBuilder,
+    duration: UInt64Builder,
+    port: UInt16Builder,
+    status: UInt16Builder,
+    request_bytes: UInt64Builder,
+    response_bytes: UInt64Builder,
+    auth_outcome: StringBuilder,
+    text: Vec<StringBuilder>,
+    rows: usize,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        BatchBuilder::new()
+    }
+}
+
+impl BatchBuilder {
+    /// An empty builder.
+    pub fn new() -> BatchBuilder {
+        BatchBuilder {
+            seq: UInt64Builder::new(),
+            timestamp: TimestampNanosecondBuilder::new().with_timezone("UTC"),
+            id: StringBuilder::new(),
+            schema_version: UInt32Builder::new(),
+            kind: StringBuilder::new(),
+            dataset: StringBuilder::new(),
+            duration: UInt64Builder::new(),
+            port: UInt16Builder::new(),
+            status: UInt16Builder::new(),
+            request_bytes: UInt64Builder::new(),
+            response_bytes: UInt64Builder::new(),
+            auth_outcome: StringBuilder::new(),
+            text: OPTIONAL_TEXT.iter().map(|_| StringBuilder::new()).collect(),
+            rows: 0,
+        }
+    }
+
+    /// Rows added since the last [`BatchBuilder::finish`].
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether no row was added since the last [`BatchBuilder::finish`].
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Adds one event, journal record `seq`, whose timestamp is `nanos` (see
+    /// [`timestamp_nanos`]).
+    pub fn push(&mut self, seq: u64, nanos: i64, event: &Event) {
+        self.seq.append_value(seq);
+        self.timestamp.append_value(nanos);
+        self.id.append_value(&event.id);
+        self.schema_version.append_value(event.schema);
+        self.kind.append_value(kind_name(event.kind));
+        self.dataset.append_value(&event.dataset);
+        self.duration.append_value(event.duration_ns);
+        self.port.append_option(event.source_port);
+        self.status.append_option(event.status_code);
+        self.request_bytes.append_value(event.request_bytes);
+        self.response_bytes.append_value(event.response_bytes);
+        self.auth_outcome
+            .append_value(outcome_name(event.auth_outcome));
+        let headers = map_json(&event.request_headers);
+        let labels = map_json(&event.labels);
+        let values: [Option<&str>; 25] = [
+            event.outcome.as_deref(),
+            event.source_ip.as_deref(),
+            event.forwarded_by.as_deref(),
+            event.http_version.as_deref(),
+            event.url_scheme.as_deref(),
+            event.url_domain.as_deref(),
+            event.method.as_deref(),
+            event.url_path.as_deref(),
+            event.url_query.as_deref(),
+            event.route.as_deref(),
+            event.service_name.as_deref(),
+            event.request_mime_type.as_deref(),
+            event.response_mime_type.as_deref(),
+            headers.as_deref(),
+            event.request_body.as_deref(),
+            event.user_agent.as_deref(),
+            event.request_id.as_deref(),
+            event.user_name.as_deref(),
+            event.auth_method.as_deref(),
+            event.key_fingerprint.as_deref(),
+            event.jwt_issuer.as_deref(),
+            event.upstream_address.as_deref(),
+            event.error_type.as_deref(),
+            event.error_message.as_deref(),
+            labels.as_deref(),
+        ];
+        for (builder, value) in self.text.iter_mut().zip(values) {
+            builder.append_option(value);
+        }
+        self.rows += 1;
+    }
+
+    /// The rows added so far as one batch; the builder is empty afterwards.
+    pub fn finish(&mut self) -> RecordBatch {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.seq.finish()),
+            Arc::new(self.timestamp.finish()),
+            Arc::new(self.id.finish()),
+            Arc::new(self.schema_version.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.dataset.finish()),
+            Arc::new(self.duration.finish()),
+            Arc::new(self.port.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.request_bytes.finish()),
+            Arc::new(self.response_bytes.finish()),
+            Arc::new(self.auth_outcome.finish()),
+        ];
+        columns.extend(
+            self.text
+                .iter_mut()
+                .map(|builder| Arc::new(builder.finish()) as ArrayRef),
+        );
+        self.rows = 0;
+        // The columns are built to the schema, row for row.
+        RecordBatch::try_new(schema(), columns).expect("batch matches the events schema")
+    }
+}
+
+/// Reads events back from batches of the `events` schema (all columns, any order).
+pub fn events_from_batch(batch: &RecordBatch) -> Result<Vec<(u64, Event)>> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| Error::Query(format!("the result has no column {name}")))
+    };
+    fn downcast<'a, T: 'static>(array: &'a ArrayRef, name: &str) -> Result<&'a T> {
+        array
+            .as_any()
+            .downcast_ref::<T>()
+            .ok_or_else(|| Error::Query(format!("column {name} has an unexpected type")))
+    }
+    let seq = downcast::<UInt64Array>(column(SEQ_COLUMN)?, SEQ_COLUMN)?;
+    let timestamp = downcast::<TimestampNanosecondArray>(column(TIME_COLUMN)?, TIME_COLUMN)?;
+    let id = downcast::<StringArray>(column("event_id")?, "event_id")?;
+    let schema_version = downcast::<UInt32Array>(column("event_schema")?, "event_schema")?;
+    let kind = downcast::<StringArray>(column("event_kind")?, "event_kind")?;
+    let dataset = downcast::<StringArray>(column("event_dataset")?, "event_dataset")?;
+    let duration = downcast::<UInt64Array>(column("event_duration")?, "event_duration")?;
+    let port = downcast::<UInt16Array>(column("source_port")?, "source_port")?;
+    let status = downcast::<UInt16Array>(
+        column("http_response_status_code")?,
+        "http_response_status_code",
+    )?;
+    let request_bytes = downcast::<UInt64Array>(
+        column("http_request_body_bytes")?,
+        "http_request_body_bytes",
+    )?;
+    let response_bytes = downcast::<UInt64Array>(
+        column("http_response_body_bytes")?,
+        "http_response_body_bytes",
+    )?;
+    let auth_outcome = downcast::<StringArray>(column("auth_outcome")?, "auth_outcome")?;
+    let mut text = Vec::with_capacity(OPTIONAL_TEXT.len());
+    for name in OPTIONAL_TEXT {
+        text.push(downcast::<StringArray>(column(name)?, name)?);
+    }
+    let optional = |index: usize, row: usize| -> Option<String> {
+        let array = text[index];
+        (!array.is_null(row)).then(|| array.value(row).to_owned())
+    };
+    let map = |index: usize, row: usize| -> BTreeMap<String, String> {
+        optional(index, row)
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default()
+    };
+    let mut events = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let event = Event {
+            timestamp: format_nanos(timestamp.value(row)),
+            id: id.value(row).to_owned(),
+            schema: schema_version.value(row),
+            kind: match kind.value(row) {
+                "audit" => EventKind::Audit,
+                "system" => EventKind::System,
+                "finding" => EventKind::Finding,
+                _ => EventKind::Request,
+            },
+            dataset: dataset.value(row).to_owned(),
+            duration_ns: duration.value(row),
+            source_port: (!port.is_null(row)).then(|| port.value(row)),
+            status_code: (!status.is_null(row)).then(|| status.value(row)),
+            request_bytes: request_bytes.value(row),
+            response_bytes: response_bytes.value(row),
+            auth_outcome: match auth_outcome.value(row) {
+                "success" => AuthOutcome::Success,
+                "failure" => AuthOutcome::Failure,
+                _ => AuthOutcome::None,
+            },
+            outcome: optional(0, row),
+            source_ip: optional(1, row),
+            forwarded_by: optional(2, row),
+            http_version: optional(3, row),
+            url_scheme: optional(4, row),
+            url_domain: optional(5, row),
+            method: optional(6, row),
+            url_path: optional(7, row),
+            url_query: optional(8, row),
+            route: optional(9, row),
+            service_name: optional(10, row),
+            request_mime_type: optional(11, row),
+            response_mime_type: optional(12, row),
+            request_headers: map(13, row),
+            request_body: optional(14, row),
+            user_agent: optional(15, row),
+            request_id: optional(16, row),
+            user_name: optional(17, row),
+            auth_method: optional(18, row),
+            key_fingerprint: optional(19, row),
+            jwt_issuer: optional(20, row),
+            upstream_address: optional(21, row),
+            error_type: optional(22, row),
+            error_message: optional(23, row),
+            labels: map(24, row),
+        };
+        events.push((seq.value(row), event));
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Event {
+        let mut event = Event::new(
+            EventKind::Request,
+            "gateway.access",
+            time::macros::datetime!(2026-12-01 10:00:00.123456789 UTC),
+        );
+        event.source_ip = Some("203.0.113.7".into());
+        event.source_port = Some(40000);
+        event.method = Some("POST".into());
+        event.url_path = Some("/api/login".into());
+        event.status_code = Some(401);
+        event.auth_outcome = AuthOutcome::Failure;
+        event.request_bytes = 17;
+        event.duration_ns = 1_500_000;
+        event
+            .request_headers
+            .insert("accept".into(), "application/json".into());
+        event.labels.insert("team".into(), "payments".into());
+        event
+    }
+
+    #[test]
+    fn events_survive_a_round_trip_through_a_batch() {
+        let first = sample();
+        let mut second = Event::new(
+            EventKind::Audit,
+            "apiwatch.audit",
+            time::macros::datetime!(2026-12-01 10:00:01 UTC),
+        );
+        second.user_name = Some("alice".into());
+        let mut builder = BatchBuilder::new();
+        for (seq, event) in [(7, &first), (8, &second)] {
+            builder.push(seq, timestamp_nanos(&event.timestamp).unwrap(), event);
+        }
+        assert_eq!(builder.len(), 2);
+        let batch = builder.finish();
+        assert!(builder.is_empty());
+        assert_eq!(batch.num_rows(), 2);
+        let back = events_from_batch(&batch).unwrap();
+        assert_eq!(back, vec![(7, first), (8, second)]);
+    }
+
+    #[test]
+    fn column_names_follow_the_canonical_names() {
+        assert_eq!(column_name("source.ip").as_deref(), Some("source_ip"));
+        assert_eq!(column_name("@timestamp").as_deref(), Some("timestamp"));
+        assert_eq!(
+            column_name("http.response.status_code").as_deref(),
+            Some("http_response_status_code")
+        );
+        assert_eq!(column_name("no.such.field"), None);
+    }
+
+    #[test]
+    fn a_bad_timestamp_is_an_error_that_names_it() {
+        let err = timestamp_nanos("yesterday").unwrap_err().to_string();
+        assert!(
+            err.contains("@timestamp") && err.contains("yesterday"),
+            "{err}"
+        );
+    }
+}

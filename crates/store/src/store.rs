@@ -1,0 +1,463 @@
+//! [`Store`]: the memtable, the Parquet files, and DataFusion sessions over both.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use apiwatch_event::Event;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::catalog::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::error::{Error, Result};
+use crate::files::{self, FileEntry, HOUR_NANOS, Manifest, TrashEntry, WriteLock};
+use crate::schema::{self, BatchBuilder};
+
+/// Name of the store's directory under the data directory.
+pub const STORE_DIR: &str = "store";
+
+/// How the store batches and flushes.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Flush the memtable to Parquet once it holds this many rows.
+    pub flush_rows: usize,
+    /// ... or once its oldest row is this old.
+    pub flush_interval: Duration,
+    /// Rows per Parquet row group (the unit of statistics pruning).
+    pub row_group_rows: usize,
+    /// Merge the files of an hour once the hour is over.
+    pub compact: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            flush_rows: 262_144,
+            flush_interval: Duration::from_secs(300),
+            row_group_rows: 131_072,
+            compact: true,
+        }
+    }
+}
+
+/// What a reader of the store sees at one moment: the live files and the memtable.
+#[derive(Clone)]
+pub(crate) struct Snapshot {
+    pub(crate) files: Vec<FileEntry>,
+    pub(crate) memtable: Vec<RecordBatch>,
+}
+
+struct Memtable {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    oldest: Option<Instant>,
+}
+
+/// The query store of one data directory.
+///
+/// One writer (`apiwatch serve`, or `apiwatch store rebuild`) holds the store's lock, ingests
+/// journal records and flushes; any number of readers (the CLI) open it read-only and see the
+/// files plus the journal records the files do not hold yet.
+pub struct Store {
+    store_dir: PathBuf,
+    config: StoreConfig,
+    manifest: RwLock<Manifest>,
+    memtable: RwLock<Memtable>,
+    /// The next journal seq to ingest.
+    next_seq: Mutex<u64>,
+    runtime: Arc<RuntimeEnv>,
+    _lock: Option<WriteLock>,
+}
+
+/// Counts of what the store holds, for `apiwatch store status` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStatus {
+    /// Rows in Parquet files.
+    pub file_rows: u64,
+    /// Parquet files.
+    pub files: usize,
+    /// Bytes of Parquet files.
+    pub file_bytes: u64,
+    /// Rows in the memtable.
+    pub memtable_rows: usize,
+    /// The next journal seq the store will ingest.
+    pub next_seq: u64,
+}
+
+impl Store {
+    /// Opens the store of `data_dir` for writing: takes its lock, deletes debris of an
+    /// interrupted flush, and resumes at the manifest's `next_seq` (the caller replays the
+    /// journal from [`Store::next_seq`]).
+    pub fn open_writer(data_dir: &Path, config: StoreConfig) -> Result<Store> {
+        let store_dir = data_dir.join(STORE_DIR);
+        let lock = WriteLock::acquire(&store_dir)?;
+        let mut manifest = Manifest::load(&store_dir)?;
+        let deleted = files::collect_garbage(&store_dir, &mut manifest)?;
+        if deleted > 0 {
+            tracing::info!(deleted, "store: deleted files no manifest names");
+            manifest.save(&store_dir)?;
+        }
+        Ok(Store::new(store_dir, config, manifest, Some(lock)))
+    }
+
+    /// Opens the store of `data_dir` for reading, whether or not a writer runs. The caller
+    /// adds the journal records past [`Store::next_seq`] with [`Store::ingest`] (kept in
+    /// memory only).
+    pub fn open_reader(data_dir: &Path) -> Result<Store> {
+        let store_dir = data_dir.join(STORE_DIR);
+        let manifest = Manifest::load(&store_dir)?;
+        Ok(Store::new(
+            store_dir,
+            StoreConfig::default(),
+            manifest,
+            None,
+        ))
+    }
+
+    fn new(
+        store_dir: PathBuf,
+        config: StoreConfig,
+        manifest: Manifest,
+        lock: Option<WriteLock>,
+    ) -> Store {
+        let next_seq = manifest.next_seq;
+        Store {
+            store_dir,
+            config,
+            manifest: RwLock::new(manifest),
+            memtable: RwLock::new(Memtable {
+                batches: Vec::new(),
+                rows: 0,
+                oldest: None,
+            }),
+            next_seq: Mutex::new(next_seq),
+            runtime: Arc::new(RuntimeEnv::default()),
+            _lock: lock,
+        }
+    }
+
+    /// The next journal seq to ingest.
+    pub fn next_seq(&self) -> u64 {
+        *lock(&self.next_seq)
+    }
+
+    /// What the store holds now.
+    pub fn status(&self) -> StoreStatus {
+        let manifest = read(&self.manifest);
+        StoreStatus {
+            file_rows: manifest.rows(),
+            files: manifest.files.len(),
+            file_bytes: manifest.bytes(),
+            memtable_rows: read(&self.memtable).rows,
+            next_seq: self.next_seq(),
+        }
+    }
+
+    /// Adds journal records (seq, JSON event) to the memtable, where queries see them at
+    /// once. Records must continue at [`Store::next_seq`]; earlier ones are skipped (already
+    /// held). A record that is not an event is skipped with a warning, never stored.
+    pub fn ingest(&self, records: &[(u64, Vec<u8>)]) -> usize {
+        let mut next_seq = lock(&self.next_seq);
+        let fresh: Vec<&(u64, Vec<u8>)> = records
+            .iter()
+            .filter(|(seq, _)| *seq >= *next_seq)
+            .collect();
+        if fresh.is_empty() {
+            return 0;
+        }
+        let parsed = parse_parallel(&fresh);
+        let mut builder = BatchBuilder::new();
+        for (seq, result) in fresh.iter().map(|(seq, _)| *seq).zip(parsed) {
+            match result {
+                Ok((nanos, event)) => builder.push(seq, nanos, &event),
+                Err(err) => tracing::warn!(seq, error = %err, "store: journal record skipped"),
+            }
+        }
+        *next_seq = fresh.last().map_or(*next_seq, |(seq, _)| seq + 1);
+        let rows = builder.len();
+        if rows > 0 {
+            let batch = builder.finish();
+            let mut memtable = write(&self.memtable);
+            memtable.rows += rows;
+            memtable.oldest.get_or_insert_with(Instant::now);
+            memtable.batches.push(batch);
+        }
+        rows
+    }
+
+    /// Whether the memtable is due for a flush (size or age).
+    pub fn flush_due(&self) -> bool {
+        let memtable = read(&self.memtable);
+        memtable.rows >= self.config.flush_rows
+            || memtable
+                .oldest
+                .is_some_and(|oldest| oldest.elapsed() >= self.config.flush_interval)
+    }
+
+    /// Writes the memtable to Parquet (one file per hour of event time) and commits the
+    /// manifest; then compacts finished hours when configured. Only the writer flushes.
+    /// Returns the rows flushed.
+    pub fn flush(&self) -> Result<usize> {
+        if self._lock.is_none() {
+            return Err(Error::Query("a read-only store cannot flush".into()));
+        }
+        // Under the seq lock, as `ingest` holds it while it adds a batch: every record before
+        // `next_seq` is in `batches`.
+        let (batches, next_seq) = {
+            let next_seq = lock(&self.next_seq);
+            let memtable = read(&self.memtable);
+            (memtable.batches.clone(), *next_seq)
+        };
+        if batches.is_empty() {
+            return Ok(0);
+        }
+        let merged = concat_batches(&schema::schema(), &batches)?;
+        let (_, _, first_seq, last_seq) = files::bounds(&merged)?;
+        let mut entries = Vec::new();
+        for (hour_start, rows) in split_by_hour(&merged)? {
+            let name = format!(
+                "{}/{}/{first_seq:020}-{last_seq:020}.parquet",
+                files::EVENTS_DIR,
+                files::hour_name(hour_start)
+            );
+            entries.push(files::write_parquet(
+                &self.store_dir,
+                &name,
+                &[rows],
+                self.config.row_group_rows,
+            )?);
+        }
+        let flushed = merged.num_rows();
+        {
+            let mut manifest = write(&self.manifest);
+            let mut updated = manifest.clone();
+            updated.files.extend(entries);
+            updated.files.sort_by(|a, b| a.name.cmp(&b.name));
+            updated.next_seq = next_seq;
+            updated.save(&self.store_dir)?;
+            *manifest = updated;
+            let mut memtable = write(&self.memtable);
+            memtable.batches.drain(..batches.len());
+            memtable.rows -= flushed;
+            if memtable.batches.is_empty() {
+                memtable.oldest = None;
+            }
+        }
+        if self.config.compact {
+            self.compact()?;
+        }
+        Ok(flushed)
+    }
+
+    /// Merges the files of each hour that is over (older than the newest hour the store
+    /// holds) into one, and deletes trash past its grace. Returns the files merged away.
+    pub fn compact(&self) -> Result<usize> {
+        let snapshot = read(&self.manifest).clone();
+        let newest_hour = snapshot
+            .files
+            .iter()
+            .map(|file| file.max_time.div_euclid(HOUR_NANOS))
+            .max();
+        let mut by_hour: std::collections::BTreeMap<String, Vec<FileEntry>> =
+            std::collections::BTreeMap::new();
+        for file in &snapshot.files {
+            let hour = file.name.split('/').nth(1).unwrap_or_default().to_owned();
+            by_hour.entry(hour).or_default().push(file.clone());
+        }
+        let mut merged_away = 0;
+        for (hour, group) in by_hour {
+            let finished = group
+                .iter()
+                .all(|file| Some(file.max_time.div_euclid(HOUR_NANOS)) < newest_hour);
+            if group.len() < 2 || !finished {
+                continue;
+            }
+            let mut batches = Vec::new();
+            for file in &group {
+                batches.extend(files::read_parquet(&self.store_dir.join(&file.name))?);
+            }
+            let first = group.iter().map(|file| file.first_seq).min().unwrap_or(0);
+            let last = group.iter().map(|file| file.last_seq).max().unwrap_or(0);
+            let name = format!(
+                "{}/{hour}/{first:020}-{last:020}.c.parquet",
+                files::EVENTS_DIR
+            );
+            let entry =
+                files::write_parquet(&self.store_dir, &name, &batches, self.config.row_group_rows)?;
+            let mut manifest = write(&self.manifest);
+            let mut updated = manifest.clone();
+            let replaced: Vec<&str> = group.iter().map(|file| file.name.as_str()).collect();
+            updated
+                .files
+                .retain(|file| !replaced.contains(&file.name.as_str()));
+            updated.files.push(entry);
+            updated.files.sort_by(|a, b| a.name.cmp(&b.name));
+            let now = files::unix_now();
+            updated.trash.extend(replaced.iter().map(|name| TrashEntry {
+                name: (*name).to_owned(),
+                replaced_at: now,
+            }));
+            updated.save(&self.store_dir)?;
+            *manifest = updated;
+            merged_away += group.len();
+        }
+        let mut manifest = write(&self.manifest);
+        let before = manifest.trash.len();
+        let mut updated = manifest.clone();
+        files::collect_garbage(&self.store_dir, &mut updated)?;
+        if updated.trash.len() != before {
+            updated.save(&self.store_dir)?;
+            *manifest = updated;
+        }
+        Ok(merged_away)
+    }
+
+    pub(crate) fn snapshot(&self, range: Option<(i64, i64)>) -> Snapshot {
+        let manifest = read(&self.manifest);
+        let memtable = read(&self.memtable);
+        let files = manifest
+            .files
+            .iter()
+            .filter(|file| match range {
+                Some((from, to)) => file.max_time >= from && file.min_time < to,
+                None => true,
+            })
+            .cloned()
+            .collect();
+        Snapshot {
+            files,
+            memtable: memtable.batches.clone(),
+        }
+    }
+
+    /// A DataFusion session whose table `events` is the files (those overlapping `range`,
+    /// nanoseconds `[from, to)`, when given) plus the memtable.
+    pub async fn session(&self, range: Option<(i64, i64)>) -> Result<SessionContext> {
+        let snapshot = self.snapshot(range);
+        let mut config = SessionConfig::new()
+            .with_target_partitions(2)
+            .with_information_schema(false);
+        let options = config.options_mut();
+        options.execution.parquet.schema_force_view_types = false;
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        options.sql_parser.enable_ident_normalization = true;
+        options.sql_parser.map_string_types_to_utf8view = false;
+        let context = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
+        for function in crate::filter::functions() {
+            context.register_udf(function);
+        }
+        let memtable = MemTable::try_new(schema::schema(), vec![snapshot.memtable])?;
+        let events = if snapshot.files.is_empty() {
+            context.read_table(Arc::new(memtable))?
+        } else {
+            let urls = snapshot
+                .files
+                .iter()
+                .map(|file| {
+                    let path = self.store_dir.join(&file.name);
+                    ListingTableUrl::parse(path.to_string_lossy())
+                })
+                .collect::<datafusion::error::Result<Vec<_>>>()?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet");
+            let listing = ListingTable::try_new(
+                ListingTableConfig::new_with_multi_paths(urls)
+                    .with_listing_options(options)
+                    .with_schema(schema::schema()),
+            )?;
+            context
+                .read_table(Arc::new(listing))?
+                .union(context.read_table(Arc::new(memtable))?)?
+        };
+        context.register_table("events", events.into_view())?;
+        Ok(context)
+    }
+}
+
+/// Parses records into (time, event), using every core for large batches.
+fn parse_parallel(records: &[&(u64, Vec<u8>)]) -> Vec<Result<(i64, Event)>> {
+    fn parse(bytes: &[u8]) -> Result<(i64, Event)> {
+        let event =
+            Event::from_json(bytes).map_err(|err| Error::Event(format!("not an event: {err}")))?;
+        let nanos = schema::timestamp_nanos(&event.timestamp)?;
+        Ok((nanos, event))
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if records.len() < 4096 || threads < 2 {
+        return records.iter().map(|(_, bytes)| parse(bytes)).collect();
+    }
+    let chunk = records.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(_, bytes)| parse(bytes))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| vec![Err(Error::Event("parser thread panicked".into()))])
+            })
+            .collect()
+    })
+}
+
+/// Splits a batch into (hour start, rows of that hour), in hour order.
+fn split_by_hour(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>> {
+    use datafusion::arrow::array::{BooleanArray, TimestampNanosecondArray};
+    let times = batch
+        .column_by_name(schema::TIME_COLUMN)
+        .and_then(|column| column.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| Error::Query("batch without a timestamp column".into()))?;
+    let mut hours: Vec<i64> = times
+        .values()
+        .iter()
+        .map(|nanos| nanos.div_euclid(HOUR_NANOS))
+        .collect();
+    hours.sort_unstable();
+    hours.dedup();
+    if hours.len() == 1 {
+        return Ok(vec![(hours[0] * HOUR_NANOS, batch.clone())]);
+    }
+    hours
+        .into_iter()
+        .map(|hour| {
+            let mask: BooleanArray = times
+                .values()
+                .iter()
+                .map(|nanos| Some(nanos.div_euclid(HOUR_NANOS) == hour))
+                .collect();
+            Ok((hour * HOUR_NANOS, filter_record_batch(batch, &mask)?))
+        })
+        .collect()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

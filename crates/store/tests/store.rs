@@ -1,0 +1,486 @@
+//! The store against the search language's own matcher, SQL's read-only guard, restarts,
+//! flushes and compaction, on real Parquet files in a temporary directory.
+
+use apiwatch_event::{AuthOutcome, Event, EventKind};
+use apiwatch_query::Query;
+use apiwatch_store::{Cursor, Limits, SearchRequest, StatsRequest, Store, StoreConfig};
+use datafusion::arrow::array::{Array, Int64Array, StringArray};
+
+const HOUR: i64 = 3_600_000_000_000;
+const BASE: i64 = 1_764_583_200_000_000_000; // 2025-12-01T10:00:00Z
+
+/// A varied stream: several addresses (IPv4, IPv6, one IPv4-mapped), paths, statuses, some
+/// fields missing, spread over three hours.
+fn events(n: usize) -> Vec<Event> {
+    let ips = [
+        Some("203.0.113.7"),
+        Some("203.0.113.200"),
+        Some("198.51.100.1"),
+        Some("2001:db8::1"),
+        Some("10.1.2.3"),
+        None,
+    ];
+    let paths = [
+        "/api/login",
+        "/api/users/17",
+        "/.env",
+        "/API/Login",
+        "/health",
+        "/a%b_c",
+    ];
+    let agents = [
+        Some("curl/8.5"),
+        Some("Mozilla/5.0"),
+        None,
+        Some("sqlmap/1.7"),
+    ];
+    (0..n)
+        .map(|i| {
+            let nanos = BASE + (i as i64) * (3 * HOUR / n as i64);
+            let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).unwrap();
+            let mut event = Event::new(EventKind::Request, "gateway.access", at);
+            event.source_ip = ips[i % ips.len()].map(str::to_owned);
+            event.url_path = Some(paths[i % paths.len()].to_owned());
+            event.method = Some(if i % 3 == 0 { "POST" } else { "GET" }.to_owned());
+            event.status_code = [200u16, 401, 404, 500, 302][i % 5].into();
+            if i % 7 == 0 {
+                event.status_code = None;
+            }
+            event.user_agent = agents[i % agents.len()].map(str::to_owned);
+            event.user_name = (i % 4 == 1).then(|| format!("user{}", i % 9));
+            event.route = Some(
+                if i % 2 == 0 {
+                    "/api/login"
+                } else {
+                    "/api/users/{id}"
+                }
+                .to_owned(),
+            );
+            event.duration_ns = (i as u64 % 50) * 1_000_000;
+            event.response_bytes = (i as u64 * 37) % 5000;
+            event.auth_outcome = if i % 5 == 1 {
+                AuthOutcome::Failure
+            } else {
+                AuthOutcome::None
+            };
+            if i % 6 == 0 {
+                event
+                    .request_headers
+                    .insert("x-forwarded-proto".into(), "https".into());
+            }
+            if i % 10 == 0 {
+                event.labels.insert("team".into(), "payments".into());
+            }
+            event
+        })
+        .collect()
+}
+
+fn records(events: &[Event]) -> Vec<(u64, Vec<u8>)> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(seq, event)| (seq as u64, event.to_json()))
+        .collect()
+}
+
+fn small_config() -> StoreConfig {
+    StoreConfig {
+        flush_rows: 100,
+        row_group_rows: 64,
+        ..StoreConfig::default()
+    }
+}
+
+async fn ids(store: &Store, query: &str) -> Vec<String> {
+    let page = store
+        .search(&SearchRequest {
+            query: query.into(),
+            limit: 100_000,
+            oldest_first: true,
+            ..SearchRequest::default()
+        })
+        .await
+        .unwrap_or_else(|err| panic!("{query}: {err}"));
+    page.events.into_iter().map(|(_, event)| event.id).collect()
+}
+
+const QUERIES: &[&str] = &[
+    "",
+    "source.ip=203.0.113.0/24",
+    "ip=203.0.113.7",
+    "ip=2001:db8::/32",
+    "ip=::ffff:203.0.113.0/120",
+    "ip=203.0.112.0/23 status>=400",
+    "status>=400 path:/api/login*",
+    "NOT ua:*curl*",
+    "NOT user:*",
+    "status=4xx",
+    "status!=200",
+    "path:*%b_*",
+    "login",
+    "(ip=10.0.0.0/8 OR ip=198.51.100.1) AND method=POST",
+    "http.request.headers.x-forwarded-proto=https",
+    "labels.team:pay*",
+    "NOT labels.team=payments",
+    "outcome=failure",
+    "duration>=20000000",
+    "source.ip=203.0.113.0/24 http.response.status_code>=400 url.path:/api/login* NOT user_agent.original:*curl*",
+];
+
+#[tokio::test]
+async fn search_finds_exactly_what_the_matcher_matches_in_memtable_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = events(500);
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    // Half flushed to Parquet (several hours, several files), half still in memory.
+    store.ingest(&records(&all)[..250]);
+    assert_eq!(store.flush().unwrap(), 250);
+    store.ingest(&records(&all)[250..]);
+    let status = store.status();
+    assert_eq!(status.file_rows, 250);
+    assert_eq!(status.memtable_rows, 250);
+    assert!(status.files >= 2, "{status:?}");
+    for query in QUERIES {
+        let parsed = Query::parse(query).unwrap();
+        let expected: Vec<String> = all
+            .iter()
+            .filter(|event| parsed.matches(event))
+            .map(|event| event.id.clone())
+            .collect();
+        let found = ids(&store, query).await;
+        assert_eq!(found, expected, "query {query:?}");
+    }
+}
+
+#[tokio::test]
+async fn events_come_back_whole_with_their_journal_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = events(50);
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    store.ingest(&records(&all));
+    store.flush().unwrap();
+    let page = store
+        .search(&SearchRequest {
+            query: String::new(),
+            limit: 1000,
+            oldest_first: true,
+            ..SearchRequest::default()
+        })
+        .await
+        .unwrap();
+    let expected: Vec<(u64, Event)> = all
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| (i as u64, e))
+        .collect();
+    assert_eq!(page.events, expected);
+}
+
+#[tokio::test]
+async fn pages_follow_the_cursor_newest_first_without_gaps_or_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = events(230);
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    store.ingest(&records(&all)[..150]);
+    store.flush().unwrap();
+    store.ingest(&records(&all)[150..]);
+    let mut seen = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .search(&SearchRequest {
+                query: "status>=400".into(),
+                limit: 25,
+                cursor: cursor.clone(),
+                ..SearchRequest::default()
+            })
+            .await
+            .unwrap();
+        pages += 1;
+        seen.extend(page.events.into_iter().map(|(_, event)| event.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(Cursor::decode(&next.encode()).unwrap()),
+            None => break,
+        }
+    }
+    let parsed = Query::parse("status>=400").unwrap();
+    let mut expected: Vec<String> = all
+        .iter()
+        .filter(|event| parsed.matches(event))
+        .map(|event| event.id.clone())
+        .collect();
+    expected.reverse();
+    assert_eq!(seen, expected);
+    assert!(pages > 3);
+}
+
+#[tokio::test]
+async fn a_time_range_bounds_the_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = events(300);
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    store.ingest(&records(&all));
+    store.flush().unwrap();
+    let (from, to) = (BASE + HOUR, BASE + 2 * HOUR);
+    let page = store
+        .search(&SearchRequest {
+            from: Some(from),
+            to: Some(to),
+            limit: 10_000,
+            ..SearchRequest::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.events.len(), 100);
+    for (_, event) in &page.events {
+        let nanos = apiwatch_store::schema::timestamp_nanos(&event.timestamp).unwrap();
+        assert!((from..to).contains(&nanos));
+    }
+}
+
+#[tokio::test]
+async fn a_bad_search_points_at_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    let err = store
+        .search(&SearchRequest {
+            query: "status>=40x".into(),
+            limit: 10,
+            ..SearchRequest::default()
+        })
+        .await
+        .unwrap_err();
+    match err {
+        apiwatch_store::Error::Search { column, .. } => assert_eq!(column, 9),
+        other => panic!("expected a search error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn sql_reads_but_never_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    let all = events(120);
+    store.ingest(&records(&all));
+    store.flush().unwrap();
+    let expected = all.iter().filter(|e| e.status_code == Some(401)).count() as i64;
+    let answer = store
+        .sql(
+            "SELECT source_ip, count(*) AS n FROM events WHERE http_response_status_code = 401 \
+             GROUP BY source_ip ORDER BY n DESC, source_ip",
+            Limits::default(),
+        )
+        .await
+        .unwrap();
+    assert!(!answer.truncated);
+    let batch = &answer.batches[0];
+    assert_eq!(batch.num_columns(), 2);
+    let counts = batch
+        .column(1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    assert_eq!(counts.iter().flatten().sum::<i64>(), expected);
+    for refused in [
+        "CREATE TABLE x AS SELECT * FROM events",
+        "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/tmp/x'",
+        "INSERT INTO events SELECT * FROM events",
+        "COPY events TO '/tmp/apiwatch-copy.parquet'",
+        "DROP TABLE events",
+        "SET datafusion.execution.batch_size = 1",
+        "DELETE FROM events",
+    ] {
+        let err = store.sql(refused, Limits::default()).await.unwrap_err();
+        assert!(
+            matches!(err, apiwatch_store::Error::Query(_)),
+            "{refused}: {err}"
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/apiwatch-copy.parquet").exists());
+    let err = store.sql("SELEC 1", Limits::default()).await.unwrap_err();
+    assert!(err.to_string().starts_with("sql: "), "{err}");
+}
+
+#[tokio::test]
+async fn sql_answers_are_capped_and_timed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    store.ingest(&records(&events(300)));
+    let answer = store
+        .sql(
+            "SELECT event_id FROM events",
+            Limits {
+                max_rows: 42,
+                ..Limits::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(answer.truncated);
+    assert_eq!(
+        answer.batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+        42
+    );
+    // A cross join of 300^3 rows cannot finish in a millisecond.
+    let err = store
+        .sql(
+            "SELECT count(*) FROM events a, events b, events c WHERE a.event_id < b.event_id",
+            Limits {
+                max_rows: 10,
+                timeout: std::time::Duration::from_millis(1),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, apiwatch_store::Error::Timeout(_)), "{err}");
+}
+
+#[tokio::test]
+async fn a_restart_resumes_after_what_the_files_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = events(200);
+    {
+        let store = Store::open_writer(dir.path(), small_config()).unwrap();
+        store.ingest(&records(&all)[..120]);
+        store.flush().unwrap();
+        store.ingest(&records(&all)[120..]); // lost with the process, still in the journal
+        assert_eq!(store.next_seq(), 200);
+    }
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    assert_eq!(store.next_seq(), 120);
+    // Replaying from the start skips what the files hold: nothing is doubled.
+    store.ingest(&records(&all));
+    assert_eq!(ids(&store, "").await.len(), 200);
+}
+
+#[tokio::test]
+async fn only_one_writer_and_readers_see_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    assert!(matches!(
+        Store::open_writer(dir.path(), small_config()),
+        Err(apiwatch_store::Error::Locked(_))
+    ));
+    store.ingest(&records(&events(100)));
+    store.flush().unwrap();
+    let reader = Store::open_reader(dir.path()).unwrap();
+    assert_eq!(reader.next_seq(), 100);
+    assert_eq!(ids(&reader, "").await.len(), 100);
+    assert!(reader.flush().is_err());
+}
+
+#[tokio::test]
+async fn finished_hours_are_compacted_and_debris_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = events(600); // three hours
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    for chunk in records(&all).chunks(50) {
+        store.ingest(chunk);
+        store.flush().unwrap();
+    }
+    let status = store.status();
+    // One file per finished hour, the newest hour still in pieces.
+    let manifest = apiwatch_store::files::Manifest::load(&dir.path().join("store")).unwrap();
+    let finished: Vec<_> = manifest
+        .files
+        .iter()
+        .filter(|file| file.name.ends_with(".c.parquet"))
+        .collect();
+    assert_eq!(finished.len(), 2, "{:#?}", manifest.files);
+    assert_eq!(status.file_rows, 600);
+    assert!(!manifest.trash.is_empty());
+    assert_eq!(ids(&store, "").await.len(), 600);
+    drop(store);
+    // A file no manifest names (an interrupted flush) is removed at the next open.
+    let stray = dir.path().join("store/events/2025-12-01T10/99-99.parquet");
+    std::fs::write(&stray, b"half a file").unwrap();
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    assert!(!stray.exists());
+    assert_eq!(ids(&store, "").await.len(), 600);
+}
+
+#[tokio::test]
+async fn aggregations_answer_the_investigators_first_questions() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = events(300);
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    store.ingest(&records(&all));
+    store.flush().unwrap();
+    let limits = Limits::default();
+    let histogram = store
+        .stats(
+            "",
+            None,
+            None,
+            &StatsRequest::Histogram {
+                bucket: std::time::Duration::from_secs(3600),
+            },
+            limits,
+        )
+        .await
+        .unwrap();
+    let counts: Vec<i64> = histogram.batches[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .iter()
+        .flatten()
+        .collect();
+    assert_eq!(counts, vec![100, 100, 100]);
+    let top = store
+        .stats(
+            "status=401",
+            None,
+            None,
+            &StatsRequest::Top {
+                field: "ip".into(),
+                n: 2,
+            },
+            limits,
+        )
+        .await
+        .unwrap();
+    let values = top.batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    assert_eq!(values.len(), 2);
+    let classes = store
+        .stats("", None, None, &StatsRequest::StatusClasses, limits)
+        .await
+        .unwrap();
+    let names: Vec<String> = classes.batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(names, ["2xx", "3xx", "4xx", "5xx", "none"]);
+    let percentiles = store
+        .stats("", None, None, &StatsRequest::Percentiles, limits)
+        .await
+        .unwrap();
+    assert_eq!(percentiles.batches[0].num_rows(), 2);
+    assert!(matches!(
+        store
+            .stats(
+                "",
+                None,
+                None,
+                &StatsRequest::Top {
+                    field: "nope".into(),
+                    n: 2
+                },
+                limits
+            )
+            .await,
+        Err(apiwatch_store::Error::Query(_))
+    ));
+}
