@@ -46,6 +46,9 @@ pub struct RawConfig {
     /// Detection rules.
     #[serde(default)]
     pub detect: RawDetect,
+    /// The query store.
+    #[serde(default)]
+    pub store: RawStore,
     /// Decisions made from findings.
     #[serde(default)]
     pub respond: RawRespond,
@@ -183,6 +186,22 @@ pub struct RawRespond {
     pub repeat_multiplier: Option<Spanned<f64>>,
     /// Longest TTL a repeat offender gets (default 24h).
     pub max_ttl: Option<Spanned<String>>,
+}
+
+/// `[store]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// Keep the query store (default true).
+    pub enabled: Option<bool>,
+    /// Flush the memtable to Parquet at this many rows (default 262144).
+    pub flush_rows: Option<Spanned<usize>>,
+    /// ... or when its oldest row is this old (default 5m).
+    pub flush_interval: Option<Spanned<String>>,
+    /// Query limits for the API and CLI: most rows (default 10000).
+    pub max_rows: Option<Spanned<usize>>,
+    /// ... and longest run (default 30s).
+    pub query_timeout: Option<Spanned<String>>,
 }
 
 /// `[detect]`.
@@ -342,6 +361,8 @@ pub struct Settings {
     pub log_level: String,
     /// Detection.
     pub detect: DetectSettings,
+    /// The query store.
+    pub store: StoreSettings,
     /// Decisions.
     pub respond: RespondSettings,
     /// Alerts.
@@ -416,6 +437,27 @@ impl Default for RespondSettings {
             default_ttl: Duration::from_secs(15 * 60),
             repeat_multiplier: 2.0,
             max_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Validated `[store]` settings.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// Keep the store.
+    pub enabled: bool,
+    /// Batching and flushing.
+    pub config: apiwatch_store::StoreConfig,
+    /// Limits of every query.
+    pub limits: apiwatch_store::Limits,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            enabled: true,
+            config: apiwatch_store::StoreConfig::default(),
+            limits: apiwatch_store::Limits::default(),
         }
     }
 }
@@ -574,6 +616,24 @@ impl Checker<'_> {
             // Placeholder so validation can go on and report every problem.
             SocketAddr::from(([127, 0, 0, 1], 0))
         })
+    }
+
+    /// A count that must be at least `min`.
+    fn at_least(
+        &mut self,
+        path: &str,
+        value: Option<&Spanned<usize>>,
+        min: usize,
+        default: usize,
+    ) -> usize {
+        match value {
+            Some(value) if *value.get_ref() < min => {
+                self.problem(path, Some(value), format!("must be at least {min}"));
+                default
+            }
+            Some(value) => *value.get_ref(),
+            None => default,
+        }
     }
 
     /// Like [`Checker::duration`], but `0s` is allowed.
@@ -794,6 +854,7 @@ impl RawConfig {
         };
         let respond = self.validate_respond(&mut check);
         let alerts = self.validate_alerts(&mut check);
+        let store = self.validate_store(&mut check);
         let max_state_mib = match &self.detect.max_state_mib {
             Some(value) if *value.get_ref() < 1 => {
                 check.problem(
@@ -845,6 +906,7 @@ impl RawConfig {
             log_json,
             log_level: self.log.level.unwrap_or_else(|| "info".to_owned()),
             detect,
+            store,
             respond,
             alerts,
         })
@@ -1277,6 +1339,41 @@ impl RawConfig {
                 raw.stall_after.as_ref(),
                 defaults.stall_after,
             ),
+        }
+    }
+
+    fn validate_store(&self, check: &mut Checker<'_>) -> StoreSettings {
+        let defaults = StoreSettings::default();
+        let raw = &self.store;
+        StoreSettings {
+            enabled: raw.enabled.unwrap_or(true),
+            config: apiwatch_store::StoreConfig {
+                flush_rows: check.at_least(
+                    "store.flush_rows",
+                    raw.flush_rows.as_ref(),
+                    1,
+                    defaults.config.flush_rows,
+                ),
+                flush_interval: check.duration(
+                    "store.flush_interval",
+                    raw.flush_interval.as_ref(),
+                    defaults.config.flush_interval,
+                ),
+                ..defaults.config
+            },
+            limits: apiwatch_store::Limits {
+                max_rows: check.at_least(
+                    "store.max_rows",
+                    raw.max_rows.as_ref(),
+                    1,
+                    defaults.limits.max_rows,
+                ),
+                timeout: check.duration(
+                    "store.query_timeout",
+                    raw.query_timeout.as_ref(),
+                    defaults.limits.timeout,
+                ),
+            },
         }
     }
 

@@ -8,7 +8,9 @@ mod cli;
 mod config;
 mod demo;
 mod detect;
+mod r#gen;
 mod respond;
+mod store;
 mod topology;
 mod watchdog;
 

@@ -65,6 +65,7 @@ pub struct Running {
     /// Set to make detection reload its rules (SIGHUP).
     pub reload_rules: Arc<AtomicBool>,
     detect: Option<crate::detect::DetectStage>,
+    store: Option<crate::store::StoreStage>,
     ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     gateway_task: tokio::task::JoinHandle<apiwatch_gateway::Result<()>>,
@@ -177,6 +178,22 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     } else {
         None
     };
+    let store = if settings.store.enabled {
+        let store = Arc::new(
+            apiwatch_store::Store::open_writer(&settings.data_dir, settings.store.config.clone())
+                .context("failed to open the query store")?,
+        );
+        let stage = crate::store::StoreStage::start(
+            Arc::clone(&store),
+            &settings.data_dir,
+            journal.appender(),
+            journal.size_records(),
+            &mut registry,
+        )?;
+        Some((store, stage))
+    } else {
+        None
+    };
     let dropped = Counter::default();
     registry.register(
         "apiwatch_events_dropped",
@@ -218,6 +235,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     if let Some(alerting) = &alerting {
         admin_state = admin_state.with_alerts(Arc::new(alerting.clone()));
     }
+    let store = match store {
+        Some((store, stage)) => {
+            admin_state = admin_state.with_events(Arc::new(crate::store::QueryService::new(
+                store,
+                journal.appender(),
+                settings.store.limits,
+            )));
+            Some(stage)
+        }
+        None => None,
+    };
     let admin_task = tokio::spawn(apiwatch_server::serve(
         admin_listener,
         admin_state,
@@ -229,6 +257,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         admin_addr,
         reload_rules,
         detect,
+        store,
         ready,
         shutdown,
         gateway_task,
@@ -261,6 +290,11 @@ impl Running {
             tokio::task::spawn_blocking(move || detect.stop())
                 .await
                 .context("detection shutdown panicked")?;
+        }
+        if let Some(store) = self.store {
+            tokio::task::spawn_blocking(move || store.stop())
+                .await
+                .context("store shutdown panicked")?;
         }
         let journal = self.journal;
         let checkpoint = tokio::task::spawn_blocking(move || journal.shutdown())

@@ -114,6 +114,14 @@ impl Journal {
         self.verifying_key
     }
 
+    /// A live handle on the journal's size in records (the next record's seq), for stages
+    /// that report how far behind the journal they are.
+    pub fn size_records(
+        &self,
+    ) -> prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64> {
+        self.metrics.size_records.clone()
+    }
+
     /// Registers the journal's metrics (`apiwatch_journal_*`).
     pub fn register_metrics(&self, registry: &mut Registry) {
         self.metrics.register(registry);

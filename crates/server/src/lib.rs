@@ -33,6 +33,38 @@ pub trait DecisionsApi: Send + Sync + 'static {
     ) -> BoxFuture<Result<Option<serde_json::Value>, String>>;
 }
 
+/// Why a query was not answered: HTTP status, a message naming the parameter, and the
+/// 1-based column of the offending token when the error is in query text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status (400 for a bad question, 503 for a query past its time limit).
+    pub status: u16,
+    /// What is wrong and what was expected.
+    pub message: String,
+    /// Column in `q` or the SQL text.
+    pub position: Option<usize>,
+}
+
+/// The query store as the admin API sees it (JSON out); the binary implements it over the
+/// store, and journals every query as an audit event naming `by`.
+pub trait EventsApi: Send + Sync + 'static {
+    /// `GET /api/v1/events`: `q`, `since`, `from`, `to`, `limit`, `cursor`, `order`.
+    fn search(
+        &self,
+        params: std::collections::HashMap<String, String>,
+        by: String,
+    ) -> BoxFuture<Result<serde_json::Value, ApiError>>;
+    /// `POST /api/v1/sql`: one read-only SQL statement.
+    fn sql(&self, text: String, by: String) -> BoxFuture<Result<serde_json::Value, ApiError>>;
+    /// `GET /api/v1/stats/{kind}`: `histogram`, `top`, `percentiles`, `status`.
+    fn stats(
+        &self,
+        kind: String,
+        params: std::collections::HashMap<String, String>,
+        by: String,
+    ) -> BoxFuture<Result<serde_json::Value, ApiError>>;
+}
+
 /// A change a person makes to an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlertOp {
@@ -98,6 +130,7 @@ pub struct AdminState {
     decisions: Option<Arc<dyn DecisionsApi>>,
     bouncers: Option<Arc<bouncer::Bouncers>>,
     alerts: Option<Arc<dyn AlertsApi>>,
+    events: Option<Arc<dyn EventsApi>>,
 }
 
 /// What the `/api/` handlers need: who may ask, and where the journal is.
@@ -117,12 +150,19 @@ impl AdminState {
             decisions: None,
             bouncers: None,
             alerts: None,
+            events: None,
         }
     }
 
     /// Serves `/api/v1/decisions` (list, add, delete) through `decisions`.
     pub fn with_decisions(mut self, decisions: Arc<dyn DecisionsApi>) -> Self {
         self.decisions = Some(decisions);
+        self
+    }
+
+    /// Serves `/api/v1/events`, `/api/v1/sql` and `/api/v1/stats/{kind}` through `events`.
+    pub fn with_events(mut self, events: Arc<dyn EventsApi>) -> Self {
+        self.events = Some(events);
         self
     }
 
@@ -163,6 +203,9 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/decisions/{id}",
             axum::routing::delete(delete_decision),
         )
+        .route("/api/v1/events", get(search_events))
+        .route("/api/v1/sql", axum::routing::post(run_sql))
+        .route("/api/v1/stats/{kind}", get(run_stats))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/silences", get(list_silences).post(add_silence))
         .route(
@@ -263,6 +306,93 @@ fn api_error(status: u16, message: String) -> Response {
 /// An error answer: `{"error": "..."}` with a status.
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The events API and the caller's token name, or the error to answer.
+fn events_api(
+    state: &AdminState,
+    headers: &HeaderMap,
+) -> Result<(Arc<dyn EventsApi>, String), Box<Response>> {
+    let (_, by) =
+        authorize(state, headers).map_err(|(status, message)| Box::new(error(status, message)))?;
+    match &state.events {
+        Some(events) => Ok((Arc::clone(events), by)),
+        None => Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            "the query store is not enabled ([store] enabled = false)",
+        ))),
+    }
+}
+
+fn query_error(err: ApiError) -> Response {
+    let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut body = json!({ "error": err.message });
+    if let Some(position) = err.position {
+        body["position"] = json!(position);
+    }
+    (status, Json(body)).into_response()
+}
+
+async fn search_events(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let (events, by) = match events_api(&state, &headers) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    match events.search(params, by).await {
+        Ok(body) => Json(body).into_response(),
+        Err(err) => query_error(err),
+    }
+}
+
+/// Body of `POST /api/v1/sql`.
+#[derive(Debug, Deserialize)]
+struct SqlBody {
+    /// One read-only SQL statement over `events`.
+    query: String,
+}
+
+async fn run_sql(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let (events, by) = match events_api(&state, &headers) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    let body: SqlBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body: expected {{\"query\": \"SELECT ...\"}} ({err})"),
+            );
+        }
+    };
+    match events.sql(body.query, by).await {
+        Ok(body) => Json(body).into_response(),
+        Err(err) => query_error(err),
+    }
+}
+
+async fn run_stats(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    axum::extract::Path(kind): axum::extract::Path<String>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let (events, by) = match events_api(&state, &headers) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    match events.stats(kind, params, by).await {
+        Ok(body) => Json(body).into_response(),
+        Err(err) => query_error(err),
+    }
 }
 
 /// The API state when the caller presents a valid token, or the status and message to answer.

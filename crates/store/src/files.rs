@@ -82,8 +82,10 @@ pub struct Manifest {
     pub trash: Vec<TrashEntry>,
 }
 
-pub(crate) const MANIFEST: &str = "manifest.json";
-pub(crate) const EVENTS_DIR: &str = "events";
+/// Name of the manifest file in the store directory.
+pub const MANIFEST: &str = "manifest.json";
+/// Directory of the Parquet files in the store directory.
+pub const EVENTS_DIR: &str = "events";
 
 impl Manifest {
     /// Reads `store/manifest.json`; an absent manifest is an empty store.
@@ -153,7 +155,7 @@ pub(crate) fn hour_name(nanos: i64) -> String {
 /// Nanoseconds in an hour.
 pub(crate) const HOUR_NANOS: i64 = 3_600_000_000_000;
 
-fn writer_properties(row_group_rows: usize) -> WriterProperties {
+pub(crate) fn writer_properties(row_group_rows: usize) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(row_group_rows.max(1)))

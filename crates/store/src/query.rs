@@ -9,6 +9,8 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::SortExpr;
 use datafusion::prelude::{Expr, SQLOptions, col, lit};
 use datafusion::scalar::ScalarValue;
+use std::io::Write as _;
+
 use futures::StreamExt;
 
 use crate::error::{Error, Result};
@@ -102,6 +104,43 @@ pub struct SqlAnswer {
     pub batches: Vec<RecordBatch>,
     /// Whether rows past the row cap were cut.
     pub truncated: bool,
+}
+
+impl SqlAnswer {
+    /// Rows as JSON objects (numbers stay numbers, times are RFC 3339 text).
+    pub fn rows_json(&self) -> Result<Vec<serde_json::Value>> {
+        let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+        for batch in &self.batches {
+            writer.write(batch)?;
+        }
+        writer.finish()?;
+        let bytes = writer.into_inner();
+        if bytes.is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_slice(&bytes).map_err(|err| Error::Query(err.to_string()))
+    }
+
+    /// Rows as an aligned text table.
+    pub fn table(&self) -> Result<String> {
+        Ok(datafusion::arrow::util::pretty::pretty_format_batches(&self.batches)?.to_string())
+    }
+
+    /// Rows as CSV with a header line.
+    pub fn csv(&self) -> Result<Vec<u8>> {
+        let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+            .with_header(true)
+            .build(Vec::new());
+        for batch in &self.batches {
+            writer.write(batch)?;
+        }
+        Ok(writer.into_inner())
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
 }
 
 /// An aggregation over the events a search matches.
@@ -287,6 +326,65 @@ impl Store {
     ) -> Result<SendableRecordBatchStream> {
         let (frame, _) = self.matching(query, from, to).await?;
         Ok(frame.execute_stream().await?)
+    }
+
+    /// Writes the events matching a search and time range to `out` in `format`, batch by
+    /// batch (flat memory for any size). Returns the events written.
+    pub async fn export_to<W: std::io::Write + Send>(
+        &self,
+        query: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+        format: ExportFormat,
+        out: W,
+    ) -> Result<u64> {
+        let mut stream = self.export(query, from, to).await?;
+        let mut rows = 0u64;
+        match format {
+            ExportFormat::Jsonl => {
+                let mut out = std::io::BufWriter::new(out);
+                let mut line = Vec::with_capacity(1024);
+                while let Some(batch) = stream.next().await {
+                    for (_, event) in schema::events_from_batch(&batch?)? {
+                        line.clear();
+                        event.to_json_into(&mut line);
+                        line.push(b'\n');
+                        out.write_all(&line)
+                            .map_err(Error::io("write", "the export"))?;
+                        rows += 1;
+                    }
+                }
+                out.flush().map_err(Error::io("write", "the export"))?;
+            }
+            ExportFormat::Csv => {
+                let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(std::io::BufWriter::new(out));
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    rows += batch.num_rows() as u64;
+                    writer.write(&batch)?;
+                }
+                writer
+                    .into_inner()
+                    .flush()
+                    .map_err(Error::io("write", "the export"))?;
+            }
+            ExportFormat::Parquet => {
+                let mut writer = parquet::arrow::ArrowWriter::try_new(
+                    out,
+                    schema::schema(),
+                    Some(crate::files::writer_properties(131_072)),
+                )?;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    rows += batch.num_rows() as u64;
+                    writer.write(&batch)?;
+                }
+                writer.close()?;
+            }
+        }
+        Ok(rows)
     }
 
     /// Streams the answer of a read-only SQL query (for exports of SQL results).

@@ -6,7 +6,9 @@ mod decisions;
 mod journal;
 mod rules;
 mod serve;
+mod store;
 mod tail;
+mod tokens;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +69,24 @@ enum Command {
         #[command(subcommand)]
         command: rules::RulesCommand,
     },
+    /// Find events with the search language (docs/search.md), newest first.
+    Search(store::SearchArgs),
+    /// Ask the events table in read-only SQL.
+    Sql(store::SqlArgs),
+    /// Write matching events to a file (JSON lines, CSV or Parquet), in flat memory.
+    Export(store::ExportArgs),
+    /// The query store: rebuild it from the journal, or show its status.
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
+    },
+    /// Generate a data directory of realistic synthetic events (benchmarks, trials).
+    Gen(crate::r#gen::GenArgs),
+    /// The admin API's bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: tokens::TokenCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +122,12 @@ pub fn main() -> ExitCode {
         Command::Decisions { command } => decisions::run(command),
         Command::Bouncer { command } => bouncer::run(command),
         Command::Alerts { command } => alerts::run(command),
+        Command::Search(args) => store::search(args),
+        Command::Sql(args) => store::sql(args),
+        Command::Export(args) => store::export(args),
+        Command::Store { command } => store::store(command),
+        Command::Token { command } => tokens::run(command),
+        Command::Gen(args) => crate::r#gen::run(args),
         Command::Demo(args) => {
             init_logging(json_logs, "warn");
             crate::demo::run(args)

@@ -1,0 +1,597 @@
+//! The store stage of `apiwatch serve` (follows the journal into the query store), the
+//! query service behind `/api/v1/events`, `/api/v1/sql` and `/api/v1/stats/*`, and the audit
+//! of every query.
+//!
+//! Every query, through the API or the CLI, is journaled as an `audit` event (dataset
+//! `store.query`): who (token name, or `cli:<os user>`), what (kind and text), the time
+//! range, and how many rows came back. The CLI cannot append to the journal while a server
+//! holds it, so it appends its audit records to `spool/audit.jsonl`; the server moves them
+//! into the journal within a second (and a CLI that finds no server journals them itself).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use apiwatch_event::{Event, EventKind};
+use apiwatch_journal::{Appender, Follower};
+use apiwatch_server::{ApiError, BoxFuture, EventsApi};
+use apiwatch_store::{Cursor, Limits, SearchRequest, StatsRequest, Store, StoreConfig};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+/// How often the follower looks for new records when it found none.
+const POLL: Duration = Duration::from_millis(100);
+/// How often the CLI's audit spool is drained into the journal.
+const SPOOL_CHECK: Duration = Duration::from_secs(1);
+/// Where CLI queries leave their audit records for the server.
+pub const AUDIT_SPOOL: &str = "spool/audit.jsonl";
+/// Largest page of `/api/v1/events`.
+pub const MAX_PAGE: usize = 10_000;
+
+/// A running store thread.
+pub struct StoreStage {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StoreStage {
+    /// Starts following the journal into `store` from the store's next seq, draining the
+    /// CLI audit spool into the journal as it goes.
+    pub fn start(
+        store: Arc<Store>,
+        data_dir: &Path,
+        appender: Appender,
+        journal_size: Gauge<i64, AtomicI64>,
+        registry: &mut Registry,
+    ) -> anyhow::Result<StoreStage> {
+        let ingested = Counter::<u64>::default();
+        registry.register(
+            "apiwatch_store_records_ingested",
+            "Journal records ingested into the query store",
+            ingested.clone(),
+        );
+        let mut gauge = |name: &str, help: &str| {
+            let gauge = Gauge::<i64, AtomicI64>::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let lag = gauge(
+            "apiwatch_store_lag_records",
+            "Journal records the query store has not ingested yet",
+        );
+        let file_rows = gauge(
+            "apiwatch_store_file_rows",
+            "Events held in the store's Parquet files",
+        );
+        let file_bytes = gauge(
+            "apiwatch_store_file_bytes",
+            "Bytes of the store's Parquet files",
+        );
+        let memtable_rows = gauge(
+            "apiwatch_store_memtable_rows",
+            "Events held in the store's memtable (queryable, not yet in Parquet)",
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let data_dir = data_dir.to_path_buf();
+        let mut follower = Follower::new(&data_dir, store.next_seq());
+        let thread = std::thread::Builder::new()
+            .name("apiwatch-store".to_owned())
+            .spawn(move || {
+                let mut last_spool_check = Instant::now();
+                loop {
+                    let stopping_now = stopping.load(Ordering::Relaxed);
+                    let records = match follower.poll() {
+                        Ok(records) => records,
+                        Err(err) => {
+                            tracing::error!(error = %err, "store cannot read the journal");
+                            Vec::new()
+                        }
+                    };
+                    let full = records.len() >= Follower::DEFAULT_MAX_BATCH;
+                    if !records.is_empty() {
+                        store.ingest(&records);
+                        ingested.inc_by(records.len() as u64);
+                    }
+                    if store.flush_due() || (stopping_now && !full) {
+                        if let Err(err) = store.flush() {
+                            tracing::error!(error = %err, "store flush failed; the journal still holds the events");
+                        }
+                    }
+                    let status = store.status();
+                    lag.set((journal_size.get() - status.next_seq as i64).max(0));
+                    file_rows.set(status.file_rows as i64);
+                    file_bytes.set(status.file_bytes as i64);
+                    memtable_rows.set(status.memtable_rows as i64);
+                    if last_spool_check.elapsed() >= SPOOL_CHECK || stopping_now {
+                        last_spool_check = Instant::now();
+                        if let Err(err) = drain_spool(&data_dir, |record| {
+                            appender.append_blocking(record).map(|_| ()).map_err(|err| err.to_string())
+                        }) {
+                            tracing::error!(error = %err, "failed to journal the CLI audit spool");
+                        }
+                    }
+                    if stopping_now && !full {
+                        return;
+                    }
+                    if !full {
+                        std::thread::sleep(POLL);
+                    }
+                }
+            })?;
+        Ok(StoreStage {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops after ingesting what the journal holds, and flushes the memtable.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Opens the store of `data_dir` read-only and adds the journal records its files do not
+/// hold yet, so that a query sees everything journaled, with or without a running server.
+pub fn open_for_reading(data_dir: &Path) -> anyhow::Result<Store> {
+    let store = Store::open_reader(data_dir)?;
+    if !data_dir.join("journal").exists() {
+        anyhow::bail!(
+            "no journal in {} (is this an apiwatch data directory? see --data)",
+            data_dir.display()
+        );
+    }
+    let reader = apiwatch_journal::JournalReader::open_from(data_dir, store.next_seq())?;
+    let mut chunk = Vec::with_capacity(65_536);
+    for record in reader {
+        chunk.push(record?);
+        if chunk.len() == chunk.capacity() {
+            store.ingest(&chunk);
+            chunk.clear();
+        }
+    }
+    store.ingest(&chunk);
+    Ok(store)
+}
+
+/// Rebuilds the store of `data_dir` from the whole journal (no server may run). Returns the
+/// events ingested and the time it took.
+pub fn rebuild(data_dir: &Path, config: StoreConfig) -> anyhow::Result<(u64, Duration)> {
+    let store_dir = data_dir.join(apiwatch_store::STORE_DIR);
+    // Take the lock on the old store first, so a running server is never pulled from under.
+    drop(Store::open_writer(data_dir, config.clone())?);
+    let events_dir = store_dir.join(apiwatch_store::files::EVENTS_DIR);
+    if events_dir.exists() {
+        std::fs::remove_dir_all(&events_dir)?;
+    }
+    let manifest = store_dir.join("manifest.json");
+    if manifest.exists() {
+        std::fs::remove_file(&manifest)?;
+    }
+    let started = Instant::now();
+    let store = Store::open_writer(data_dir, config)?;
+    let reader = apiwatch_journal::JournalReader::open_from(data_dir, 0)?;
+    let mut chunk = Vec::with_capacity(65_536);
+    let mut total = 0u64;
+    for record in reader {
+        chunk.push(record?);
+        if chunk.len() == chunk.capacity() {
+            total += store.ingest(&chunk) as u64;
+            chunk.clear();
+            if store.flush_due() {
+                store.flush()?;
+            }
+        }
+    }
+    total += store.ingest(&chunk) as u64;
+    store.flush()?;
+    store.compact()?;
+    Ok((total, started.elapsed()))
+}
+
+/// The audit event of one query.
+pub fn audit_event(
+    by: &str,
+    kind: &str,
+    text: &str,
+    range: (Option<i64>, Option<i64>),
+    rows: Option<usize>,
+    via: &str,
+) -> Event {
+    let mut event = Event::new(EventKind::Audit, "store.query", OffsetDateTime::now_utc());
+    event.user_name = Some(apiwatch_event::sanitize::sanitize_str(by, 256));
+    event.outcome = Some(if rows.is_some() { "success" } else { "failure" }.to_owned());
+    let labels = &mut event.labels;
+    labels.insert("query.kind".to_owned(), kind.to_owned());
+    labels.insert(
+        "query.text".to_owned(),
+        apiwatch_event::sanitize::sanitize_str(text, 4096),
+    );
+    labels.insert("query.via".to_owned(), via.to_owned());
+    if let Some(from) = range.0 {
+        labels.insert(
+            "query.from".to_owned(),
+            apiwatch_store::schema::format_nanos(from),
+        );
+    }
+    if let Some(to) = range.1 {
+        labels.insert(
+            "query.to".to_owned(),
+            apiwatch_store::schema::format_nanos(to),
+        );
+    }
+    if let Some(rows) = rows {
+        labels.insert("query.rows".to_owned(), rows.to_string());
+    }
+    event
+}
+
+/// Leaves an audit record for the journal: appends it to the spool (one write of one line),
+/// then, when no server holds the journal, journals the spool itself.
+pub fn spool_audit(data_dir: &Path, event: &Event) -> anyhow::Result<()> {
+    let path = data_dir.join(AUDIT_SPOOL);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut line = event.to_json();
+    line.push(b'\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    file.write_all(&line)?;
+    file.sync_data()?;
+    drop(file);
+    let config = apiwatch_journal::JournalConfig::new(data_dir);
+    match apiwatch_journal::Journal::open(config) {
+        Ok((journal, _)) => {
+            let appender = journal.appender();
+            let drained = drain_spool(data_dir, |record| {
+                appender
+                    .append_blocking(record)
+                    .map(|_| ())
+                    .map_err(|err| err.to_string())
+            });
+            journal.shutdown()?;
+            drained.map(|_| ()).map_err(|err| anyhow::anyhow!(err))
+        }
+        // A server holds the journal: it drains the spool within a second.
+        Err(apiwatch_journal::Error::Locked { .. }) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Moves the spool aside, journals each of its lines, and deletes it. Returns the records
+/// journaled. A line that is not an event is journaled as nothing and reported.
+pub fn drain_spool(
+    data_dir: &Path,
+    mut append: impl FnMut(Vec<u8>) -> Result<(), String>,
+) -> Result<usize, String> {
+    let path = data_dir.join(AUDIT_SPOOL);
+    let draining = path.with_extension("draining");
+    if !draining.exists() {
+        match std::fs::rename(&path, &draining) {
+            Ok(()) => {
+                // A CLI that opened the file just before the rename finishes its one write.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(err) => return Err(format!("failed to move {} aside: {err}", path.display())),
+        }
+    }
+    let text = std::fs::read(&draining)
+        .map_err(|err| format!("failed to read {}: {err}", draining.display()))?;
+    let mut count = 0;
+    for line in text.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
+        if Event::from_json(line).is_err() {
+            tracing::warn!("audit spool line is not an event; skipped");
+            continue;
+        }
+        append(line.to_vec())?;
+        count += 1;
+    }
+    std::fs::remove_file(&draining)
+        .map_err(|err| format!("failed to delete {}: {err}", draining.display()))?;
+    Ok(count)
+}
+
+/// A time range from `since` (a duration back from now), `from` and `to` (RFC 3339), as
+/// nanoseconds; each error names its parameter.
+pub fn time_range(
+    since: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(Option<i64>, Option<i64>), String> {
+    let now = OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    let since = since
+        .map(|text| {
+            humantime::parse_duration(text)
+                .map(|duration| now - duration.as_nanos().min(i64::MAX as u128) as i64)
+                .map_err(|err| format!("since: expected a duration such as 15m, 1h or 7d ({err})"))
+        })
+        .transpose()?;
+    let parse = |name: &str, text: &str| {
+        apiwatch_store::schema::timestamp_nanos(text).map_err(|_| {
+            format!("{name}: expected an RFC 3339 time such as 2026-12-01T09:00:00Z, got {text:?}")
+        })
+    };
+    let from = from.map(|text| parse("from", text)).transpose()?;
+    let to = to.map(|text| parse("to", text)).transpose()?;
+    let from = match (since, from) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    if let (Some(from), Some(to)) = (from, to) {
+        if from >= to {
+            return Err("from: must be before to".to_owned());
+        }
+    }
+    Ok((from, to))
+}
+
+/// The event as the API shows it: the journal's JSON, plus its journal seq.
+pub fn event_json(seq: u64, event: &Event) -> Value {
+    let mut value: Value = serde_json::from_slice(&event.to_json()).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("journal.seq".to_owned(), json!(seq));
+    }
+    value
+}
+
+/// The query service of a running server, over its live store.
+pub struct QueryService {
+    store: Arc<Store>,
+    appender: Appender,
+    limits: Limits,
+}
+
+impl QueryService {
+    /// Serves queries over `store`, journaling each through `appender`.
+    pub fn new(store: Arc<Store>, appender: Appender, limits: Limits) -> QueryService {
+        QueryService {
+            store,
+            appender,
+            limits,
+        }
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: 400,
+        message: message.into(),
+        position: None,
+    }
+}
+
+fn store_error(err: apiwatch_store::Error) -> ApiError {
+    match err {
+        apiwatch_store::Error::Search { column, message } => ApiError {
+            status: 400,
+            message: format!("q: column {column}: {message}"),
+            position: Some(column),
+        },
+        apiwatch_store::Error::Query(message) => ApiError {
+            status: 400,
+            position: sql_position(&message),
+            message,
+        },
+        apiwatch_store::Error::Timeout(_) => ApiError {
+            status: 503,
+            message: err.to_string(),
+            position: None,
+        },
+        other => ApiError {
+            status: 500,
+            message: other.to_string(),
+            position: None,
+        },
+    }
+}
+
+/// The column DataFusion's parser names in its message ("at Line: 1, Column: 8"), if any.
+fn sql_position(message: &str) -> Option<usize> {
+    let at = message.find("Column: ")? + "Column: ".len();
+    let digits: String = message[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+impl QueryService {
+    fn journal(&self, event: Event) -> BoxFuture<()> {
+        let appender = self.appender.clone();
+        Box::pin(async move {
+            if let Err(err) = appender.append(event.to_json()).await {
+                tracing::error!(error = %err, "failed to journal a query's audit event");
+            }
+        })
+    }
+}
+
+impl EventsApi for QueryService {
+    fn search(
+        &self,
+        params: HashMap<String, String>,
+        by: String,
+    ) -> BoxFuture<Result<Value, ApiError>> {
+        let store = Arc::clone(&self.store);
+        let audit = self.appender.clone();
+        let service = QueryService {
+            store: Arc::clone(&store),
+            appender: audit,
+            limits: self.limits,
+        };
+        Box::pin(async move {
+            let get = |name: &str| params.get(name).map(String::as_str);
+            let range = time_range(get("since"), get("from"), get("to")).map_err(bad_request)?;
+            let limit = match get("limit") {
+                None => 100,
+                Some(text) => match text.parse::<usize>() {
+                    Ok(limit) if (1..=MAX_PAGE).contains(&limit) => limit,
+                    _ => {
+                        return Err(bad_request(format!(
+                            "limit: expected 1 to {MAX_PAGE}, got {text:?}"
+                        )));
+                    }
+                },
+            };
+            let cursor = get("cursor")
+                .map(Cursor::decode)
+                .transpose()
+                .map_err(store_error)?;
+            let oldest_first = match get("order") {
+                None | Some("newest") => false,
+                Some("oldest") => true,
+                Some(other) => {
+                    return Err(bad_request(format!(
+                        "order: expected newest or oldest, got {other:?}"
+                    )));
+                }
+            };
+            let query = get("q").unwrap_or_default().to_owned();
+            let request = SearchRequest {
+                query: query.clone(),
+                from: range.0,
+                to: range.1,
+                limit,
+                cursor,
+                oldest_first,
+            };
+            let result = store.search(&request).await;
+            let rows = result.as_ref().ok().map(|page| page.events.len());
+            service
+                .journal(audit_event(&by, "search", &query, range, rows, "api"))
+                .await;
+            let page = result.map_err(store_error)?;
+            Ok(json!({
+                "events": page.events.iter().map(|(seq, event)| event_json(*seq, event)).collect::<Vec<_>>(),
+                "next_cursor": page.next_cursor.map(|cursor| cursor.encode()),
+            }))
+        })
+    }
+
+    fn sql(&self, text: String, by: String) -> BoxFuture<Result<Value, ApiError>> {
+        let service = QueryService {
+            store: Arc::clone(&self.store),
+            appender: self.appender.clone(),
+            limits: self.limits,
+        };
+        Box::pin(async move {
+            let result = service.store.sql(&text, service.limits).await;
+            let rows = result
+                .as_ref()
+                .ok()
+                .map(|answer| answer.batches.iter().map(|b| b.num_rows()).sum());
+            service
+                .journal(audit_event(&by, "sql", &text, (None, None), rows, "api"))
+                .await;
+            let answer = result.map_err(store_error)?;
+            let rows = answer.rows_json().map_err(|err| ApiError {
+                status: 500,
+                message: err.to_string(),
+                position: None,
+            })?;
+            Ok(json!({ "rows": rows, "truncated": answer.truncated }))
+        })
+    }
+
+    fn stats(
+        &self,
+        kind: String,
+        params: HashMap<String, String>,
+        by: String,
+    ) -> BoxFuture<Result<Value, ApiError>> {
+        let service = QueryService {
+            store: Arc::clone(&self.store),
+            appender: self.appender.clone(),
+            limits: self.limits,
+        };
+        Box::pin(async move {
+            let get = |name: &str| params.get(name).map(String::as_str);
+            let range = time_range(get("since"), get("from"), get("to")).map_err(bad_request)?;
+            let request =
+                stats_request(&kind, get("bucket"), get("field"), get("n")).map_err(bad_request)?;
+            let query = get("q").unwrap_or_default().to_owned();
+            let result = service
+                .store
+                .stats(&query, range.0, range.1, &request, service.limits)
+                .await;
+            let rows = result
+                .as_ref()
+                .ok()
+                .map(|answer| answer.batches.iter().map(|b| b.num_rows()).sum());
+            service
+                .journal(audit_event(
+                    &by,
+                    &format!("stats.{kind}"),
+                    &query,
+                    range,
+                    rows,
+                    "api",
+                ))
+                .await;
+            let answer = result.map_err(store_error)?;
+            let rows = answer.rows_json().map_err(|err| ApiError {
+                status: 500,
+                message: err.to_string(),
+                position: None,
+            })?;
+            Ok(json!({ "rows": rows }))
+        })
+    }
+}
+
+/// The aggregation a `stats` kind names, with its parameters checked.
+pub fn stats_request(
+    kind: &str,
+    bucket: Option<&str>,
+    field: Option<&str>,
+    n: Option<&str>,
+) -> Result<StatsRequest, String> {
+    match kind {
+        "histogram" => {
+            let bucket = match bucket {
+                None => Duration::from_secs(60),
+                Some(text) => humantime::parse_duration(text)
+                    .ok()
+                    .filter(|bucket| bucket.as_secs() >= 1)
+                    .ok_or_else(|| {
+                        format!(
+                            "bucket: expected a duration of at least 1s such as 1m, got {text:?}"
+                        )
+                    })?,
+            };
+            Ok(StatsRequest::Histogram { bucket })
+        }
+        "top" => {
+            let field = field
+                .ok_or("field: required, e.g. field=source.ip")?
+                .to_owned();
+            let n = match n {
+                None => 10,
+                Some(text) => text
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| format!("n: expected 1 to 1000, got {text:?}"))?,
+            };
+            Ok(StatsRequest::Top { field, n })
+        }
+        "percentiles" => Ok(StatsRequest::Percentiles),
+        "status" => Ok(StatsRequest::StatusClasses),
+        other => Err(format!(
+            "unknown statistic {other:?}; expected histogram, top, percentiles or status"
+        )),
+    }
+}
