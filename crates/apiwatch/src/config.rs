@@ -49,6 +49,9 @@ pub struct RawConfig {
     /// The query store.
     #[serde(default)]
     pub store: RawStore,
+    /// How long data is kept.
+    #[serde(default)]
+    pub retention: RawRetention,
     /// Decisions made from findings.
     #[serde(default)]
     pub respond: RawRespond,
@@ -202,6 +205,22 @@ pub struct RawStore {
     pub max_rows: Option<Spanned<usize>>,
     /// ... and longest run (default 30s).
     pub query_timeout: Option<Spanned<String>>,
+}
+
+/// `[retention]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// `pci-dss` or `gdpr-minimal`; the other keys override it.
+    pub preset: Option<Spanned<String>>,
+    /// Keep journal records at most this long (`365d`).
+    pub max_age: Option<Spanned<String>>,
+    /// Keep the journal at most this big (`50GiB`, `500MiB`).
+    pub max_size: Option<Spanned<String>>,
+    /// Keep events queryable in the store this long (`90d`).
+    pub hot: Option<Spanned<String>>,
+    /// How often the policy is applied (default `1h`).
+    pub check_every: Option<Spanned<String>>,
 }
 
 /// `[detect]`.
@@ -363,6 +382,8 @@ pub struct Settings {
     pub detect: DetectSettings,
     /// The query store.
     pub store: StoreSettings,
+    /// Retention.
+    pub retention: crate::retention::RetentionSettings,
     /// Decisions.
     pub respond: RespondSettings,
     /// Alerts.
@@ -855,6 +876,7 @@ impl RawConfig {
         let respond = self.validate_respond(&mut check);
         let alerts = self.validate_alerts(&mut check);
         let store = self.validate_store(&mut check);
+        let retention = self.validate_retention(&mut check);
         let max_state_mib = match &self.detect.max_state_mib {
             Some(value) if *value.get_ref() < 1 => {
                 check.problem(
@@ -907,6 +929,7 @@ impl RawConfig {
             log_level: self.log.level.unwrap_or_else(|| "info".to_owned()),
             detect,
             store,
+            retention,
             respond,
             alerts,
         })
@@ -1342,6 +1365,55 @@ impl RawConfig {
         }
     }
 
+    fn validate_retention(&self, check: &mut Checker<'_>) -> crate::retention::RetentionSettings {
+        let raw = &self.retention;
+        let mut settings = crate::retention::RetentionSettings::default();
+        if let Some(name) = &raw.preset {
+            match crate::retention::preset(name.get_ref()) {
+                Some((max_age, hot)) => {
+                    settings.max_age = Some(max_age);
+                    settings.hot = Some(hot);
+                    settings.preset = Some(name.get_ref().clone());
+                }
+                None => check.problem(
+                    "retention.preset",
+                    Some(name),
+                    format!(
+                        "expected \"pci-dss\" or \"gdpr-minimal\", got {:?}",
+                        name.get_ref()
+                    ),
+                ),
+            }
+        }
+        if let Some(value) = &raw.max_age {
+            settings.max_age =
+                Some(check.duration("retention.max_age", Some(value), Duration::from_secs(1)));
+        }
+        if let Some(value) = &raw.hot {
+            settings.hot =
+                Some(check.duration("retention.hot", Some(value), Duration::from_secs(1)));
+        }
+        settings.check_every = check.duration(
+            "retention.check_every",
+            raw.check_every.as_ref(),
+            settings.check_every,
+        );
+        if let Some(value) = &raw.max_size {
+            match parse_size(value.get_ref()) {
+                Some(bytes) if bytes > 0 => settings.max_bytes = Some(bytes),
+                _ => check.problem(
+                    "retention.max_size",
+                    Some(value),
+                    format!(
+                        "expected a size such as \"50GiB\" or \"500MiB\", got {:?}",
+                        value.get_ref()
+                    ),
+                ),
+            }
+        }
+        settings
+    }
+
     fn validate_store(&self, check: &mut Checker<'_>) -> StoreSettings {
         let defaults = StoreSettings::default();
         let raw = &self.store;
@@ -1477,3 +1549,22 @@ fn parse_net(text: &str) -> Option<IpNet> {
 
 #[cfg(test)]
 mod tests;
+
+/// `"50GiB"`, `"500MiB"`, `"64KiB"`, `"1TiB"` or plain bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}

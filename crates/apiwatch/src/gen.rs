@@ -30,6 +30,9 @@ pub struct GenArgs {
     /// Seed of the generator.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Seal journal segments at this size (small values make retention testable).
+    #[arg(long, hide = true)]
+    segment_max_bytes: Option<u64>,
     /// Data directory to create (must not hold a journal yet).
     #[arg(short, long)]
     output: PathBuf,
@@ -169,6 +172,9 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
     }
     let mut config = JournalConfig::new(&args.output);
     config.fsync = FsyncPolicy::Interval(Duration::from_secs(1));
+    if let Some(bytes) = args.segment_max_bytes {
+        config.segment_max_bytes = bytes;
+    }
     let (journal, _) = Journal::open(config)?;
     let appender = journal.appender();
     let mut rng = Rng(args.seed);

@@ -10,6 +10,7 @@ mod demo;
 mod detect;
 mod r#gen;
 mod respond;
+mod retention;
 mod store;
 mod topology;
 mod watchdog;

@@ -235,6 +235,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     if let Some(alerting) = &alerting {
         admin_state = admin_state.with_alerts(Arc::new(alerting.clone()));
     }
+    let retention = crate::retention::Retention::new(
+        settings.retention.clone(),
+        &settings.data_dir,
+        store.as_ref().map(|(store, _)| Arc::clone(store)),
+        journal.appender(),
+    );
+    tokio::spawn(Arc::clone(&retention).run(shutdown.subscribe()));
+    admin_state = admin_state.with_retention(retention);
     let store = match store {
         Some((store, stage)) => {
             admin_state = admin_state.with_events(Arc::new(crate::store::QueryService::new(

@@ -13,6 +13,10 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The retention horizon (`journal/horizon.json`) is unreadable, or a prune cannot
+    /// proceed safely.
+    #[error("retention horizon: {0}")]
+    Horizon(String),
     /// A directory could not be created or listed.
     #[error("failed to access journal directory {path}")]
     Dir {

@@ -35,9 +35,9 @@
 //! RFC 6962 with SHA-256 (`leaf = H(0x00 || record)`, `node = H(0x01 || left || right)`); see
 //! [`merkle`].
 //!
-//! Not done yet: compression of sealed segments and retention (deleting old segments while
-//! keeping the frontier) are not implemented; verification and recovery need every segment
-//! from record 0.
+//! Retention deletes the oldest sealed segments after writing the Merkle frontier at the first
+//! kept record to `journal/horizon.json` ([`prune_before`]); verification, recovery, readers
+//! and proofs continue from it. Not done yet: compression of sealed segments.
 #![warn(missing_docs)]
 
 mod checkpoint;
@@ -49,6 +49,7 @@ mod metrics;
 mod proof;
 mod reader;
 mod recovery;
+mod retention;
 mod segment;
 mod verify;
 mod worker;
@@ -66,6 +67,9 @@ pub use proof::{
     verify_consistency_proof, verify_inclusion_proof,
 };
 pub use reader::{Follower, JournalReader};
+pub use retention::{
+    HORIZON_FILE, Horizon, PruneReport, SegmentInfo, load_horizon, prune_before, segments,
+};
 pub use segment::MAX_RECORD_LEN;
 pub use verify::{TornTail, VerifyFailure, VerifyOptions, VerifyReport, verify};
 pub use writer::{AppendError, Appender, Journal, RecoveryReport};

@@ -79,6 +79,31 @@ impl Frontier {
         self.size += 1;
     }
 
+    /// Rebuilds a frontier from its size and its nodes (largest subtree first); `None` unless
+    /// there is exactly one node per set bit of `size`.
+    pub fn from_parts(size: u64, nodes: Vec<Hash>) -> Option<Frontier> {
+        (nodes.len() == size.count_ones() as usize).then_some(Frontier { nodes, size })
+    }
+
+    /// The roots of the perfect subtrees, largest (leftmost) first.
+    pub fn nodes(&self) -> &[Hash] {
+        &self.nodes
+    }
+
+    /// The leaf range each node covers, in [`Frontier::nodes`] order.
+    pub fn node_ranges(&self) -> Vec<Range<u64>> {
+        let mut ranges = Vec::with_capacity(self.nodes.len());
+        let mut start = 0;
+        for bit in (0..64).rev() {
+            let width = 1u64 << bit;
+            if self.size & width != 0 {
+                ranges.push(start..start + width);
+                start += width;
+            }
+        }
+        ranges
+    }
+
     /// Number of leaves in the tree.
     pub fn size(&self) -> u64 {
         self.size
@@ -283,6 +308,38 @@ impl RangeHasher {
             .collect();
         ranges.sort_by_key(|(range, _, _)| range.start);
         RangeHasher { ranges, cursor: 0 }
+    }
+
+    /// Like [`RangeHasher::new`], for a journal whose leaves before `horizon.size()` are gone:
+    /// a range that starts before the horizon is seeded with the horizon's nodes inside it, so
+    /// only the leaves from the horizon on need to be fed. `None` when a range needs leaves
+    /// before the horizon that no node covers.
+    pub fn with_horizon(ranges: Vec<Range<u64>>, horizon: &Frontier) -> Option<Self> {
+        let mut hasher = RangeHasher::new(ranges);
+        let boundary = horizon.size();
+        let spans: Vec<(Range<u64>, Hash)> = horizon
+            .node_ranges()
+            .into_iter()
+            .zip(horizon.nodes().iter().copied())
+            .collect();
+        for (range, frontier, _) in &mut hasher.ranges {
+            if range.start >= boundary {
+                continue;
+            }
+            let inside: Vec<&(Range<u64>, Hash)> = spans
+                .iter()
+                .filter(|(span, _)| span.start >= range.start && span.end <= range.end)
+                .collect();
+            let covered: u64 = inside.iter().map(|(span, _)| span.end - span.start).sum();
+            let needed = boundary.min(range.end) - range.start;
+            if covered != needed {
+                return None;
+            }
+            let seeded =
+                Frontier::from_parts(covered, inside.iter().map(|(_, hash)| *hash).collect())?;
+            *frontier = seeded;
+        }
+        Some(hasher)
     }
 
     /// Feeds leaf `index`; leaves must come in increasing index order.

@@ -24,8 +24,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::merkle::{
-    Frontier, Hash, RangeHasher, consistency_ranges, inclusion_ranges, leaf_hash,
-    verify_consistency, verify_inclusion,
+    Hash, RangeHasher, consistency_ranges, inclusion_ranges, leaf_hash, verify_consistency,
+    verify_inclusion,
 };
 use crate::reader::JournalReader;
 
@@ -91,8 +91,15 @@ pub fn prove(dir: &Path, leaf_index: u64) -> Result<InclusionProof> {
         });
     };
     let tree_size = checkpoint.tree_size;
-    let mut ranges = RangeHasher::new(inclusion_ranges(leaf_index, tree_size));
-    let mut frontier = Frontier::new();
+    let mut frontier = crate::retention::start_frontier(dir)?;
+    if leaf_index < frontier.size() {
+        return Err(Error::Horizon(format!(
+            "record {leaf_index} was deleted by retention (records before {} are gone)",
+            frontier.size()
+        )));
+    }
+    let mut ranges = RangeHasher::with_horizon(inclusion_ranges(leaf_index, tree_size), &frontier)
+        .ok_or_else(|| Error::Horizon("the horizon does not cover the proof's ranges".into()))?;
     let mut record = None;
     for item in JournalReader::open(dir)? {
         let (seq, payload) = item?;
@@ -185,9 +192,21 @@ pub fn prove_consistency(
             ),
         });
     }
-    let mut ranges = RangeHasher::new(consistency_ranges(old.tree_size, new.tree_size));
-    let mut frontier = Frontier::new();
-    let mut old_root = (old.tree_size == 0).then(|| frontier.root());
+    let frontier_start = crate::retention::start_frontier(dir)?;
+    if old.tree_size < frontier_start.size() {
+        return Err(Error::Horizon(format!(
+            "the old checkpoint (size {}) is older than the retention horizon ({})",
+            old.tree_size,
+            frontier_start.size()
+        )));
+    }
+    let mut ranges = RangeHasher::with_horizon(
+        consistency_ranges(old.tree_size, new.tree_size),
+        &frontier_start,
+    )
+    .ok_or_else(|| Error::Horizon("the horizon does not cover the proof's ranges".into()))?;
+    let mut frontier = frontier_start;
+    let mut old_root = (old.tree_size == frontier.size()).then(|| frontier.root());
     for item in JournalReader::open(dir)? {
         let (seq, payload) = item?;
         if seq >= new.tree_size {

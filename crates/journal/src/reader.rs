@@ -40,6 +40,9 @@ impl JournalReader {
                 source,
             })?
             .into();
+        // Segments below the retention horizon are leftovers of a prune cut short.
+        let horizon = crate::retention::load_horizon(dir)?.map_or(0, |horizon| horizon.size);
+        segments.retain(|(first, _)| *first >= horizon);
         // Skip whole segments before the one holding `start_seq`.
         while segments.len() > 1
             && segments
@@ -327,6 +330,17 @@ impl Follower {
             path: self.journal_dir.clone(),
             source,
         })?;
+        // Records before the oldest segment were deleted by retention: continue after them.
+        if let Some((oldest, _)) = segments.first() {
+            if *oldest > self.next_seq {
+                tracing::warn!(
+                    from = self.next_seq,
+                    to = *oldest,
+                    "records deleted by retention were never read; continuing after them"
+                );
+                self.next_seq = *oldest;
+            }
+        }
         let Some((first_seq, path)) = segments
             .into_iter()
             .rev()

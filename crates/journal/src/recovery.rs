@@ -89,7 +89,14 @@ pub(crate) fn recover(data_dir: &Path) -> Result<Recovered> {
         last_checkpoint: last_checkpoint.clone(),
         ..RecoveryReport::default()
     };
-    let mut frontier = Frontier::new();
+    // After retention the kept records continue the tree from the horizon; segments below it
+    // are leftovers of a prune cut short.
+    let mut frontier = crate::retention::start_frontier(data_dir)?;
+    let horizon = frontier.size();
+    let segments: Vec<(u64, PathBuf)> = segments
+        .into_iter()
+        .filter(|(first_seq, _)| *first_seq >= horizon)
+        .collect();
     let mut tail = None;
     let mut payload = Vec::new();
     let check_root = |frontier: &Frontier| -> Result<()> {
@@ -152,7 +159,7 @@ pub(crate) fn recover(data_dir: &Path) -> Result<Recovered> {
         if first_seq != expected {
             let reason = if index == 0 {
                 format!(
-                    "the journal starts at record {first_seq}: records 0..{first_seq} are missing"
+                    "the journal starts at record {first_seq}: records {expected}..{first_seq} are missing"
                 )
             } else {
                 format!(

@@ -53,7 +53,9 @@ pub struct TornTail {
 /// What a successful verification found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifyReport {
-    /// Complete records.
+    /// Records deleted by retention (`0..horizon`); the tree continues from their frontier.
+    pub horizon: u64,
+    /// Complete records, deleted ones included (the tree's size).
     pub records: u64,
     /// Segment files.
     pub segments: u32,
@@ -72,6 +74,13 @@ impl fmt::Display for VerifyReport {
             "ok: {} records in {} segments, {} checkpoints verified",
             self.records, self.segments, self.checkpoints_checked
         )?;
+        if self.horizon > 0 {
+            write!(
+                f,
+                " (records 0..{} deleted by retention; the rest verified from its horizon)",
+                self.horizon
+            )?;
+        }
         match &self.last_checkpoint {
             Some(checkpoint) => write!(
                 f,
@@ -196,8 +205,20 @@ pub fn verify(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Verif
     let segments = list_segments(&journal).map_err(|err| {
         VerifyFailure::general(format!("cannot list {}: {err}", journal.display()))
     })?;
-    let mut frontier = Frontier::new();
-    let mut next_claim = 0;
+    // After retention, the kept records continue the tree from the horizon's frontier.
+    // Checkpoints older than the horizon keep their signature checked above, but their roots
+    // cover deleted records and cannot be recomputed.
+    let mut frontier = crate::retention::start_frontier(dir)
+        .map_err(|err| VerifyFailure::general(err.to_string()))?;
+    let horizon = frontier.size();
+    let segments: Vec<(u64, std::path::PathBuf)> = segments
+        .into_iter()
+        .filter(|(first_seq, _)| *first_seq >= horizon)
+        .collect();
+    let mut next_claim = claims
+        .iter()
+        .take_while(|claim| claim.checkpoint.tree_size < horizon)
+        .count();
     let mut matched = Vec::new();
     let mut torn_tail = None;
     let mut segment_count = 0;
@@ -248,7 +269,7 @@ pub fn verify(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Verif
         if first_seq != expected {
             let reason = if index == 0 {
                 format!(
-                    "the journal starts at record {first_seq}: records 0..{first_seq} are missing (first segment removed?)"
+                    "the journal starts at record {first_seq}: records {expected}..{first_seq} are missing (first segment removed?)"
                 )
             } else {
                 format!(
@@ -338,6 +359,7 @@ pub fn verify(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Verif
         });
     }
     Ok(VerifyReport {
+        horizon,
         records: frontier.size(),
         segments: segment_count,
         checkpoints_checked: claims.len(),

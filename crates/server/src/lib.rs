@@ -65,6 +65,17 @@ pub trait EventsApi: Send + Sync + 'static {
     ) -> BoxFuture<Result<serde_json::Value, ApiError>>;
 }
 
+/// Early deletion (before the retention policy would delete), as the admin API sees it.
+pub trait RetentionApi: Send + Sync + 'static {
+    /// Deletes what is older than the body's `before` (RFC 3339) for its `reason`, as `by`;
+    /// errors are (status, message).
+    fn prune(
+        &self,
+        body: serde_json::Value,
+        by: String,
+    ) -> BoxFuture<Result<serde_json::Value, (u16, String)>>;
+}
+
 /// A change a person makes to an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlertOp {
@@ -131,6 +142,7 @@ pub struct AdminState {
     bouncers: Option<Arc<bouncer::Bouncers>>,
     alerts: Option<Arc<dyn AlertsApi>>,
     events: Option<Arc<dyn EventsApi>>,
+    retention: Option<Arc<dyn RetentionApi>>,
 }
 
 /// What the `/api/` handlers need: who may ask, and where the journal is.
@@ -151,12 +163,19 @@ impl AdminState {
             bouncers: None,
             alerts: None,
             events: None,
+            retention: None,
         }
     }
 
     /// Serves `/api/v1/decisions` (list, add, delete) through `decisions`.
     pub fn with_decisions(mut self, decisions: Arc<dyn DecisionsApi>) -> Self {
         self.decisions = Some(decisions);
+        self
+    }
+
+    /// Serves `POST /api/v1/retention/prune` through `retention`.
+    pub fn with_retention(mut self, retention: Arc<dyn RetentionApi>) -> Self {
+        self.retention = Some(retention);
         self
     }
 
@@ -206,6 +225,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/events", get(search_events))
         .route("/api/v1/sql", axum::routing::post(run_sql))
         .route("/api/v1/stats/{kind}", get(run_stats))
+        .route("/api/v1/retention/prune", axum::routing::post(prune_early))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/silences", get(list_silences).post(add_silence))
         .route(
@@ -306,6 +326,38 @@ fn api_error(status: u16, message: String) -> Response {
 /// An error answer: `{"error": "..."}` with a status.
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn prune_early(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let by = match authorize(&state, &headers) {
+        Ok((_, by)) => by,
+        Err((status, message)) => return error(status, message),
+    };
+    let Some(retention) = state.retention.clone() else {
+        return error(StatusCode::NOT_FOUND, "retention is not available");
+    };
+    let body: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "body: expected {{\"before\": \"<RFC 3339>\", \"reason\": \"...\"}} ({err})"
+                ),
+            );
+        }
+    };
+    match retention.prune(body, by).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err((status, message)) => error(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            message,
+        ),
+    }
 }
 
 /// The events API and the caller's token name, or the error to answer.

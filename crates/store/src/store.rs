@@ -318,6 +318,33 @@ impl Store {
         Ok(merged_away)
     }
 
+    /// Drops the Parquet files whose events are all older than `before` (nanoseconds) from
+    /// the manifest (retention); they are deleted once their trash grace has passed. Returns
+    /// the files dropped. Only the writer drops.
+    pub fn drop_before(&self, before: i64) -> Result<usize> {
+        if self._lock.is_none() {
+            return Err(Error::Query("a read-only store cannot drop files".into()));
+        }
+        let mut manifest = write(&self.manifest);
+        let mut updated = manifest.clone();
+        let now = files::unix_now();
+        let (old, kept): (Vec<FileEntry>, Vec<FileEntry>) = updated
+            .files
+            .drain(..)
+            .partition(|file| file.max_time < before);
+        if old.is_empty() {
+            return Ok(0);
+        }
+        updated.files = kept;
+        updated.trash.extend(old.iter().map(|file| TrashEntry {
+            name: file.name.clone(),
+            replaced_at: now,
+        }));
+        updated.save(&self.store_dir)?;
+        *manifest = updated;
+        Ok(old.len())
+    }
+
     pub(crate) fn snapshot(&self, range: Option<(i64, i64)>) -> Snapshot {
         let manifest = read(&self.manifest);
         let memtable = read(&self.memtable);

@@ -4,6 +4,7 @@ mod alerts;
 mod bouncer;
 mod decisions;
 mod journal;
+mod retention;
 mod rules;
 mod serve;
 mod store;
@@ -82,6 +83,11 @@ enum Command {
     },
     /// Generate a data directory of realistic synthetic events (benchmarks, trials).
     Gen(crate::r#gen::GenArgs),
+    /// Retention: what is kept, and early deletion.
+    Retention {
+        #[command(subcommand)]
+        command: retention::RetentionCommand,
+    },
     /// The admin API's bearer tokens.
     Token {
         #[command(subcommand)]
@@ -128,6 +134,7 @@ pub fn main() -> ExitCode {
         Command::Store { command } => store::store(command),
         Command::Token { command } => tokens::run(command),
         Command::Gen(args) => crate::r#gen::run(args),
+        Command::Retention { command } => retention::run(command),
         Command::Demo(args) => {
             init_logging(json_logs, "warn");
             crate::demo::run(args)

@@ -381,3 +381,61 @@ proptest! {
         }
     }
 }
+
+/// Hashes `ranges` the way a journal pruned at `horizon` must: seeded with the frontier at the
+/// horizon, then fed only the leaves from the horizon on.
+fn hash_from_horizon(
+    leaves: &[Hash],
+    horizon: u64,
+    ranges: Vec<std::ops::Range<u64>>,
+) -> Option<Vec<Hash>> {
+    let mut frontier = Frontier::new();
+    for leaf in &leaves[..horizon as usize] {
+        frontier.push(*leaf);
+    }
+    let rebuilt = Frontier::from_parts(frontier.size(), frontier.nodes().to_vec()).unwrap();
+    assert_eq!(rebuilt, frontier);
+    let mut hasher = RangeHasher::with_horizon(ranges, &frontier)?;
+    for (index, leaf) in leaves.iter().enumerate().skip(horizon as usize) {
+        hasher.push(index as u64, leaf);
+    }
+    hasher.finish()
+}
+
+#[test]
+fn proofs_built_from_a_horizon_equal_proofs_built_from_every_leaf() {
+    // Every tree size up to 40, every horizon, every kept leaf: the same inclusion proof, and
+    // the same consistency proof from every old size at or after the horizon.
+    for size in 1..=40u64 {
+        let leaves: Vec<Hash> = (0..size).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+        for horizon in 0..=size {
+            for index in horizon..size {
+                let expected = inclusion_proof(&leaves, index);
+                let built = hash_from_horizon(&leaves, horizon, inclusion_ranges(index, size));
+                assert_eq!(
+                    built,
+                    Some(expected),
+                    "size {size} horizon {horizon} index {index}"
+                );
+            }
+            for old in horizon.max(1)..size {
+                let expected = consistency_proof(&leaves, old);
+                let built = hash_from_horizon(&leaves, horizon, consistency_ranges(old, size));
+                assert_eq!(
+                    built,
+                    Some(expected),
+                    "size {size} horizon {horizon} old {old}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_frontier_needs_one_node_per_set_bit() {
+    assert!(Frontier::from_parts(5, vec![[0; 32]; 2]).is_some());
+    assert!(Frontier::from_parts(5, vec![[0; 32]; 3]).is_none());
+    assert!(Frontier::from_parts(0, Vec::new()).is_some());
+    let frontier = Frontier::from_parts(13, vec![[1; 32], [2; 32], [3; 32]]).unwrap();
+    assert_eq!(frontier.node_ranges(), vec![0..8, 8..12, 12..13]);
+}

@@ -1,0 +1,207 @@
+//! Retention end to end: a week of generated history, a policy that keeps three days in the
+//! journal and one day in the store, an early deletion by an admin, and the journal still
+//! verifying and proving afterwards.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{journal_events, poll, run, serve, start_upstream, stdout_of};
+use serde_json::Value;
+
+fn status(data: &str) -> Value {
+    let output = run(&["retention", "status", "--data", data]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout_of(&output).trim()).unwrap()
+}
+
+fn nanos(text: &str) -> i64 {
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap();
+    at.unix_timestamp_nanos() as i64
+}
+
+#[test]
+fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let output = run(&[
+        "gen",
+        "--events",
+        "20000",
+        "--days",
+        "7",
+        "--segment-max-bytes",
+        "262144",
+        "-o",
+        data_arg,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        run(&["store", "rebuild", "--data", data_arg])
+            .status
+            .success()
+    );
+    let before = status(data_arg);
+    assert_eq!(before["horizon"], 0);
+    let segments_before = before["segments"].as_u64().unwrap();
+    assert!(segments_before > 20, "{before}");
+
+    let config = dir.path().join("apiwatch.toml");
+    std::fs::write(
+        &config,
+        "[retention]\nmax_age = \"3d\"\nhot = \"1d\"\ncheck_every = \"1s\"\n",
+    )
+    .unwrap();
+    let upstream = start_upstream();
+    let apiwatch = serve(
+        &data,
+        upstream.addr,
+        &["--config", config.to_str().unwrap()],
+    );
+    let token = apiwatch.token();
+    let prune = poll(
+        Duration::from_secs(20),
+        || {
+            journal_events(&data)
+                .into_iter()
+                .find(|event| event["event.dataset"] == "retention.prune")
+        },
+        || format!("no prune was journaled; stderr:\n{}", apiwatch.stderr()),
+    );
+    assert_eq!(prune["event.kind"], "system");
+    assert!(
+        prune["labels"]["retention.segments"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    let after = status(data_arg);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    let day = 86_400_000_000_000i64;
+    let oldest = nanos(after["oldest_kept_event"].as_str().unwrap());
+    // Whole segments go: the oldest kept event is at most one segment older than 3 days.
+    assert!(oldest > now - 3 * day - day / 4, "{after}");
+    assert!(after["horizon"].as_u64().unwrap() > 0);
+    // The store keeps a day (whole hourly files).
+    let output = run(&[
+        "sql",
+        "SELECT min(timestamp) AS oldest FROM events WHERE event_kind = 'request'",
+        "--format",
+        "json",
+        "--data",
+        data_arg,
+    ]);
+    let oldest_stored: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
+    let oldest_stored = nanos(oldest_stored["oldest"].as_str().unwrap());
+    assert!(
+        oldest_stored > now - day - 2 * 3_600_000_000_000,
+        "{oldest_stored}"
+    );
+
+    // Deleting earlier than the policy: an admin action with a reason, journaled.
+    let twelve_hours_ago = time::OffsetDateTime::now_utc() - time::Duration::hours(12);
+    let before_text = twelve_hours_ago
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let output = std::process::Command::new(common::BIN)
+        .args([
+            "retention",
+            "prune",
+            "--before",
+            &before_text,
+            "--reason",
+            "court order 42",
+        ])
+        .args(["--admin", &apiwatch.admin.to_string()])
+        .env("APIWATCH_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let early = poll(
+        Duration::from_secs(5),
+        || {
+            journal_events(&data).into_iter().find(|event| {
+                event["event.dataset"] == "retention.prune" && event["event.kind"] == "audit"
+            })
+        },
+        || "the early deletion was not journaled".to_owned(),
+    );
+    assert_eq!(early["user.name"], "admin");
+    assert_eq!(early["labels"]["retention.reason"], "court order 42");
+    let output = std::process::Command::new(common::BIN)
+        .args([
+            "retention",
+            "prune",
+            "--before",
+            "yesterday",
+            "--reason",
+            "x",
+        ])
+        .args(["--admin", &apiwatch.admin.to_string()])
+        .env("APIWATCH_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("before:"));
+    assert!(apiwatch.terminate().success());
+
+    // The journal still verifies, and a kept event still has a proof.
+    let verify = run(&["verify", "--data", data_arg]);
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        stdout_of(&verify),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(
+        stdout_of(&verify).contains("deleted by retention"),
+        "{}",
+        stdout_of(&verify)
+    );
+    let kept = journal_events(&data)
+        .into_iter()
+        .find(|event| event["event.kind"] == "request")
+        .unwrap();
+    let proof = dir.path().join("proof.json");
+    let output = run(&[
+        "prove",
+        kept["event.id"].as_str().unwrap(),
+        "-o",
+        proof.to_str().unwrap(),
+        "--data",
+        data_arg,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let key = run(&["keys", "--data", data_arg]);
+    let key = stdout_of(&key);
+    let key = key
+        .split_whitespace()
+        .find(|word| word.starts_with("ed25519:"))
+        .unwrap();
+    let output = run(&["verify-proof", proof.to_str().unwrap(), "--public-key", key]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
