@@ -178,23 +178,65 @@ pub fn rebuild(data_dir: &Path, config: StoreConfig) -> anyhow::Result<(u64, Dur
         std::fs::remove_file(&manifest)?;
     }
     let started = Instant::now();
-    let store = Store::open_writer(data_dir, config)?;
+    // Bulk load: compaction waits for the end (one rewrite instead of one per level), and
+    // flushes run on their own thread while this one reads and parses the next records.
+    let compact = config.compact;
+    let flush_rows = config.flush_rows;
+    let store = Arc::new(Store::open_writer(
+        data_dir,
+        StoreConfig {
+            compact: false,
+            ..config
+        },
+    )?);
+    let reading = Arc::new(AtomicBool::new(true));
+    let flusher = {
+        let store = Arc::clone(&store);
+        let reading = Arc::clone(&reading);
+        std::thread::spawn(move || -> apiwatch_store::Result<()> {
+            while reading.load(Ordering::Relaxed) {
+                if store.flush_due() {
+                    store.flush()?;
+                } else {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            Ok(())
+        })
+    };
     let reader = apiwatch_journal::JournalReader::open_from(data_dir, 0)?;
     let mut chunk = Vec::with_capacity(65_536);
     let mut total = 0u64;
+    let mut read_error = None;
     for record in reader {
-        chunk.push(record?);
+        match record {
+            Ok(record) => chunk.push(record),
+            Err(err) => {
+                read_error = Some(err);
+                break;
+            }
+        }
         if chunk.len() == chunk.capacity() {
+            // Bound memory: wait while the flusher is two memtables behind.
+            while store.status().memtable_rows >= 2 * flush_rows {
+                std::thread::sleep(Duration::from_millis(2));
+            }
             total += store.ingest(&chunk) as u64;
             chunk.clear();
-            if store.flush_due() {
-                store.flush()?;
-            }
         }
     }
     total += store.ingest(&chunk) as u64;
+    reading.store(false, Ordering::Relaxed);
+    flusher
+        .join()
+        .map_err(|_| anyhow::anyhow!("the flush thread panicked"))??;
+    if let Some(err) = read_error {
+        return Err(err.into());
+    }
     store.flush()?;
-    store.compact()?;
+    if compact {
+        store.compact()?;
+    }
     Ok((total, started.elapsed()))
 }
 

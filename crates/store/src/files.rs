@@ -177,6 +177,43 @@ pub(crate) fn write_parquet(
     batches: &[RecordBatch],
     row_group_rows: usize,
 ) -> Result<FileEntry> {
+    write_parquet_stream(
+        store_dir,
+        name,
+        batches.iter().cloned().map(Ok),
+        row_group_rows,
+    )
+}
+
+/// Merges Parquet files of the store into one, batch by batch (memory: one row group).
+pub(crate) fn merge_parquet(
+    store_dir: &Path,
+    name: &str,
+    sources: &[PathBuf],
+    row_group_rows: usize,
+) -> Result<FileEntry> {
+    let mut readers = Vec::with_capacity(sources.len());
+    for source in sources {
+        let file = File::open(source).map_err(Error::io("open", source))?;
+        readers.push(
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+                .with_batch_size(65_536)
+                .build()?,
+        );
+    }
+    let batches = readers
+        .into_iter()
+        .flatten()
+        .map(|batch| batch.map_err(Error::from));
+    write_parquet_stream(store_dir, name, batches, row_group_rows)
+}
+
+fn write_parquet_stream(
+    store_dir: &Path,
+    name: &str,
+    batches: impl Iterator<Item = Result<RecordBatch>>,
+    row_group_rows: usize,
+) -> Result<FileEntry> {
     let path = store_dir.join(name);
     let dir = path.parent().unwrap_or(store_dir).to_path_buf();
     fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
@@ -197,8 +234,12 @@ pub(crate) fn write_parquet(
         last_seq: 0,
     };
     for batch in batches {
-        writer.write(batch)?;
-        let (min_time, max_time, first_seq, last_seq) = bounds(batch)?;
+        let batch = batch?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        writer.write(&batch)?;
+        let (min_time, max_time, first_seq, last_seq) = bounds(&batch)?;
         entry.rows += batch.num_rows() as u64;
         entry.min_time = entry.min_time.min(min_time);
         entry.max_time = entry.max_time.max(max_time);
@@ -235,17 +276,6 @@ pub(crate) fn bounds(batch: &RecordBatch) -> Result<(i64, i64, u64, u64)> {
         min(seqs).unwrap_or(0),
         max(seqs).unwrap_or(0),
     ))
-}
-
-/// Reads every batch of a Parquet file of the store.
-pub(crate) fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>> {
-    let file = File::open(path).map_err(Error::io("open", path))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
-        .with_batch_size(65_536)
-        .build()?;
-    reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(Error::from)
 }
 
 /// Deletes files under `store/events` that the manifest does not name (debris of an

@@ -255,41 +255,53 @@ impl Store {
         Ok(flushed)
     }
 
-    /// Merges the files of each hour that is over (older than the newest hour the store
-    /// holds) into one, and deletes trash past its grace. Returns the files merged away.
+    /// Merges files in the background of ingestion, in two steps: the files of an hour that
+    /// is over (older than the newest hour the store holds) into one, and the files of a day
+    /// that is over into one per day (fewer, larger files: less per-file work per query).
+    /// Deletes trash past its grace. Returns the files merged away.
     pub fn compact(&self) -> Result<usize> {
+        const DAY_NANOS: i64 = 24 * HOUR_NANOS;
         let snapshot = read(&self.manifest).clone();
-        let newest_hour = snapshot
-            .files
-            .iter()
-            .map(|file| file.max_time.div_euclid(HOUR_NANOS))
-            .max();
-        let mut by_hour: std::collections::BTreeMap<String, Vec<FileEntry>> =
+        let newest = snapshot.files.iter().map(|file| file.max_time).max();
+        let Some(newest) = newest else {
+            return Ok(0);
+        };
+        let (newest_hour, newest_day) =
+            (newest.div_euclid(HOUR_NANOS), newest.div_euclid(DAY_NANOS));
+        // Group key: the day's directory for finished days, the hour's for finished hours.
+        let mut groups: std::collections::BTreeMap<String, Vec<FileEntry>> =
             std::collections::BTreeMap::new();
         for file in &snapshot.files {
-            let hour = file.name.split('/').nth(1).unwrap_or_default().to_owned();
-            by_hour.entry(hour).or_default().push(file.clone());
+            let (min_day, max_day) = (
+                file.min_time.div_euclid(DAY_NANOS),
+                file.max_time.div_euclid(DAY_NANOS),
+            );
+            let key = if max_day < newest_day && min_day == max_day {
+                files::hour_name(file.max_time)[..10].to_owned()
+            } else if file.max_time.div_euclid(HOUR_NANOS) < newest_hour {
+                files::hour_name(file.max_time)
+            } else {
+                continue;
+            };
+            groups.entry(key).or_default().push(file.clone());
         }
         let mut merged_away = 0;
-        for (hour, group) in by_hour {
-            let finished = group
-                .iter()
-                .all(|file| Some(file.max_time.div_euclid(HOUR_NANOS)) < newest_hour);
-            if group.len() < 2 || !finished {
+        for (dir, group) in groups {
+            if group.len() < 2 {
                 continue;
-            }
-            let mut batches = Vec::new();
-            for file in &group {
-                batches.extend(files::read_parquet(&self.store_dir.join(&file.name))?);
             }
             let first = group.iter().map(|file| file.first_seq).min().unwrap_or(0);
             let last = group.iter().map(|file| file.last_seq).max().unwrap_or(0);
             let name = format!(
-                "{}/{hour}/{first:020}-{last:020}.c.parquet",
+                "{}/{dir}/{first:020}-{last:020}.c.parquet",
                 files::EVENTS_DIR
             );
+            let sources: Vec<PathBuf> = group
+                .iter()
+                .map(|file| self.store_dir.join(&file.name))
+                .collect();
             let entry =
-                files::write_parquet(&self.store_dir, &name, &batches, self.config.row_group_rows)?;
+                files::merge_parquet(&self.store_dir, &name, &sources, self.config.row_group_rows)?;
             let mut manifest = write(&self.manifest);
             let mut updated = manifest.clone();
             let replaced: Vec<&str> = group.iter().map(|file| file.name.as_str()).collect();

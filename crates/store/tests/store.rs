@@ -484,3 +484,31 @@ async fn aggregations_answer_the_investigators_first_questions() {
         Err(apiwatch_store::Error::Query(_))
     ));
 }
+
+#[tokio::test]
+async fn a_finished_day_becomes_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // 48 hours of events from BASE (10:00): the first day ends at midnight.
+    let all: Vec<Event> = (0..480)
+        .map(|i| {
+            let nanos = BASE + i * (HOUR / 10);
+            let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).unwrap();
+            Event::new(EventKind::Request, "gateway.access", at)
+        })
+        .collect();
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    for chunk in records(&all).chunks(40) {
+        store.ingest(chunk);
+        store.flush().unwrap();
+    }
+    let manifest = apiwatch_store::files::Manifest::load(&dir.path().join("store")).unwrap();
+    let first_day: Vec<_> = manifest
+        .files
+        .iter()
+        .filter(|file| file.name.starts_with("events/2025-12-01"))
+        .collect();
+    assert_eq!(first_day.len(), 1, "{:#?}", manifest.files);
+    assert_eq!(first_day[0].name.split('/').nth(1), Some("2025-12-01"));
+    assert_eq!(first_day[0].rows, 140); // 10:00 to midnight, ten per hour
+    assert_eq!(ids(&store, "").await.len(), 480);
+}
