@@ -384,8 +384,11 @@ impl Store {
             .with_information_schema(false);
         let options = config.options_mut();
         options.execution.parquet.schema_force_view_types = false;
-        options.execution.parquet.pushdown_filters = true;
-        options.execution.parquet.reorder_filters = true;
+        // Late materialisation: filter columns are decoded first and the rest only for the
+        // rows that pass. `APIWATCH_STORE_PUSHDOWN=0` turns it off (for benchmarks).
+        let pushdown = std::env::var("APIWATCH_STORE_PUSHDOWN").map_or(true, |value| value != "0");
+        options.execution.parquet.pushdown_filters = pushdown;
+        options.execution.parquet.reorder_filters = pushdown;
         options.sql_parser.enable_ident_normalization = true;
         options.sql_parser.map_string_types_to_utf8view = false;
         let context = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
