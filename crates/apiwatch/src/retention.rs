@@ -102,6 +102,9 @@ pub fn prune(
     let mut keep_index = 0;
     if let Some(before) = before {
         // Segment i holds only records older than `before` when segment i+1 starts before it.
+        // Events are journaled when their request ends, stamped when it began, so times are
+        // not quite in order: an hour's margin covers any request the gateway lets run.
+        let before = before - 3_600_000_000_000;
         while keep_index + 1 < segments.len()
             && segments[keep_index + 1]
                 .first_record
@@ -121,8 +124,12 @@ pub fn prune(
     }
     let mut pruned = Pruned::default();
     if keep_index > 0 {
-        let report =
-            apiwatch_journal::prune_before(data_dir, segments[keep_index].first_seq, reason)?;
+        // Never records the store has not ingested yet: they exist nowhere else.
+        let mut keep_from = segments[keep_index].first_seq;
+        if let Some(store) = store {
+            keep_from = keep_from.min(store.next_seq());
+        }
+        let report = apiwatch_journal::prune_before(data_dir, keep_from, reason)?;
         pruned.segments = report.segments;
         pruned.records = report.records;
         pruned.journal_bytes = report.bytes;

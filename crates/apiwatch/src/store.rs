@@ -163,23 +163,43 @@ pub fn open_for_reading(data_dir: &Path) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// Ingests the journal records the writer `store` does not hold yet (flushing as it goes);
+/// returns how many.
+pub fn catch_up(store: &Store, data_dir: &Path) -> anyhow::Result<u64> {
+    let reader = apiwatch_journal::JournalReader::open_from(data_dir, store.next_seq())?;
+    let mut chunk = Vec::with_capacity(65_536);
+    let mut total = 0u64;
+    for record in reader {
+        chunk.push(record?);
+        if chunk.len() == chunk.capacity() {
+            total += store.ingest(&chunk) as u64;
+            chunk.clear();
+            if store.flush_due() {
+                store.flush()?;
+            }
+        }
+    }
+    total += store.ingest(&chunk) as u64;
+    Ok(total)
+}
+
 /// Rebuilds the store of `data_dir` from the whole journal (no server may run). Returns the
 /// events ingested and the time it took.
-pub fn rebuild(data_dir: &Path, config: StoreConfig) -> anyhow::Result<(u64, Duration)> {
-    let store_dir = data_dir.join(apiwatch_store::STORE_DIR);
-    // Take the lock on the old store first, so a running server is never pulled from under.
-    drop(Store::open_writer(data_dir, config.clone())?);
-    let events_dir = store_dir.join(apiwatch_store::files::EVENTS_DIR);
-    if events_dir.exists() {
-        std::fs::remove_dir_all(&events_dir)?;
-    }
-    let manifest = store_dir.join("manifest.json");
-    if manifest.exists() {
-        std::fs::remove_file(&manifest)?;
+pub fn rebuild(
+    data_dir: &Path,
+    config: StoreConfig,
+    force: bool,
+) -> anyhow::Result<(u64, Duration)> {
+    let horizon = apiwatch_journal::load_horizon(data_dir)?.map_or(0, |horizon| horizon.size);
+    if horizon > 0 && !force {
+        anyhow::bail!(
+            "retention deleted journal records 0..{horizon}; the store may hold events the journal no longer has, and a rebuild would lose them (--force rebuilds from record {horizon})"
+        );
     }
     let started = Instant::now();
     // Bulk load: compaction waits for the end (one rewrite instead of one per level), and
-    // flushes run on their own thread while this one reads and parses the next records.
+    // flushes run on their own thread while this one reads and parses the next records. The
+    // store's lock is held from the reset to the end, so no server can start in between.
     let compact = config.compact;
     let flush_rows = config.flush_rows;
     let store = Arc::new(Store::open_writer(
@@ -189,6 +209,7 @@ pub fn rebuild(data_dir: &Path, config: StoreConfig) -> anyhow::Result<(u64, Dur
             ..config
         },
     )?);
+    store.reset()?;
     let reading = Arc::new(AtomicBool::new(true));
     let flusher = {
         let store = Arc::clone(&store);
@@ -218,7 +239,7 @@ pub fn rebuild(data_dir: &Path, config: StoreConfig) -> anyhow::Result<(u64, Dur
         }
         if chunk.len() == chunk.capacity() {
             // Bound memory: wait while the flusher is two memtables behind.
-            while store.status().memtable_rows >= 2 * flush_rows {
+            while store.status().memtable_rows >= 2 * flush_rows && !flusher.is_finished() {
                 std::thread::sleep(Duration::from_millis(2));
             }
             total += store.ingest(&chunk) as u64;
@@ -510,7 +531,11 @@ impl EventsApi for QueryService {
                 cursor,
                 oldest_first,
             };
-            let result = store.search(&request).await;
+            let result =
+                match tokio::time::timeout(service.limits.timeout, store.search(&request)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(apiwatch_store::Error::Timeout(service.limits.timeout)),
+                };
             let rows = result.as_ref().ok().map(|page| page.events.len());
             service
                 .journal(audit_event(&by, "search", &query, range, rows, "api"))

@@ -183,6 +183,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
             apiwatch_store::Store::open_writer(&settings.data_dir, settings.store.config.clone())
                 .context("failed to open the query store")?,
         );
+        // What the files do not hold is replayed before the API answers, so a query right
+        // after a restart already sees every journaled event.
+        let replayed = crate::store::catch_up(&store, &settings.data_dir)
+            .context("failed to replay the journal into the query store")?;
+        if replayed > 0 {
+            tracing::info!(replayed, "query store caught up with the journal");
+        }
         let stage = crate::store::StoreStage::start(
             Arc::clone(&store),
             &settings.data_dir,

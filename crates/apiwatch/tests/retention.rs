@@ -94,7 +94,6 @@ fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
     // Whole segments go: the oldest kept event is at most one segment older than 3 days.
     assert!(oldest > now - 3 * day - day / 4, "{after}");
     assert!(after["horizon"].as_u64().unwrap() > 0);
-    // The store keeps a day (whole hourly files).
     let output = run(&[
         "sql",
         "SELECT min(timestamp) AS oldest FROM events WHERE event_kind = 'request'",
@@ -105,9 +104,15 @@ fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
     ]);
     let oldest_stored: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
     let oldest_stored = nanos(oldest_stored["oldest"].as_str().unwrap());
+    // The store keeps whole files: a finished day is one file, so up to a day more than
+    // `hot` stays queryable; nothing older than that.
     assert!(
-        oldest_stored > now - day - 2 * 3_600_000_000_000,
+        oldest_stored > now - 2 * day - 3_600_000_000_000,
         "{oldest_stored}"
+    );
+    assert!(
+        oldest_stored > oldest,
+        "the store keeps less than the journal"
     );
 
     // Deleting earlier than the policy: an admin action with a reason, journaled.
@@ -160,6 +165,11 @@ fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("before:"));
     assert!(apiwatch.terminate().success());
+
+    // A rebuild would lose what only the store still holds: refused unless forced.
+    let output = run(&["store", "rebuild", "--data", data_arg]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--force"));
 
     // The journal still verifies, and a kept event still has a proof.
     let verify = run(&["verify", "--data", data_arg]);

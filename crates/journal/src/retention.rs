@@ -144,6 +144,19 @@ pub struct PruneReport {
 /// segment, which the writer appends to), after recording the horizon. `reason` is kept in
 /// the horizon file. Safe while a writer appends: it only touches sealed segments.
 pub fn prune_before(data_dir: &Path, keep_from: u64, reason: &str) -> Result<PruneReport> {
+    // One prune at a time in this process (the policy task and an admin's early deletion).
+    static PRUNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = PRUNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Never past the newest signed checkpoint: the horizon must stay covered by a signature,
+    // or a forged horizon could not be told from a real one.
+    let signed = crate::checkpoint::Checkpoint::read_journal_checkpoints(data_dir)?
+        .iter()
+        .map(|checkpoint| checkpoint.tree_size)
+        .max()
+        .unwrap_or(0);
+    let keep_from = keep_from.min(signed);
     let mut frontier = start_frontier(data_dir)?;
     let dir = journal_dir(data_dir);
     let listed = list_segments(&dir).map_err(|source| Error::Dir {
@@ -252,7 +265,7 @@ pub fn prune_before(data_dir: &Path, keep_from: u64, reason: &str) -> Result<Pru
     }
     Ok(PruneReport {
         segments: doomed.len(),
-        records: new_horizon - old_horizon,
+        records: new_horizon.saturating_sub(old_horizon),
         bytes,
         horizon: new_horizon.max(old_horizon),
     })

@@ -215,6 +215,24 @@ pub fn verify(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Verif
         .into_iter()
         .filter(|(first_seq, _)| *first_seq >= horizon)
         .collect();
+    if horizon > 0 {
+        // The horizon file is not signed; it is trusted only because a signed checkpoint at
+        // or beyond it must match the tree it continues, and the kept records must start
+        // exactly there.
+        if !claims
+            .iter()
+            .any(|claim| claim.checkpoint.tree_size >= horizon)
+        {
+            return Err(VerifyFailure::general(format!(
+                "the retention horizon is at record {horizon} but no signed checkpoint reaches it (horizon.json forged?)"
+            )));
+        }
+        if segments.first().map(|(first_seq, _)| *first_seq) != Some(horizon) {
+            return Err(VerifyFailure::general(format!(
+                "the retention horizon is at record {horizon} but no kept segment starts there (segments removed or horizon.json forged?)"
+            )));
+        }
+    }
     let mut next_claim = claims
         .iter()
         .take_while(|claim| claim.checkpoint.tree_size < horizon)

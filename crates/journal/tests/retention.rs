@@ -130,3 +130,28 @@ fn a_forged_horizon_or_a_changed_kept_record_is_still_caught() {
     std::fs::write(&first_kept, bytes).unwrap();
     assert!(verify(dir.path(), &VerifyOptions::default()).is_err());
 }
+
+#[test]
+fn a_horizon_beyond_every_signed_checkpoint_is_refused_and_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    build_journal(dir.path(), 2, 40);
+    // Asking past the newest checkpoint prunes only up to it.
+    let report = prune_before(dir.path(), 10_000, "too far").unwrap();
+    assert!(report.horizon <= 80, "{report:?}");
+    verify(dir.path(), &VerifyOptions::default()).unwrap();
+    // A forged horizon that claims everything was deleted hides nothing.
+    let path = dir.path().join("journal").join(apiwatch_journal::HORIZON_FILE);
+    let forged = serde_json::json!({
+        "size": 1u64 << 20,
+        "nodes": [hex_of([7u8; 32])],
+        "pruned_at": "2026-12-01T00:00:00Z",
+        "reason": "forged",
+    });
+    std::fs::write(&path, forged.to_string()).unwrap();
+    let failure = verify(dir.path(), &VerifyOptions::default()).unwrap_err();
+    assert!(failure.to_string().contains("no signed checkpoint reaches it"), "{failure}");
+}
+
+fn hex_of(bytes: [u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

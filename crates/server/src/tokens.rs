@@ -28,7 +28,8 @@ pub struct TokenStore {
 #[derive(Debug, Default)]
 struct Loaded {
     tokens: Vec<(String, [u8; 32])>,
-    modified: Option<std::time::SystemTime>,
+    /// (modification time, length, inode) of the file as last read.
+    stamp: Option<(std::time::SystemTime, u64, u64)>,
 }
 
 /// Longest token name.
@@ -61,20 +62,25 @@ impl TokenStore {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let modified = std::fs::metadata(path)?.modified()?;
-        if self.loaded().modified == Some(modified) {
-            return Ok(());
-        }
-        let text = std::fs::read_to_string(path)?;
-        let tokens = parse_hashed_names(path, &text)?;
+        use std::os::unix::fs::MetadataExt;
+        let (stamp, tokens) = match std::fs::metadata(path) {
+            Ok(metadata) => {
+                let stamp = (metadata.modified()?, metadata.len(), metadata.ino());
+                if self.loaded().stamp == Some(stamp) {
+                    return Ok(());
+                }
+                let text = std::fs::read_to_string(path)?;
+                (Some(stamp), parse_hashed_names(path, &text)?)
+            }
+            // The file deleted: no token is valid any more.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => (None, Vec::new()),
+            Err(err) => return Err(err),
+        };
         let mut loaded = self
             .tokens
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *loaded = Loaded {
-            tokens,
-            modified: Some(modified),
-        };
+        *loaded = Loaded { tokens, stamp };
         Ok(())
     }
 

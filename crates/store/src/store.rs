@@ -137,7 +137,7 @@ impl Store {
                 oldest: None,
             }),
             next_seq: Mutex::new(next_seq),
-            runtime: Arc::new(RuntimeEnv::default()),
+            runtime: query_runtime(),
             _lock: lock,
         }
     }
@@ -149,13 +149,15 @@ impl Store {
 
     /// What the store holds now.
     pub fn status(&self) -> StoreStatus {
+        // The seq lock first, as `ingest` takes it before the memtable's.
+        let next_seq = self.next_seq();
         let manifest = read(&self.manifest);
         StoreStatus {
             file_rows: manifest.rows(),
             files: manifest.files.len(),
             file_bytes: manifest.bytes(),
             memtable_rows: read(&self.memtable).rows,
-            next_seq: self.next_seq(),
+            next_seq,
         }
     }
 
@@ -303,8 +305,17 @@ impl Store {
             let entry =
                 files::merge_parquet(&self.store_dir, &name, &sources, self.config.row_group_rows)?;
             let mut manifest = write(&self.manifest);
-            let mut updated = manifest.clone();
             let replaced: Vec<&str> = group.iter().map(|file| file.name.as_str()).collect();
+            // Retention may have dropped a source meanwhile: then the merge is void.
+            let all_live = replaced
+                .iter()
+                .all(|name| manifest.files.iter().any(|file| file.name == *name));
+            if !all_live {
+                let path = self.store_dir.join(&name);
+                std::fs::remove_file(&path).map_err(Error::io("delete", &path))?;
+                continue;
+            }
+            let mut updated = manifest.clone();
             updated
                 .files
                 .retain(|file| !replaced.contains(&file.name.as_str()));
@@ -328,6 +339,32 @@ impl Store {
             *manifest = updated;
         }
         Ok(merged_away)
+    }
+
+    /// Forgets every file and the memtable (for a rebuild from the journal): the manifest
+    /// is emptied first, then the files are deleted. Only the writer resets.
+    pub fn reset(&self) -> Result<()> {
+        if self._lock.is_none() {
+            return Err(Error::Query("a read-only store cannot be reset".into()));
+        }
+        let mut next_seq = lock(&self.next_seq);
+        let mut manifest = write(&self.manifest);
+        let empty = Manifest {
+            version: 1,
+            ..Manifest::default()
+        };
+        empty.save(&self.store_dir)?;
+        *manifest = empty;
+        let mut memtable = write(&self.memtable);
+        memtable.batches.clear();
+        memtable.rows = 0;
+        memtable.oldest = None;
+        *next_seq = 0;
+        let events = self.store_dir.join(files::EVENTS_DIR);
+        if events.exists() {
+            std::fs::remove_dir_all(&events).map_err(Error::io("delete", &events))?;
+        }
+        Ok(())
     }
 
     /// Drops the Parquet files whose events are all older than `before` (nanoseconds) from
@@ -422,6 +459,17 @@ impl Store {
         context.register_table("events", events.into_view())?;
         Ok(context)
     }
+}
+
+/// Memory all concurrent queries of this process may use; past it a query fails with
+/// "resources exhausted" instead of taking the server's memory.
+pub const QUERY_MEMORY_BYTES: usize = 1 << 30;
+
+fn query_runtime() -> Arc<RuntimeEnv> {
+    datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(QUERY_MEMORY_BYTES, 1.0)
+        .build_arc()
+        .unwrap_or_else(|_| Arc::new(RuntimeEnv::default()))
 }
 
 /// Parses records into (time, event), using every core for large batches.

@@ -125,6 +125,10 @@ pub struct ExportArgs {
 pub enum StoreCommand {
     /// Recreate the store from the whole journal (stop the server first).
     Rebuild {
+        /// Rebuild even though retention deleted old journal records (the store's copies of
+        /// those events are lost).
+        #[arg(long)]
+        force: bool,
         /// Data directory.
         #[arg(long, default_value = "./apiwatch-data")]
         data: PathBuf,
@@ -372,9 +376,9 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 /// Runs a `store` subcommand.
 pub fn store(command: StoreCommand) -> anyhow::Result<ExitCode> {
     match command {
-        StoreCommand::Rebuild { data } => {
+        StoreCommand::Rebuild { data, force } => {
             let (events, took) =
-                crate::store::rebuild(&data, apiwatch_store::StoreConfig::default())?;
+                crate::store::rebuild(&data, apiwatch_store::StoreConfig::default(), force)?;
             let status = apiwatch_store::Store::open_reader(&data)?.status();
             println!(
                 "rebuilt the store from the journal: {events} events in {:.1}s ({:.0} events/s), {} files, {} bytes",
