@@ -140,7 +140,10 @@ fn a_horizon_beyond_every_signed_checkpoint_is_refused_and_never_written() {
     assert!(report.horizon <= 80, "{report:?}");
     verify(dir.path(), &VerifyOptions::default()).unwrap();
     // A forged horizon that claims everything was deleted hides nothing.
-    let path = dir.path().join("journal").join(apiwatch_journal::HORIZON_FILE);
+    let path = dir
+        .path()
+        .join("journal")
+        .join(apiwatch_journal::HORIZON_FILE);
     let forged = serde_json::json!({
         "size": 1u64 << 20,
         "nodes": [hex_of([7u8; 32])],
@@ -149,7 +152,12 @@ fn a_horizon_beyond_every_signed_checkpoint_is_refused_and_never_written() {
     });
     std::fs::write(&path, forged.to_string()).unwrap();
     let failure = verify(dir.path(), &VerifyOptions::default()).unwrap_err();
-    assert!(failure.to_string().contains("no signed checkpoint reaches it"), "{failure}");
+    assert!(
+        failure
+            .to_string()
+            .contains("no signed checkpoint reaches it"),
+        "{failure}"
+    );
 }
 
 fn hex_of(bytes: [u8; 32]) -> String {
