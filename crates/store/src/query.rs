@@ -205,67 +205,14 @@ impl Store {
             col(TIME_COLUMN).sort(ascending, false),
             col("event_id").sort(ascending, false),
         ];
-        // Two phases: the page's keys first (only the filter's columns, the time and the id
-        // are decoded for every candidate row), then the whole rows of just those events,
-        // found by id within the page's time span (row-group statistics and the bloom filter
-        // on `event_id` skip the rest).
-        let keys_frame = frame
-            .select_columns(&[TIME_COLUMN, "event_id"])?
-            .sort(order)?
-            .limit(0, Some(limit + 1))?;
-        let mut keys: Vec<(i64, String)> = Vec::new();
-        for batch in keys_frame.collect().await? {
-            use datafusion::arrow::array::{Array, StringArray, TimestampNanosecondArray};
-            let times = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<TimestampNanosecondArray>()
-                .ok_or_else(|| Error::Query("search keys: unexpected time column".into()))?;
-            let ids = batch
-                .column(1)
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .ok_or_else(|| Error::Query("search keys: unexpected id column".into()))?;
-            for row in 0..batch.num_rows() {
-                keys.push((times.value(row), ids.value(row).to_owned()));
-            }
+        let frame = frame.sort(order)?.limit(0, Some(limit + 1))?;
+        let batches = frame.collect().await?;
+        let mut events = Vec::new();
+        for batch in &batches {
+            events.extend(schema::events_from_batch(batch)?);
         }
-        let more = keys.len() > limit;
-        keys.truncate(limit);
-        let mut events = Vec::with_capacity(keys.len());
-        if let (Some(low), Some(high)) = (
-            keys.iter().map(|(nanos, _)| *nanos).min(),
-            keys.iter().map(|(nanos, _)| *nanos).max(),
-        ) {
-            let context = self.session(Some((low, high.saturating_add(1)))).await?;
-            let ids: Vec<Expr> = keys.iter().map(|(_, id)| lit(id.clone())).collect();
-            let rows = context
-                .table("events")
-                .await?
-                .filter(
-                    col(TIME_COLUMN)
-                        .gt_eq(time_literal(low))
-                        .and(col(TIME_COLUMN).lt_eq(time_literal(high)))
-                        .and(col("event_id").in_list(ids, false)),
-                )?
-                .collect()
-                .await?;
-            let mut by_id: std::collections::HashMap<String, Vec<(u64, Event)>> =
-                std::collections::HashMap::with_capacity(keys.len());
-            for batch in &rows {
-                for (seq, event) in schema::events_from_batch(batch)? {
-                    by_id
-                        .entry(event.id.clone())
-                        .or_default()
-                        .push((seq, event));
-                }
-            }
-            for (_, id) in &keys {
-                if let Some(found) = by_id.get_mut(id).and_then(Vec::pop) {
-                    events.push(found);
-                }
-            }
-        }
+        let more = events.len() > limit;
+        events.truncate(limit);
         let next_cursor = match events.last() {
             Some((_, event)) if more => Some(Cursor {
                 nanos: schema::timestamp_nanos(&event.timestamp)?,
