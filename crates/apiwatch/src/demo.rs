@@ -134,7 +134,8 @@ fn print_banner(
          injection probes, id enumeration and a careless client sending a card number.\n\
          Where to look, in another terminal:\n\
          \x20 apiwatch tail -f --pretty --data {data}     every request as it happens\n\
-         \x20 apiwatch tail -n 1000 --data {data} | grep 203.0.113.66   the brute-force client\n\
+         \x20 apiwatch search 'ip=203.0.113.66 status=401' --data {data}   the brute-force client\n\
+         \x20 apiwatch sql \"SELECT source_ip, count(*) FROM events GROUP BY source_ip\" --data {data}\n\
          \x20 apiwatch findings --since 1h --data {data}   what the detection rules caught\n\
          \x20 apiwatch alerts list --admin {admin} --token aw_...   alerts (token printed above)\n\
          \x20 apiwatch decisions list --admin {admin} --token aw_...   who is blocked\n\
