@@ -3,7 +3,7 @@
 //! of every query.
 //!
 //! Every query, through the API or the CLI, is journaled as an `audit` event (dataset
-//! `store.query`): who (token name, or `cli:<os user>`), what (kind and text), the time
+//! `store.query`): who (token name, or `cli:<os user>(uid=N)`), what (kind and text), the time
 //! range, and how many rows came back. The CLI cannot append to the journal while a server
 //! holds it, so it appends its audit records to `spool/audit.jsonl`; the server moves them
 //! into the journal within a second (and a CLI that finds no server journals them itself).
@@ -272,7 +272,16 @@ pub fn audit_event(
 ) -> Event {
     let mut event = Event::new(EventKind::Audit, "store.query", OffsetDateTime::now_utc());
     event.user_name = Some(apiwatch_event::sanitize::sanitize_str(by, 256));
-    event.outcome = Some(if rows.is_some() { "success" } else { "failure" }.to_owned());
+    event.outcome = Some(
+        if kind.ends_with(".started") {
+            "unknown"
+        } else if rows.is_some() {
+            "success"
+        } else {
+            "failure"
+        }
+        .to_owned(),
+    );
     let labels = &mut event.labels;
     labels.insert("query.kind".to_owned(), kind.to_owned());
     labels.insert(

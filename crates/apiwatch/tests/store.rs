@@ -396,6 +396,14 @@ fn the_cli_asks_the_same_store_with_or_without_a_server_and_a_restart_loses_noth
     ]);
     assert_eq!(stdout_of(&output), "n\n1\n");
     // The offline queries were journaled by the CLI itself.
+    let journal = journal_events(&data);
+    let export_started = journal
+        .iter()
+        .find(|event| event["labels"]["query.kind"] == "export.started")
+        .expect("an export is audited when it starts");
+    assert_eq!(export_started["event.outcome"], "unknown");
+    let who = export_started["user.name"].as_str().unwrap();
+    assert!(who.starts_with("cli:") && who.contains("(uid="), "{who}");
     let cli_audits = journal_events(&data)
         .into_iter()
         .filter(|event| event["labels"]["query.via"] == "cli")

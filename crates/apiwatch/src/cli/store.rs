@@ -149,11 +149,25 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("failed to start the async runtime")
 }
 
-fn who() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    format!("cli:{user}")
+/// Who runs this command: the process's user id (owner of `/proc/self`, which `$USER` cannot
+/// fake) and its name from `/etc/passwd`, as `cli:alice(uid=1000)`.
+pub(super) fn who() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|metadata| metadata.uid()) else {
+        return "cli:unknown".to_owned();
+    };
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let listed: u32 = fields.nth(1)?.parse().ok()?;
+                (listed == uid).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    format!("cli:{name}(uid={uid})")
 }
 
 fn audit(
@@ -345,6 +359,8 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         ExportAs::Csv => ExportFormat::Csv,
         ExportAs::Parquet => ExportFormat::Parquet,
     };
+    // Recorded before the first byte leaves, so an export cut short (Ctrl-C) is audited too.
+    audit(&args.data, "export.started", &args.query, range, None);
     let runtime = runtime()?;
     let result = if args.output.as_os_str() == "-" {
         runtime.block_on(store.export_to(&args.query, range.0, range.1, format, std::io::stdout()))

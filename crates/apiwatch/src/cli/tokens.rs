@@ -42,8 +42,7 @@ fn journal_change(data: &std::path::Path, op: &str, name: &str) {
         time::OffsetDateTime::now_utc(),
     );
     event.outcome = Some("success".to_owned());
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
-    event.user_name = Some(format!("cli:{user}"));
+    event.user_name = Some(super::store::who());
     event.labels.insert("token.op".to_owned(), op.to_owned());
     event
         .labels
