@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use apiwatch_event::Event;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::catalog::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -219,10 +219,22 @@ impl Store {
         if batches.is_empty() {
             return Ok(0);
         }
-        let merged = concat_batches(&schema::schema(), &batches)?;
-        let (_, _, first_seq, last_seq) = files::bounds(&merged)?;
+        // Each batch split by hour, without first copying the memtable into one batch (that
+        // copy, fresh pages zeroed by the kernel, was the largest single cost of a rebuild).
+        let mut first_seq = u64::MAX;
+        let mut last_seq = 0;
+        let mut by_hour: std::collections::BTreeMap<i64, Vec<RecordBatch>> =
+            std::collections::BTreeMap::new();
+        for batch in &batches {
+            let (_, _, first, last) = files::bounds(batch)?;
+            first_seq = first_seq.min(first);
+            last_seq = last_seq.max(last);
+            for (hour_start, rows) in split_by_hour(batch)? {
+                by_hour.entry(hour_start).or_default().push(rows);
+            }
+        }
         let mut entries = Vec::new();
-        for (hour_start, rows) in split_by_hour(&merged)? {
+        for (hour_start, rows) in by_hour {
             let name = format!(
                 "{}/{}/{first_seq:020}-{last_seq:020}.parquet",
                 files::EVENTS_DIR,
@@ -231,11 +243,11 @@ impl Store {
             entries.push(files::write_parquet(
                 &self.store_dir,
                 &name,
-                &[rows],
+                &rows,
                 self.config.row_group_rows,
             )?);
         }
-        let flushed = merged.num_rows();
+        let flushed: usize = batches.iter().map(RecordBatch::num_rows).sum();
         {
             let mut manifest = write(&self.manifest);
             let mut updated = manifest.clone();
