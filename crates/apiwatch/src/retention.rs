@@ -165,6 +165,7 @@ pub fn prune_event(kind: EventKind, by: &str, reason: &str, pruned: &Pruned) -> 
 }
 
 /// The retention task of `apiwatch serve`.
+#[derive(Clone)]
 pub struct Retention {
     settings: RetentionSettings,
     data_dir: PathBuf,
@@ -277,12 +278,7 @@ impl apiwatch_server::RetentionApi for Retention {
         body: serde_json::Value,
         by: String,
     ) -> apiwatch_server::BoxFuture<Result<serde_json::Value, (u16, String)>> {
-        let this = Arc::new(Retention {
-            settings: self.settings.clone(),
-            data_dir: self.data_dir.clone(),
-            store: self.store.clone(),
-            appender: self.appender.clone(),
-        });
+        let this = Arc::new(self.clone());
         Box::pin(async move {
             let before = body["before"]
                 .as_str()

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use apiwatch_event::{Event, EventKind};
 use apiwatch_journal::{Appender, Follower};
 use apiwatch_server::{ApiError, BoxFuture, EventsApi};
-use apiwatch_store::{Cursor, Limits, SearchRequest, StatsRequest, Store, StoreConfig};
+use apiwatch_store::{Cursor, Limits, SearchRequest, SqlAnswer, StatsRequest, Store, StoreConfig};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -420,6 +420,7 @@ pub fn event_json(seq: u64, event: &Event) -> Value {
 }
 
 /// The query service of a running server, over its live store.
+#[derive(Clone)]
 pub struct QueryService {
     store: Arc<Store>,
     appender: Appender,
@@ -462,11 +463,16 @@ fn store_error(err: apiwatch_store::Error) -> ApiError {
             message: err.to_string(),
             position: None,
         },
-        other => ApiError {
-            status: 500,
-            message: other.to_string(),
-            position: None,
-        },
+        other => internal_error(other),
+    }
+}
+
+/// A failure to render an answer that was computed: the server's fault.
+fn internal_error(err: apiwatch_store::Error) -> ApiError {
+    ApiError {
+        status: 500,
+        message: err.to_string(),
+        position: None,
     }
 }
 
@@ -497,13 +503,7 @@ impl EventsApi for QueryService {
         params: HashMap<String, String>,
         by: String,
     ) -> BoxFuture<Result<Value, ApiError>> {
-        let store = Arc::clone(&self.store);
-        let audit = self.appender.clone();
-        let service = QueryService {
-            store: Arc::clone(&store),
-            appender: audit,
-            limits: self.limits,
-        };
+        let service = self.clone();
         Box::pin(async move {
             let get = |name: &str| params.get(name).map(String::as_str);
             let range = time_range(get("since"), get("from"), get("to")).map_err(bad_request)?;
@@ -541,7 +541,9 @@ impl EventsApi for QueryService {
                 oldest_first,
             };
             let result =
-                match tokio::time::timeout(service.limits.timeout, store.search(&request)).await {
+                match tokio::time::timeout(service.limits.timeout, service.store.search(&request))
+                    .await
+                {
                     Ok(result) => result,
                     Err(_) => Err(apiwatch_store::Error::Timeout(service.limits.timeout)),
                 };
@@ -558,26 +560,15 @@ impl EventsApi for QueryService {
     }
 
     fn sql(&self, text: String, by: String) -> BoxFuture<Result<Value, ApiError>> {
-        let service = QueryService {
-            store: Arc::clone(&self.store),
-            appender: self.appender.clone(),
-            limits: self.limits,
-        };
+        let service = self.clone();
         Box::pin(async move {
             let result = service.store.sql(&text, service.limits).await;
-            let rows = result
-                .as_ref()
-                .ok()
-                .map(|answer| answer.batches.iter().map(|b| b.num_rows()).sum());
+            let rows = result.as_ref().ok().map(SqlAnswer::rows);
             service
                 .journal(audit_event(&by, "sql", &text, (None, None), rows, "api"))
                 .await;
             let answer = result.map_err(store_error)?;
-            let rows = answer.rows_json().map_err(|err| ApiError {
-                status: 500,
-                message: err.to_string(),
-                position: None,
-            })?;
+            let rows = answer.rows_json().map_err(internal_error)?;
             Ok(json!({ "rows": rows, "truncated": answer.truncated }))
         })
     }
@@ -588,11 +579,7 @@ impl EventsApi for QueryService {
         params: HashMap<String, String>,
         by: String,
     ) -> BoxFuture<Result<Value, ApiError>> {
-        let service = QueryService {
-            store: Arc::clone(&self.store),
-            appender: self.appender.clone(),
-            limits: self.limits,
-        };
+        let service = self.clone();
         Box::pin(async move {
             let get = |name: &str| params.get(name).map(String::as_str);
             let range = time_range(get("since"), get("from"), get("to")).map_err(bad_request)?;
@@ -603,10 +590,7 @@ impl EventsApi for QueryService {
                 .store
                 .stats(&query, range.0, range.1, &request, service.limits)
                 .await;
-            let rows = result
-                .as_ref()
-                .ok()
-                .map(|answer| answer.batches.iter().map(|b| b.num_rows()).sum());
+            let rows = result.as_ref().ok().map(SqlAnswer::rows);
             service
                 .journal(audit_event(
                     &by,
@@ -618,11 +602,7 @@ impl EventsApi for QueryService {
                 ))
                 .await;
             let answer = result.map_err(store_error)?;
-            let rows = answer.rows_json().map_err(|err| ApiError {
-                status: 500,
-                message: err.to_string(),
-                position: None,
-            })?;
+            let rows = answer.rows_json().map_err(internal_error)?;
             Ok(json!({ "rows": rows }))
         })
     }
