@@ -150,22 +150,19 @@ pub fn open_for_reading(data_dir: &Path) -> anyhow::Result<Store> {
             data_dir.display()
         );
     }
-    let reader = apiwatch_journal::JournalReader::open_from(data_dir, store.next_seq())?;
-    let mut chunk = Vec::with_capacity(65_536);
-    for record in reader {
-        chunk.push(record?);
-        if chunk.len() == chunk.capacity() {
-            store.ingest(&chunk);
-            chunk.clear();
-        }
-    }
-    store.ingest(&chunk);
+    ingest_journal_tail(&store, data_dir, false)?;
     Ok(store)
 }
 
 /// Ingests the journal records the writer `store` does not hold yet (flushing as it goes);
 /// returns how many.
 pub fn catch_up(store: &Store, data_dir: &Path) -> anyhow::Result<u64> {
+    ingest_journal_tail(store, data_dir, true)
+}
+
+/// Ingests the journal records `store` does not hold yet, in chunks, flushing when due if
+/// `flush` (only a writer flushes); returns how many.
+fn ingest_journal_tail(store: &Store, data_dir: &Path, flush: bool) -> anyhow::Result<u64> {
     let reader = apiwatch_journal::JournalReader::open_from(data_dir, store.next_seq())?;
     let mut chunk = Vec::with_capacity(65_536);
     let mut total = 0u64;
@@ -174,7 +171,7 @@ pub fn catch_up(store: &Store, data_dir: &Path) -> anyhow::Result<u64> {
         if chunk.len() == chunk.capacity() {
             total += store.ingest(&chunk) as u64;
             chunk.clear();
-            if store.flush_due() {
+            if flush && store.flush_due() {
                 store.flush()?;
             }
         }
