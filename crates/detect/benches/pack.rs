@@ -3,10 +3,16 @@
 
 use apiwatch_detect::{Engine, EngineLimits, RuleSet};
 use apiwatch_event::{AuthOutcome, Event, EventKind};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use time::OffsetDateTime;
 
-const EVENTS: u32 = 200_000;
+/// The allocator the `apiwatch` binary runs with, so state growth costs what it costs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CLIENTS: u32 = 5_000;
 /// Virtual traffic rate: 2,000 requests per second of event time.
 const RATE: u32 = 2_000;
@@ -23,27 +29,44 @@ impl Random {
     }
 }
 
-fn stream() -> Vec<Event> {
-    let start = OffsetDateTime::from_unix_timestamp(1_795_593_600).unwrap();
-    let routes = [
-        ("/api/items/{id}", "/api/items/"),
-        ("/api/users/{id}", "/api/users/"),
-        ("/api/orders/{id}", "/api/orders/"),
-        ("/api/cart", "/api/cart"),
-        ("/api/search", "/api/search"),
-        ("/api/me", "/api/me"),
-    ];
-    let attacks = [
-        "q=1%27%20OR%201%3D1--",
-        "q=%3Cscript%3Ealert(1)%3C/script%3E",
-        "file=..%2f..%2fetc%2fpasswd",
-        "url=http://169.254.169.254/latest/meta-data",
-    ];
-    let mut random = Random(0x9E37_79B9_7F4A_7C15);
-    let mut events = Vec::with_capacity(EVENTS as usize);
-    for index in 0..EVENTS {
-        let at =
-            start + time::Duration::nanoseconds(i64::from(index) * 1_000_000_000 / i64::from(RATE));
+const ROUTES: [(&str, &str); 6] = [
+    ("/api/items/{id}", "/api/items/"),
+    ("/api/users/{id}", "/api/users/"),
+    ("/api/orders/{id}", "/api/orders/"),
+    ("/api/cart", "/api/cart"),
+    ("/api/search", "/api/search"),
+    ("/api/me", "/api/me"),
+];
+const ATTACKS: [&str; 4] = [
+    "q=1%27%20OR%201%3D1--",
+    "q=%3Cscript%3Ealert(1)%3C/script%3E",
+    "file=..%2f..%2fetc%2fpasswd",
+    "url=http://169.254.169.254/latest/meta-data",
+];
+
+/// An endless, deterministic stream of traffic.
+struct Traffic {
+    random: Random,
+    start: OffsetDateTime,
+    index: u64,
+}
+
+impl Traffic {
+    fn new() -> Traffic {
+        Traffic {
+            random: Random(0x9E37_79B9_7F4A_7C15),
+            start: OffsetDateTime::from_unix_timestamp(1_795_593_600).unwrap(),
+            index: 0,
+        }
+    }
+
+    fn next_event(&mut self) -> Event {
+        let random = &mut self.random;
+        let index = self.index;
+        self.index += 1;
+        let (routes, attacks) = (ROUTES, ATTACKS);
+        let at = self.start
+            + time::Duration::nanoseconds(index as i64 * 1_000_000_000 / i64::from(RATE));
         let mut event = Event::new(EventKind::Request, "gateway.access", at);
         let client = random.next() % CLIENTS;
         event.source_ip = Some(format!("198.51.{}.{}", client / 250, client % 250 + 1));
@@ -112,17 +135,49 @@ fn stream() -> Vec<Event> {
                 }
             }
         }
-        events.push(event);
+        event
     }
-    events
 }
 
+/// Events a running engine has seen before it is measured.
+const WARM_UP: usize = 200_000;
+/// Events per measured batch, generated just before it as the detection thread decodes a
+/// batch of journal records just before evaluating it (so they are in the cache, as there).
+const BATCH: usize = 512;
+/// Events the fresh-engine benchmark evaluates.
+const FROM_EMPTY: usize = 200_000;
+
 fn pack(criterion: &mut Criterion) {
-    let events = stream();
     let mut group = criterion.benchmark_group("pack");
-    group.throughput(Throughput::Elements(u64::from(EVENTS)));
-    group.sample_size(10);
+    group.sample_size(20);
+    // A running engine: hours of traffic have built the keys' state, and each batch of events
+    // was just decoded.
+    group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("builtin_pack_observe", |bencher| {
+        let mut traffic = Traffic::new();
+        let mut engine = Engine::new(RuleSet::builtin(), EngineLimits::default());
+        for _ in 0..WARM_UP {
+            engine.observe(&traffic.next_event());
+        }
+        bencher.iter_custom(|batches| {
+            let mut elapsed = Duration::ZERO;
+            for _ in 0..batches {
+                let batch: Vec<Event> = (0..BATCH).map(|_| traffic.next_event()).collect();
+                let started = Instant::now();
+                for event in &batch {
+                    black_box(engine.observe(event));
+                }
+                elapsed += started.elapsed();
+            }
+            elapsed
+        });
+    });
+    // A fresh engine over events built long before (not in the cache): every client is new,
+    // so state is allocated, and its pages first touched, while measuring. The worst case.
+    let mut traffic = Traffic::new();
+    let events: Vec<Event> = (0..FROM_EMPTY).map(|_| traffic.next_event()).collect();
+    group.throughput(Throughput::Elements(FROM_EMPTY as u64));
+    group.bench_function("builtin_pack_observe_from_empty", |bencher| {
         bencher.iter_batched(
             || Engine::new(RuleSet::builtin(), EngineLimits::default()),
             |mut engine| {

@@ -27,7 +27,7 @@ use crate::finding::Finding;
 use crate::key::KeySpec;
 use crate::metrics::Metrics;
 use crate::rule::{Rule, RuleSet};
-use crate::timestamp::{format_nanos, parse_nanos};
+use crate::timestamp::{NanosParser, format_nanos};
 use crate::window::Buckets;
 pub(crate) use table::SAMPLES;
 use table::{Fire, Table, Update};
@@ -332,7 +332,10 @@ impl RuleRuntime {
                 cooldown,
                 event_id,
                 || spec.new_state(bucket),
-                |state| sampled(spec.observe(state, bucket, amount)),
+                |state| Update {
+                    crossing: spec.observe(state, bucket, amount),
+                    sample: spec.worth_sampling(state),
+                },
             ),
             (RuleState::Distinct(table), ConditionSpec::Distinct(spec), Input::Distinct(value)) => {
                 table.observe(
@@ -366,7 +369,10 @@ impl RuleRuntime {
                 cooldown,
                 event_id,
                 || spec.new_state(at_ns),
-                |state| sampled(spec.observe(state, at_ns, amount)),
+                |state| Update {
+                    crossing: spec.observe(state, at_ns, amount),
+                    sample: spec.worth_sampling(state),
+                },
             ),
             (RuleState::Outlier(table), ConditionSpec::Outlier(spec), Input::Outlier(value)) => {
                 table.observe(
@@ -422,6 +428,7 @@ pub struct Engine {
     pattern_hits: Vec<PatternHit>,
     keys: KeyHashes,
     hasher: RandomState,
+    time: NanosParser,
     limits: EngineLimits,
     now_ns: i64,
     /// Event time of the next sweep of idle keys (the earliest rule's).
@@ -440,6 +447,7 @@ impl Engine {
             pattern_hits: Vec::new(),
             keys: KeyHashes::default(),
             hasher: RandomState::new(),
+            time: NanosParser::default(),
             limits,
             now_ns: i64::MIN,
             next_sweep_ns: i64::MIN,
@@ -533,7 +541,7 @@ impl Engine {
             return findings;
         }
         self.metrics.events.inc();
-        let at_ns = match parse_nanos(&event.timestamp) {
+        let at_ns = match self.time.parse(&event.timestamp) {
             Some(at_ns) => at_ns,
             None if self.now_ns != i64::MIN => self.now_ns,
             None => 0,

@@ -62,8 +62,18 @@ impl FieldValue<'_> {
     pub(crate) fn hash_into(&self, hasher: &mut impl Hasher) {
         match self {
             FieldValue::Text(text) => {
-                hasher.write(text.as_bytes());
-                hasher.write_u8(0xff);
+                // Text then 0xff (never in UTF-8), in one `write` for the usual short value:
+                // each SipHash `write` call has a fixed cost as large as hashing the bytes.
+                let bytes = text.as_bytes();
+                let mut buffer = [0u8; 64];
+                if let Some(room) = buffer.get_mut(..=bytes.len()) {
+                    room[..bytes.len()].copy_from_slice(bytes);
+                    room[bytes.len()] = 0xff;
+                    hasher.write(room);
+                } else {
+                    hasher.write(bytes);
+                    hasher.write_u8(0xff);
+                }
             }
             FieldValue::Int(number) => {
                 hasher.write_u8(1);

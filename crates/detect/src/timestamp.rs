@@ -12,6 +12,43 @@ pub(crate) fn parse_nanos(text: &str) -> Option<i64> {
     })
 }
 
+/// [`parse_nanos`] that remembers the last canonical timestamp's second: events arrive in
+/// time order, many within the same second, and then only the nine fraction digits are read.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NanosParser {
+    /// `YYYY-MM-DDTHH:MM:SS.` of the last canonical timestamp, and that second in nanoseconds.
+    second: Option<([u8; 20], i64)>,
+}
+
+impl NanosParser {
+    /// Parses like [`parse_nanos`].
+    pub(crate) fn parse(&mut self, text: &str) -> Option<i64> {
+        let bytes = text.as_bytes();
+        if let Some((prefix, second_ns)) = &self.second {
+            if bytes.len() == 30 && bytes[29] == b'Z' && bytes[..20] == prefix[..] {
+                if let Some(fraction) = fraction_nanos(&bytes[20..29]) {
+                    return Some(second_ns + fraction);
+                }
+            }
+        }
+        let nanos = parse_nanos(text)?;
+        if parse_canonical(bytes).is_some() {
+            let mut prefix = [0u8; 20];
+            prefix.copy_from_slice(&bytes[..20]);
+            self.second = Some((prefix, nanos - nanos.rem_euclid(1_000_000_000)));
+        }
+        Some(nanos)
+    }
+}
+
+/// Nine ASCII digits as nanoseconds.
+fn fraction_nanos(digits: &[u8]) -> Option<i64> {
+    digits.iter().try_fold(0i64, |value, &byte| {
+        byte.is_ascii_digit()
+            .then(|| value * 10 + i64::from(byte - b'0'))
+    })
+}
+
 /// Formats nanoseconds since the epoch like event timestamps.
 pub(crate) fn format_nanos(nanos: i64) -> String {
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
@@ -83,6 +120,24 @@ mod tests {
         assert_eq!(parse_nanos("1970-01-01T00:00:01Z"), Some(1_000_000_000));
         assert_eq!(parse_nanos("1970-01-01T01:00:00+01:00"), Some(0));
         assert_eq!(parse_nanos("yesterday"), None);
+    }
+
+    #[test]
+    fn the_parser_reuses_the_second_and_still_reads_anything() {
+        let mut parser = NanosParser::default();
+        for text in [
+            "2026-11-25T09:25:33.123456789Z",
+            "2026-11-25T09:25:33.999999999Z",
+            "2026-11-25T09:25:33.000000000Z",
+            "2026-11-25T09:25:34.000000001Z",
+            "2026-11-25T09:25:34.00000000xZ",
+            "2026-11-25T09:25:34+01:00",
+            "1969-12-31T23:59:59.500000000Z",
+            "1969-12-31T23:59:59.250000000Z",
+            "yesterday",
+        ] {
+            assert_eq!(parser.parse(text), parse_nanos(text), "{text}");
+        }
     }
 
     proptest! {

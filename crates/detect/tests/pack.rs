@@ -33,6 +33,18 @@ fn assert_fires(findings: &[Finding], rule: &str, key: &str) {
     );
 }
 
+/// The first finding of `rule` carries five sample ids, all of events in `among`.
+fn assert_samples_among(findings: &[Finding], rule: &str, among: &[Event]) {
+    let finding = findings
+        .iter()
+        .find(|finding| finding.rule_id == rule)
+        .unwrap_or_else(|| panic!("{rule} did not fire"));
+    assert_eq!(finding.sample_event_ids.len(), 5, "{rule}");
+    for id in &finding.sample_event_ids {
+        assert!(among.iter().any(|event| &event.id == id), "{rule}: {id}");
+    }
+}
+
 fn assert_quiet(findings: &[Finding]) {
     let fired: Vec<_> = findings
         .iter()
@@ -226,6 +238,7 @@ fn traffic_spike_on_a_route_fires_after_warmup() {
             ));
         }
     }
+    let calm = events.len();
     for index in 0..2000u32 {
         let second = 1200.0 + f64::from(index) * 0.03;
         events.push(request(
@@ -234,9 +247,13 @@ fn traffic_spike_on_a_route_fires_after_warmup() {
             "/api/items",
         ));
     }
+    let spike = events[calm..].to_vec();
     let findings = run(events);
     assert_fires(&findings, "anomaly.route-spike", "/api/items");
     assert_fires(&findings, "anomaly.traffic-spike", "*");
+    // Samples are kept once an interval passes the mean: they are the spike's own events.
+    assert_samples_among(&findings, "anomaly.route-spike", &spike);
+    assert_samples_among(&findings, "anomaly.traffic-spike", &spike);
 }
 
 #[test]
@@ -272,9 +289,10 @@ fn large_response_volume_fires_for_the_key() {
             event.response_bytes = 10 << 20;
             event
         })
-        .collect();
-    let findings = run(events);
+        .collect::<Vec<_>>();
+    let findings = run(events.clone());
     assert_fires(&findings, "anomaly.response-volume", "k-exfil");
+    assert_samples_among(&findings, "anomaly.response-volume", &events);
 }
 
 #[test]

@@ -46,6 +46,13 @@ impl BaselineSpec {
         }
     }
 
+    /// Whether the event just added may be among the last before a crossing: the current
+    /// interval has reached the learned mean (every threshold is at least the mean). Most
+    /// events of a normal interval come before that and are not kept as samples.
+    pub(crate) fn worth_sampling(&self, state: &BaselineState) -> bool {
+        state.current >= state.mean
+    }
+
     /// Adds `amount` (1, or the field's value) at `at_ns`. Late events count in the current
     /// interval.
     pub(crate) fn observe(

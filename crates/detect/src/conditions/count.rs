@@ -74,6 +74,12 @@ impl SumSpec {
         }
     }
 
+    /// Whether the event just added may be among the last before a crossing: the sum is at
+    /// least half the threshold (the crossing event itself always is).
+    pub(crate) fn worth_sampling(&self, state: &SumState) -> bool {
+        state.ring.total().saturating_mul(2) >= self.threshold
+    }
+
     /// Adds `amount` (the field's value in one event) in `bucket`.
     pub(crate) fn observe(
         &self,

@@ -185,18 +185,21 @@ impl PatternIndex {
         }
         let scanners = pending
             .into_iter()
-            .map(|entry| FieldScanner {
-                plus_as_space: matches!(entry.field, FieldRef::Query | FieldRef::RequestBody),
-                field: entry.field,
-                gate: PairGate::build(&entry.literals),
-                literals: (!entry.literals.is_empty()).then(|| {
-                    build_literals(&entry.literals).expect("literals were validated at load")
-                }),
-                literal_targets: entry.literal_targets,
-                regexes: (!entry.regexes.is_empty()).then(|| {
-                    build_regexes(&entry.regexes).expect("regexes were validated at load")
-                }),
-                regex_targets: entry.regex_targets,
+            .map(|entry| {
+                let plus_as_space = matches!(entry.field, FieldRef::Query | FieldRef::RequestBody);
+                FieldScanner {
+                    plus_as_space,
+                    field: entry.field,
+                    gate: PairGate::build(&entry.literals, &entry.regexes, plus_as_space),
+                    literals: (!entry.literals.is_empty()).then(|| {
+                        build_literals(&entry.literals).expect("literals were validated at load")
+                    }),
+                    literal_targets: entry.literal_targets,
+                    regexes: (!entry.regexes.is_empty()).then(|| {
+                        build_regexes(&entry.regexes).expect("regexes were validated at load")
+                    }),
+                    regex_targets: entry.regex_targets,
+                }
             })
             .collect();
         PatternIndex { scanners }
@@ -214,20 +217,29 @@ impl PatternIndex {
                 if text.is_empty() {
                     return;
                 }
-                let normalized = normalize(text, scanner.plus_as_space);
-                // `is_match` uses the automaton's prefilter; the overlapping search that names
-                // every matching pattern only runs on the rare text that matches at all.
+                let flags = scanner.gate.classify(text.as_bytes());
+                let normalized = if flags & gate::NORMALIZE != 0 {
+                    Cow::Owned(normalize(text, scanner.plus_as_space))
+                } else {
+                    Cow::Borrowed(text)
+                };
+                // Decoding may create a literal (or a regex match) the raw text did not hold,
+                // so normalised text is gated again. `is_match` uses the automaton's
+                // prefilter; the overlapping search that names every matching pattern only
+                // runs on the rare text that matches at all.
+                let flags = match normalized {
+                    Cow::Borrowed(_) => flags,
+                    Cow::Owned(ref owned) => scanner.gate.classify(owned.as_bytes()),
+                };
                 if let Some(automaton) = &scanner.literals {
-                    if scanner.gate.may_match(normalized.as_bytes())
-                        && automaton.is_match(normalized.as_ref())
-                    {
+                    if flags & gate::LITERAL != 0 && automaton.is_match(normalized.as_ref()) {
                         for found in automaton.find_overlapping_iter(normalized.as_ref()) {
                             push_hit(hits, scanner.literal_targets[found.pattern().as_usize()]);
                         }
                     }
                 }
                 if let Some(set) = &scanner.regexes {
-                    if set.is_match(&normalized) {
+                    if flags & gate::REGEX != 0 && set.is_match(&normalized) {
                         for index in set.matches(&normalized).iter() {
                             push_hit(hits, scanner.regex_targets[index]);
                         }
@@ -268,51 +280,10 @@ pub(crate) fn build_regexes(regexes: &[String]) -> Result<RegexSet, String> {
         .map_err(|error| error.to_string())
 }
 
-/// Whether `bytes` holds anything [`normalize`] would change: `%`, `\\`, NUL, ASCII
-/// whitespace other than a single space (a run of spaces, tab, line breaks, vertical tab, form
-/// feed), `/*`, and `+` when `plus_as_space`. Written as branch-free folds over chunks so the
-/// compiler vectorises it: nearly all text needs nothing, and this runs on every scanned field.
-fn needs_normalizing(bytes: &[u8], plus_as_space: bool) -> bool {
-    const CHUNK: usize = 32;
-    // Without `plus_as_space`, look for `%` twice rather than branch inside the loop.
-    let plus = if plus_as_space { b'+' } else { b'%' };
-    let single = bytes.chunks(CHUNK).any(|chunk| {
-        chunk.iter().fold(false, |found, &byte| {
-            found
-                | (byte == b'%')
-                | (byte == b'\\')
-                | (byte == plus)
-                | (byte == 0)
-                // \t \n \x0b \x0c \r
-                | (byte.wrapping_sub(b'\t') < 5)
-        })
-    });
-    if single || bytes.len() < 2 {
-        return single;
-    }
-    let (firsts, seconds) = (&bytes[..bytes.len() - 1], &bytes[1..]);
-    firsts
-        .chunks(CHUNK)
-        .zip(seconds.chunks(CHUNK))
-        .any(|(firsts, seconds)| {
-            firsts
-                .iter()
-                .zip(seconds)
-                .fold(false, |found, (&first, &second)| {
-                    found
-                        | ((first == b' ') & (second == b' '))
-                        | ((first == b'/') & (second == b'*'))
-                })
-        })
-}
-
-/// Normalises text for matching (see the module docs); borrows when nothing changes.
-pub(crate) fn normalize(text: &str, plus_as_space: bool) -> Cow<'_, str> {
+/// Normalises `text` (see the module docs). The scanner calls it only on text its gate flags
+/// [`gate::NORMALIZE`]; other text is scanned in place.
+fn normalize(text: &str, plus_as_space: bool) -> String {
     let bytes = text.as_bytes();
-    let needs_work = needs_normalizing(bytes, plus_as_space);
-    if !needs_work {
-        return Cow::Borrowed(text);
-    }
     let once = percent_decode(bytes, plus_as_space);
     let twice = percent_decode(&once, false);
     let decoded = String::from_utf8_lossy(&twice);
@@ -334,7 +305,7 @@ pub(crate) fn normalize(text: &str, plus_as_space: bool) -> Cow<'_, str> {
         }
         rest = &rest[character.len_utf8()..];
     }
-    Cow::Owned(out)
+    out
 }
 
 fn push_space(out: &mut String) {
@@ -379,7 +350,17 @@ mod tests {
 
     use super::*;
 
-    /// The byte-at-a-time definition `needs_normalizing` must agree with.
+    /// Normalises only when the gate says so, as the scanner does.
+    fn normalize_if_needed(text: &str, plus_as_space: bool) -> Cow<'_, str> {
+        if PairGate::build(&[], &[], plus_as_space).classify(text.as_bytes()) & gate::NORMALIZE != 0
+        {
+            Cow::Owned(normalize(text, plus_as_space))
+        } else {
+            Cow::Borrowed(text)
+        }
+    }
+
+    /// The byte-at-a-time definition of what normalising changes, which the gate must match.
     fn needs_normalizing_slowly(bytes: &[u8], plus_as_space: bool) -> bool {
         bytes.iter().enumerate().any(|(index, &byte)| match byte {
             b'%' | b'\\' | 0 | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => true,
@@ -392,7 +373,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn fast_normalizing_check_agrees_with_the_byte_at_a_time_one(
+        fn gate_flags_exactly_the_text_normalizing_changes(
             bytes in proptest::collection::vec(
                 prop_oneof![
                     Just(b'%'), Just(b'\\'), Just(0u8), Just(b'\t'), Just(b'\n'), Just(b'\r'),
@@ -409,9 +390,10 @@ mod tests {
                 .enumerate()
                 .map(|(index, &byte)| if index % 7 == 3 { byte } else { b'a' })
                 .collect();
+            let gate = PairGate::build(&[], &[], plus_as_space);
             for sample in [&bytes, &clean] {
                 prop_assert_eq!(
-                    needs_normalizing(sample, plus_as_space),
+                    gate.classify(sample) & gate::NORMALIZE != 0,
                     needs_normalizing_slowly(sample, plus_as_space)
                 );
             }
@@ -421,19 +403,22 @@ mod tests {
     #[test]
     fn normalizing_decodes_twice_and_folds_comments_and_spaces() {
         assert_eq!(
-            normalize("%252e%252e%252fetc%252fpasswd", false),
+            normalize_if_needed("%252e%252e%252fetc%252fpasswd", false),
             "../etc/passwd"
         );
         assert_eq!(
-            normalize("id=1+UNION/**/SELECT%20%20x", true),
+            normalize_if_needed("id=1+UNION/**/SELECT%20%20x", true),
             "id=1 UNION SELECT x"
         );
-        assert_eq!(normalize("..\\..\\windows", false), "../../windows");
+        assert_eq!(
+            normalize_if_needed("..\\..\\windows", false),
+            "../../windows"
+        );
         assert!(matches!(
-            normalize("/api/users/42", false),
+            normalize_if_needed("/api/users/42", false),
             Cow::Borrowed(_)
         ));
-        assert_eq!(normalize("%zz%4", false), "%zz%4");
+        assert_eq!(normalize_if_needed("%zz%4", false), "%zz%4");
     }
 
     #[test]

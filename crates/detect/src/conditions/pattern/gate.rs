@@ -1,71 +1,146 @@
-//! A cheap necessary condition for a literal match, checked before the automaton runs.
+//! One pass over each scanned text answers the two questions asked of it before any real
+//! work: does it need normalising, and may it hold one of the literals?
 //!
 //! The Aho-Corasick automaton is ASCII case-insensitive, and such automata get no prefilter
 //! from the `aho-corasick` crate, so without a gate every byte of every scanned field walks the
 //! DFA (a chain of dependent table loads). The gate picks, for each literal, its least common
-//! byte pair and marks it, in every ASCII case, in a 64 Kibit table; a text can only contain
+//! byte pair and marks it, in every ASCII case, in a 64 Ki-entry table; a text can only contain
 //! the literal if it contains that pair. One-byte literals (the backtick) mark every pair
-//! ending in their byte, and the first byte of a text is paired with 0. Checking a text is one
-//! independent table probe per byte, a few times faster than the DFA, and clean text (nearly
-//! all of it) never reaches the automaton.
+//! ending in their byte, and the first byte of a text is paired with 0.
+//!
+//! The same table marks the pairs normalising (see the parent module) would change: any pair
+//! ending in `%`, `\`, NUL, a line break, tab, vertical tab or form feed (and `+` when `+`
+//! means a space), and the pairs `"  "` and `/*`. Checking a text is one independent table
+//! probe per byte, with no branch, and clean text (nearly all of it) is neither copied nor
+//! walked by the automaton.
 
-/// Marked byte pairs, indexed by `first << 8 | second`.
+/// The text may contain one of the literals.
+pub(super) const LITERAL: u8 = 1;
+/// The text holds something normalising changes.
+pub(super) const NORMALIZE: u8 = 2;
+/// The text may hold a match of one of the regexes.
+pub(super) const REGEX: u8 = 4;
+
+/// Flags by byte pair, indexed by `first << 8 | second`.
 #[derive(Debug, Clone)]
 pub(super) struct PairGate {
-    pairs: Box<[u64; 1024]>,
+    pairs: Box<[u8; 1 << 16]>,
 }
 
 impl PairGate {
-    /// A gate letting through every text that may contain one of `literals`.
-    pub(super) fn build(literals: &[String]) -> PairGate {
+    /// A gate flagging [`LITERAL`] on every text that may contain one of `literals`, [`REGEX`]
+    /// on every text where one of `regexes` may match, and [`NORMALIZE`] on every text that
+    /// normalising (with `+` as a space when `plus_as_space`) would change.
+    ///
+    /// A regex is gated by its prefix literals (every match starts with one of them, as
+    /// `regex-syntax` extracts them, with the same case-insensitivity the regex set uses); a
+    /// regex without a finite set of non-empty prefixes lets every text through.
+    pub(super) fn build(literals: &[String], regexes: &[String], plus_as_space: bool) -> PairGate {
         let mut gate = PairGate {
-            pairs: Box::new([0u64; 1024]),
+            pairs: Box::new([0u8; 1 << 16]),
         };
         for literal in literals {
-            let lowered = literal.to_ascii_lowercase().into_bytes();
-            match lowered.as_slice() {
-                // Empty literals are rejected at load; letting everything through keeps the
-                // gate sound anyway.
-                [] => gate.pairs.fill(u64::MAX),
-                [single] => {
-                    for first in 0..=255u8 {
-                        gate.mark(first, *single);
+            gate.mark_literal(literal.as_bytes(), LITERAL);
+        }
+        if !regexes.is_empty() {
+            match regex_prefixes(regexes) {
+                Some(prefixes) => {
+                    for prefix in prefixes {
+                        gate.mark_literal(&prefix, REGEX);
                     }
                 }
-                _ => {
-                    let rarest = lowered
-                        .windows(2)
-                        .min_by_key(|pair| commonness(pair[0]) * commonness(pair[1]))
-                        .unwrap_or(&lowered[..2]);
-                    gate.mark(rarest[0], rarest[1]);
-                }
+                None => gate.pairs.iter_mut().for_each(|flags| *flags |= REGEX),
             }
         }
+        let mut specials = vec![b'%', b'\\', 0, b'\t', b'\n', 0x0b, 0x0c, b'\r'];
+        if plus_as_space {
+            specials.push(b'+');
+        }
+        for second in specials {
+            for first in 0..=255u8 {
+                gate.pairs[pair_index(first, second)] |= NORMALIZE;
+            }
+        }
+        gate.pairs[pair_index(b' ', b' ')] |= NORMALIZE;
+        gate.pairs[pair_index(b'/', b'*')] |= NORMALIZE;
         gate
     }
 
-    /// Marks the pair in every ASCII case (`first` and `second` are lowercase).
-    fn mark(&mut self, first: u8, second: u8) {
-        for first in [first, first.to_ascii_uppercase()] {
-            for second in [second, second.to_ascii_uppercase()] {
-                let index = usize::from(first) << 8 | usize::from(second);
-                self.pairs[index >> 6] |= 1 << (index & 63);
+    /// Marks with `flag` the pairs a text containing `literal` (in any ASCII case) must hold.
+    fn mark_literal(&mut self, literal: &[u8], flag: u8) {
+        let lowered = literal.to_ascii_lowercase();
+        match lowered.as_slice() {
+            // Empty literals are rejected at load (and empty regex prefixes give no gate);
+            // letting everything through keeps the gate sound anyway.
+            [] => self.pairs.iter_mut().for_each(|flags| *flags |= flag),
+            [single] => {
+                for first in 0..=255u8 {
+                    self.mark_any_case(first, *single, flag);
+                }
+            }
+            _ => {
+                let rarest = lowered
+                    .windows(2)
+                    .min_by_key(|pair| commonness(pair[0]) * commonness(pair[1]))
+                    .unwrap_or(&lowered[..2]);
+                self.mark_any_case(rarest[0], rarest[1], flag);
             }
         }
     }
 
-    fn is_marked(&self, first: u8, second: u8) -> bool {
-        let index = usize::from(first) << 8 | usize::from(second);
-        self.pairs[index >> 6] & (1 << (index & 63)) != 0
+    /// Marks the pair with `flag` in every ASCII case (`first` and `second` are lowercase).
+    fn mark_any_case(&mut self, first: u8, second: u8, flag: u8) {
+        for first in [first, first.to_ascii_uppercase()] {
+            for second in [second, second.to_ascii_uppercase()] {
+                self.pairs[pair_index(first, second)] |= flag;
+            }
+        }
+    }
+
+    /// The flags of every pair of `text` (its first byte paired with 0), or-ed together.
+    pub(super) fn classify(&self, text: &[u8]) -> u8 {
+        let mut flags = 0u8;
+        let mut previous = 0u16;
+        for &byte in text {
+            // A `u16` index cannot leave the 64 Ki table, so there is no bounds check.
+            flags |= self.pairs[usize::from(previous << 8 | u16::from(byte))];
+            previous = u16::from(byte);
+        }
+        flags
     }
 
     /// Whether `text` holds a marked pair, so that one of the literals may occur in it.
+    #[cfg(test)]
     pub(super) fn may_match(&self, text: &[u8]) -> bool {
-        let Some(&first) = text.first() else {
-            return false;
-        };
-        self.is_marked(0, first) || text.windows(2).any(|pair| self.is_marked(pair[0], pair[1]))
+        self.classify(text) & LITERAL != 0
     }
+}
+
+/// The prefix literals of `regexes` (case-insensitive, as the regex set is built): every match
+/// of any of them starts with one of these. `None` when some regex has no finite set of
+/// non-empty prefixes (it may match anywhere, or the empty string).
+fn regex_prefixes(regexes: &[String]) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let mut prefixes = Vec::new();
+    for regex in regexes {
+        let hir = regex_syntax::ParserBuilder::new()
+            .case_insensitive(true)
+            .build()
+            .parse(regex)
+            .ok()?;
+        let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+        for literal in seq.literals()? {
+            if literal.as_bytes().is_empty() {
+                return None;
+            }
+            prefixes.push(literal.as_bytes().to_vec());
+        }
+    }
+    Some(prefixes)
+}
+
+fn pair_index(first: u8, second: u8) -> usize {
+    usize::from(first) << 8 | usize::from(second)
 }
 
 /// How common a byte is in paths, queries, user agents and header values (higher: more
@@ -100,7 +175,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::conditions::pattern::build_literals;
+    use crate::conditions::pattern::{build_literals, build_regexes};
 
     fn pack_like_literals() -> Vec<String> {
         [
@@ -124,7 +199,7 @@ mod tests {
 
     #[test]
     fn gate_passes_texts_holding_a_literal_in_any_case() {
-        let gate = PairGate::build(&pack_like_literals());
+        let gate = PairGate::build(&pack_like_literals(), &[], false);
         assert!(gate.may_match(b"q=1 UNION SELECT x"));
         assert!(gate.may_match(b"run `id`"));
         assert!(gate.may_match(b"`"));
@@ -133,6 +208,33 @@ mod tests {
         assert!(!gate.may_match(b"/api/items/12345"));
         assert!(!gate.may_match(b"application/json"));
         assert!(!gate.may_match(b""));
+    }
+
+    fn pack_like_regexes() -> Vec<String> {
+        [
+            r"\.(bak|old|sql|zip|tar|gz)$",
+            r"^/actuator(/?$|/(env|heapdump|beans))",
+            r"[|;&]\s*id\s*($|[;&|#])",
+        ]
+        .iter()
+        .map(|regex| (*regex).to_owned())
+        .collect()
+    }
+
+    #[test]
+    fn regexes_are_gated_by_their_prefixes_in_any_case() {
+        let gate = PairGate::build(&[], &pack_like_regexes(), false);
+        let flagged = |text: &str| gate.classify(text.as_bytes()) & REGEX != 0;
+        assert!(flagged("/backup.SQL"));
+        assert!(flagged("/ACTUATOR/env"));
+        assert!(flagged("x=1|id"));
+        assert!(!flagged("/api/items/12345"));
+        assert!(!flagged("/api/cart"));
+        let open = PairGate::build(&[], &[r"\d+".to_owned(), "^$".to_owned()], false);
+        assert!(
+            open.classify(b"/api/cart") & REGEX != 0,
+            "a regex that may match anywhere lets everything through"
+        );
     }
 
     proptest! {
@@ -144,10 +246,27 @@ mod tests {
         ) {
             let mut literals = pack_like_literals();
             literals.extend(extra);
-            let gate = PairGate::build(&literals);
+            let gate = PairGate::build(&literals, &[], false);
             let automaton = build_literals(&literals).unwrap();
             if automaton.is_match(text.as_str()) {
                 prop_assert!(gate.may_match(text.as_bytes()));
+            }
+        }
+
+        /// Soundness for regexes: whenever the set matches, the gate flags the text.
+        #[test]
+        fn gate_never_blocks_a_text_a_regex_matches(
+            text in "[a-zA-Z0-9./|;&# \\t$_\\-]{0,30}",
+            prefix in prop_oneof![
+                Just(""), Just("/actuator"), Just("/ACTUATOR/Env"), Just("a.bak"), Just(";id"),
+            ],
+        ) {
+            let text = format!("{prefix}{text}");
+            let regexes = pack_like_regexes();
+            let gate = PairGate::build(&[], &regexes, false);
+            let set = build_regexes(&regexes).unwrap();
+            if set.is_match(&text) {
+                prop_assert!(gate.classify(text.as_bytes()) & REGEX != 0, "{text:?}");
             }
         }
     }
