@@ -414,6 +414,10 @@ mod tests {
             normalize_if_needed("..\\..\\windows", false),
             "../../windows"
         );
+        assert_eq!(
+            normalize_if_needed("id=1\u{a0}UNION\u{2028}SELECT", true),
+            "id=1 UNION SELECT"
+        );
         assert!(matches!(
             normalize_if_needed("/api/users/42", false),
             Cow::Borrowed(_)

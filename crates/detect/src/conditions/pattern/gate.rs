@@ -10,9 +10,9 @@
 //!
 //! The same table marks the pairs normalising (see the parent module) would change: any pair
 //! ending in `%`, `\`, NUL, a line break, tab, vertical tab or form feed (and `+` when `+`
-//! means a space), and the pairs `"  "` and `/*`. Checking a text is one independent table
-//! probe per byte, with no branch, and clean text (nearly all of it) is neither copied nor
-//! walked by the automaton.
+//! means a space), the pairs `"  "` and `/*`, and the leading bytes of Unicode whitespace.
+//! Checking a text is one independent table probe per byte, with no branch, and clean text
+//! (nearly all of it) is neither copied nor walked by the automaton.
 
 /// The text may contain one of the literals.
 pub(super) const LITERAL: u8 = 1;
@@ -63,6 +63,19 @@ impl PairGate {
         }
         gate.pairs[pair_index(b' ', b' ')] |= NORMALIZE;
         gate.pairs[pair_index(b'/', b'*')] |= NORMALIZE;
+        // Normalising folds Unicode whitespace too (U+0085, U+00A0, U+1680, U+2000..U+200A,
+        // U+2028, U+2029, U+202F, U+205F, U+3000): mark the first two bytes of their UTF-8
+        // forms (which a few other characters share; normalising those changes nothing).
+        for (first, second) in [
+            (0xc2, 0x85),
+            (0xc2, 0xa0),
+            (0xe1, 0x9a),
+            (0xe2, 0x80),
+            (0xe2, 0x81),
+            (0xe3, 0x80),
+        ] {
+            gate.pairs[pair_index(first, second)] |= NORMALIZE;
+        }
         gate
     }
 
@@ -208,6 +221,24 @@ mod tests {
         assert!(!gate.may_match(b"/api/items/12345"));
         assert!(!gate.may_match(b"application/json"));
         assert!(!gate.may_match(b""));
+    }
+
+    #[test]
+    fn every_unicode_whitespace_but_the_space_is_flagged_for_normalizing() {
+        let gate = PairGate::build(&[], &[], false);
+        let mut checked = 0;
+        for character in (0..=0x10_ffff).filter_map(char::from_u32) {
+            if character.is_whitespace() && character != ' ' {
+                let text = format!("union{character}select");
+                assert!(
+                    gate.classify(text.as_bytes()) & NORMALIZE != 0,
+                    "U+{:04X}",
+                    u32::from(character)
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "{checked}");
     }
 
     fn pack_like_regexes() -> Vec<String> {
