@@ -4,8 +4,12 @@
 //! One loop iteration takes every request already queued (up to [`MAX_BATCH_REQUESTS`]), encodes
 //! them into one buffer, writes it with one `write`, and then either acknowledges them
 //! (`Interval`: the bytes are in the kernel, they survive a process crash) or `fdatasync`s first
-//! (`Always`: group commit, one sync for the whole batch). Checkpoints are written only right
-//! after a sync, so they never cover a record that could still be lost.
+//! (`Always`: group commit, one sync for the whole batch). With `Interval`, the periodic
+//! `fdatasync` runs on a second thread (`apiwatch-fsync`), so a slow disk (syncs of 100-200 ms
+//! were seen on the CI machine) never holds up writing and acknowledging; at most one such sync
+//! is in flight. Checkpoints only cover records a completed sync made durable (the tree size
+//! and root are taken when the sync is started), so they never cover a record that could
+//! still be lost.
 //!
 //! After a failed write or sync the writer stops accepting records (every later append fails):
 //! after a failed `fsync` the kernel may already have dropped the dirty pages, so carrying on
@@ -16,6 +20,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -65,9 +70,9 @@ impl Request {
     }
 }
 
-/// The segment being appended to.
+/// The segment being appended to (shared with the background sync).
 struct OpenSegment {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     len: u64,
 }
@@ -86,6 +91,12 @@ pub(crate) struct Worker {
     written: u64,
     /// Records covered by the last sync.
     durable: u64,
+    /// The tree (size and root) the last completed sync made durable: what a checkpoint covers.
+    synced_tree: (u64, Hash),
+    /// The background sync of `Interval` mode (none with `Always`, or if it could not start).
+    syncer: Option<Syncer>,
+    /// Whether a background sync was started and has not reported yet.
+    sync_in_flight: bool,
     /// When the first write not yet synced happened.
     dirty_since: Option<Instant>,
     next_checkpoint_at: Instant,
@@ -118,11 +129,16 @@ impl Worker {
                 };
                 let file = OpenOptions::new().append(true).open(&path).map_err(error)?;
                 let len = file.metadata().map_err(error)?.len();
-                OpenSegment { file, path, len }
+                OpenSegment {
+                    file: Arc::new(file),
+                    path,
+                    len,
+                }
             }
             None => create_segment(&dir, frontier.size())?,
         };
         let size = frontier.size();
+        let root = frontier.root();
         metrics.size_records.set(size as i64);
         Ok(Worker {
             data_dir: config.dir.clone(),
@@ -135,6 +151,9 @@ impl Worker {
             frontier,
             written: size,
             durable: size,
+            synced_tree: (size, root),
+            syncer: None,
+            sync_in_flight: false,
             dirty_since: None,
             next_checkpoint_at: Instant::now() + config.checkpoint_interval,
             last_checkpoint,
@@ -153,12 +172,25 @@ impl Worker {
         mut queue: mpsc::Receiver<Request>,
         shutdown: Arc<Notify>,
     ) -> Result<Option<Checkpoint>> {
+        let (done_sender, mut done) = mpsc::unbounded_channel();
+        if matches!(self.fsync, FsyncPolicy::Interval(_)) {
+            match Syncer::spawn(done_sender) {
+                Ok(syncer) => self.syncer = Some(syncer),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot start the background fsync thread; syncing on the writer thread");
+                }
+            }
+        }
         let mut pending = Vec::with_capacity(MAX_BATCH_REQUESTS);
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
                 biased;
                 () = shutdown.notified() => break,
+                Some(report) = done.recv(), if self.sync_in_flight => {
+                    self.synced(report);
+                    continue;
+                }
                 received = queue.recv() => match received {
                     Some(request) => pending.push(request),
                     None => break,
@@ -193,7 +225,32 @@ impl Worker {
         }
         self.process(&mut pending);
         self.metrics.queue_depth.set(0);
+        if self.sync_in_flight {
+            if let Some(report) = done.recv().await {
+                self.synced(report);
+            }
+        }
+        if let Some(syncer) = self.syncer.take() {
+            syncer.stop();
+        }
         self.finish()
+    }
+
+    /// Takes the report of a background sync.
+    fn synced(&mut self, report: SyncReport) {
+        self.sync_in_flight = false;
+        match report.result {
+            Ok(()) => {
+                self.metrics.observe_fsync(report.elapsed);
+                if report.tree.0 > self.synced_tree.0 {
+                    self.durable = self.durable.max(report.tree.0);
+                    self.synced_tree = report.tree;
+                }
+            }
+            Err(err) => {
+                self.fail(err);
+            }
+        }
     }
 
     fn next_deadline(&self) -> Instant {
@@ -283,7 +340,7 @@ impl Worker {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.segment.file.write_all(&self.buf)?;
+        (&*self.segment.file).write_all(&self.buf)?;
         self.segment.len += self.buf.len() as u64;
         self.metrics.bytes.inc_by(self.buf.len() as u64);
         self.metrics.records.inc_by(seq - self.written);
@@ -317,6 +374,7 @@ impl Worker {
         self.segment.file.sync_data()?;
         self.metrics.observe_fsync(started.elapsed());
         self.durable = self.written;
+        self.synced_tree = (self.written, self.frontier.root());
         self.dirty_since = None;
         Ok(())
     }
@@ -329,9 +387,29 @@ impl Worker {
         let now = Instant::now();
         if let (FsyncPolicy::Interval(interval), Some(since)) = (self.fsync, self.dirty_since) {
             if now >= since + interval {
-                if let Err(err) = self.sync() {
-                    self.fail(err);
-                    return;
+                match &self.syncer {
+                    // One at a time: a sync still running covers these writes' start; the
+                    // next one starts when it reports.
+                    Some(_) if self.sync_in_flight => {}
+                    Some(syncer) => {
+                        let job = SyncJob {
+                            file: Arc::clone(&self.segment.file),
+                            tree: (self.written, self.frontier.root()),
+                        };
+                        if syncer.jobs.send(job).is_ok() {
+                            self.sync_in_flight = true;
+                            self.dirty_since = None;
+                        } else if let Err(err) = self.sync() {
+                            self.fail(err);
+                            return;
+                        }
+                    }
+                    None => {
+                        if let Err(err) = self.sync() {
+                            self.fail(err);
+                            return;
+                        }
+                    }
                 }
             }
         }
@@ -349,6 +427,14 @@ impl Worker {
             .last_checkpoint
             .as_ref()
             .map_or(0, |checkpoint| checkpoint.tree_size);
+        if self.syncer.is_some() {
+            // Background syncs: sign what the last completed one made durable.
+            let (size, root) = self.synced_tree;
+            if size <= covered {
+                return Ok(());
+            }
+            return self.sign_checkpoint(size, root);
+        }
         if self.written <= covered {
             return Ok(());
         }
@@ -364,12 +450,12 @@ impl Worker {
         // Every encoded record is written and synced here, so the frontier is exactly the
         // durable tree.
         debug_assert_eq!(self.durable, self.frontier.size());
-        let checkpoint = Checkpoint::sign(
-            self.durable,
-            self.frontier.root(),
-            OffsetDateTime::now_utc(),
-            &self.signing_key,
-        );
+        self.sign_checkpoint(self.durable, self.frontier.root())
+    }
+
+    /// Signs and appends a checkpoint of the durable tree `size`, `root`.
+    fn sign_checkpoint(&mut self, size: u64, root: Hash) -> Result<()> {
+        let checkpoint = Checkpoint::sign(size, root, OffsetDateTime::now_utc(), &self.signing_key);
         let path = checkpoints_path(&self.data_dir);
         append_line(&path, &checkpoint).map_err(|source| Error::CheckpointFile {
             action: "write",
@@ -442,8 +528,57 @@ fn create_segment(journal_dir: &Path, first_seq: u64) -> Result<OpenSegment> {
     file.sync_data().map_err(error)?;
     sync_dir(journal_dir).map_err(error)?;
     Ok(OpenSegment {
-        file,
+        file: Arc::new(file),
         path,
         len: HEADER_LEN,
     })
+}
+
+/// A sync for the background thread: the file, and the tree its writes so far hold.
+struct SyncJob {
+    file: Arc<File>,
+    tree: (u64, Hash),
+}
+
+/// What a background sync reports.
+struct SyncReport {
+    tree: (u64, Hash),
+    result: io::Result<()>,
+    elapsed: Duration,
+}
+
+/// The `apiwatch-fsync` thread: runs each job's `fdatasync` and reports it to the writer.
+struct Syncer {
+    jobs: std::sync::mpsc::Sender<SyncJob>,
+    thread: JoinHandle<()>,
+}
+
+impl Syncer {
+    fn spawn(reports: mpsc::UnboundedSender<SyncReport>) -> io::Result<Syncer> {
+        // Unbounded, but the writer keeps at most one job in flight.
+        let (jobs, receiver) = std::sync::mpsc::channel::<SyncJob>();
+        let thread = std::thread::Builder::new()
+            .name("apiwatch-fsync".into())
+            .spawn(move || {
+                for job in receiver {
+                    let started = std::time::Instant::now();
+                    let result = job.file.sync_data();
+                    let report = SyncReport {
+                        tree: job.tree,
+                        result,
+                        elapsed: started.elapsed(),
+                    };
+                    if reports.send(report).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Syncer { jobs, thread })
+    }
+
+    /// Ends the thread once its jobs are done.
+    fn stop(self) {
+        drop(self.jobs);
+        let _ = self.thread.join();
+    }
 }

@@ -172,6 +172,40 @@ fn checkpoints_are_written_on_the_interval_and_copied_to_the_witness() {
 }
 
 #[test]
+fn checkpoints_taken_while_appending_cover_only_synced_records_and_verify() {
+    // With `fsync = "<interval>"` the periodic sync runs on its own thread while the writer
+    // keeps appending (and rotating segments); each checkpoint signs the tree that sync made
+    // durable. Every one of them must match the records (verify checks each root).
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.checkpoint_interval = Duration::from_millis(15);
+    config.fsync = FsyncPolicy::Interval(Duration::from_millis(5));
+    let (journal, _) = Journal::open(config).unwrap();
+    let appender = journal.appender();
+    for round in 0..40u64 {
+        let records = (0..50).map(|index| record(round * 50 + index)).collect();
+        appender.append_batch_blocking(records).unwrap();
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let during = Checkpoint::read_journal_checkpoints(dir.path()).unwrap();
+    assert!(
+        during.len() >= 3,
+        "{} checkpoints while appending",
+        during.len()
+    );
+    assert!(
+        during
+            .windows(2)
+            .all(|pair| pair[0].tree_size < pair[1].tree_size)
+    );
+    assert!(during.last().unwrap().tree_size <= 2000);
+    journal.shutdown().unwrap();
+    let report = verify(dir.path(), &VerifyOptions::default()).unwrap();
+    assert_eq!(report.records, 2000);
+    assert!(report.checkpoints_checked > during.len());
+}
+
+#[test]
 fn a_full_queue_makes_producers_wait_instead_of_dropping() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
