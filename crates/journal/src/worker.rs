@@ -89,9 +89,8 @@ pub(crate) struct Worker {
     frontier: Frontier,
     /// Records whose frames were written to a file.
     written: u64,
-    /// Records covered by the last sync.
-    durable: u64,
-    /// The tree (size and root) the last completed sync made durable: what a checkpoint covers.
+    /// The tree (records and root) the last completed sync made durable: what a checkpoint
+    /// covers.
     synced_tree: (u64, Hash),
     /// The background sync of `Interval` mode (none with `Always`, or if it could not start).
     syncer: Option<Syncer>,
@@ -150,7 +149,6 @@ impl Worker {
             segment,
             frontier,
             written: size,
-            durable: size,
             synced_tree: (size, root),
             syncer: None,
             sync_in_flight: false,
@@ -243,7 +241,6 @@ impl Worker {
             Ok(()) => {
                 self.metrics.observe_fsync(report.elapsed);
                 if report.tree.0 > self.synced_tree.0 {
-                    self.durable = self.durable.max(report.tree.0);
                     self.synced_tree = report.tree;
                 }
             }
@@ -373,7 +370,6 @@ impl Worker {
         let started = std::time::Instant::now();
         self.segment.file.sync_data()?;
         self.metrics.observe_fsync(started.elapsed());
-        self.durable = self.written;
         self.synced_tree = (self.written, self.frontier.root());
         self.dirty_since = None;
         Ok(())
@@ -421,40 +417,32 @@ impl Worker {
         }
     }
 
-    /// Syncs and signs a checkpoint if the tree grew since the last one.
+    /// Signs a checkpoint of the durable tree if it grew since the last one. Without the
+    /// background sync, syncs first, so the checkpoint covers every record written.
     fn checkpoint(&mut self) -> Result<()> {
         let covered = self
             .last_checkpoint
             .as_ref()
             .map_or(0, |checkpoint| checkpoint.tree_size);
-        if self.syncer.is_some() {
-            // Background syncs: sign what the last completed one made durable.
-            let (size, root) = self.synced_tree;
-            if size <= covered {
-                return Ok(());
+        if self.syncer.is_none() && self.written > covered {
+            if let Err(err) = self.sync() {
+                let failure = self.fail(err);
+                let source = io::Error::new(failure.kind(), failure.to_string());
+                return Err(Error::Segment {
+                    action: "sync",
+                    path: self.segment.path.clone(),
+                    source,
+                });
             }
-            return self.sign_checkpoint(size, root);
+            // Every encoded record is written and synced here, so the frontier is exactly the
+            // durable tree.
+            debug_assert_eq!(self.synced_tree.0, self.frontier.size());
         }
-        if self.written <= covered {
+        // With background syncs, what the last completed one made durable.
+        let (size, root) = self.synced_tree;
+        if size <= covered {
             return Ok(());
         }
-        if let Err(err) = self.sync() {
-            let failure = self.fail(err);
-            let source = io::Error::new(failure.kind(), failure.to_string());
-            return Err(Error::Segment {
-                action: "sync",
-                path: self.segment.path.clone(),
-                source,
-            });
-        }
-        // Every encoded record is written and synced here, so the frontier is exactly the
-        // durable tree.
-        debug_assert_eq!(self.durable, self.frontier.size());
-        self.sign_checkpoint(self.durable, self.frontier.root())
-    }
-
-    /// Signs and appends a checkpoint of the durable tree `size`, `root`.
-    fn sign_checkpoint(&mut self, size: u64, root: Hash) -> Result<()> {
         let checkpoint = Checkpoint::sign(size, root, OffsetDateTime::now_utc(), &self.signing_key);
         let path = checkpoints_path(&self.data_dir);
         append_line(&path, &checkpoint).map_err(|source| Error::CheckpointFile {
