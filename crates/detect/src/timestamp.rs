@@ -26,24 +26,24 @@ impl NanosParser {
         let bytes = text.as_bytes();
         if let Some((prefix, second_ns)) = &self.second {
             if bytes.len() == 30 && bytes[29] == b'Z' && bytes[..20] == prefix[..] {
-                if let Some(fraction) = fraction_nanos(&bytes[20..29]) {
+                if let Some(fraction) = digits(&bytes[20..29]) {
                     return Some(second_ns + fraction);
                 }
             }
         }
-        let nanos = parse_nanos(text)?;
-        if parse_canonical(bytes).is_some() {
-            let mut prefix = [0u8; 20];
-            prefix.copy_from_slice(&bytes[..20]);
-            self.second = Some((prefix, nanos - nanos.rem_euclid(1_000_000_000)));
-        }
+        let Some(nanos) = parse_canonical(bytes) else {
+            return parse_nanos(text);
+        };
+        let mut prefix = [0u8; 20];
+        prefix.copy_from_slice(&bytes[..20]);
+        self.second = Some((prefix, nanos - nanos.rem_euclid(1_000_000_000)));
         Some(nanos)
     }
 }
 
-/// Nine ASCII digits as nanoseconds.
-fn fraction_nanos(digits: &[u8]) -> Option<i64> {
-    digits.iter().try_fold(0i64, |value, &byte| {
+/// ASCII digits as a number; `None` if any byte is not a digit.
+fn digits(bytes: &[u8]) -> Option<i64> {
+    bytes.iter().try_fold(0i64, |value, &byte| {
         byte.is_ascii_digit()
             .then(|| value * 10 + i64::from(byte - b'0'))
     })
@@ -69,16 +69,7 @@ fn parse_canonical(bytes: &[u8]) -> Option<i64> {
     {
         return None;
     }
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        let mut value = 0i64;
-        for &byte in &bytes[range] {
-            if !byte.is_ascii_digit() {
-                return None;
-            }
-            value = value * 10 + i64::from(byte - b'0');
-        }
-        Some(value)
-    };
+    let digits = |range: std::ops::Range<usize>| digits(&bytes[range]);
     let year = digits(0..4)?;
     let month = digits(5..7)?;
     let day = digits(8..10)?;
