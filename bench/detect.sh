@@ -34,17 +34,8 @@ UPSTREAM_PORT=18281
 APIWATCH_PORT=18283
 ADMIN_PORT=18284
 
-need() {
-  if ! command -v "$1" >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then
-      apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-    else
-      echo "missing $1: apt-get install $2" >&2
-      exit 1
-    fi
-  fi
-}
+# shellcheck source=bench/common.sh
+. bench/common.sh
 need wrk wrk
 need nginx nginx-light
 need python3 python3
@@ -62,24 +53,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --release -q -p apiwatch
 APIWATCH="$CARGO_TARGET_DIR/release/apiwatch"
 
-mkdir -p "$work/upstream"
-cat >"$work/upstream/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/upstream/nginx.pid;
-error_log $work/upstream/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/upstream; proxy_temp_path $work/upstream;
-  fastcgi_temp_path $work/upstream; uwsgi_temp_path $work/upstream; scgi_temp_path $work/upstream;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$UPSTREAM_PORT;
-    location / { default_type application/json; return 200 '{"id":42,"name":"item","ok":true}'; }
-  }
-}
-EOF
+upstream_conf "$work/upstream" "$UPSTREAM_PORT"
 nginx -c "$work/upstream/nginx.conf" -p "$work/upstream" & pids+=($!)
 
 "$APIWATCH" serve --upstream "http://127.0.0.1:$UPSTREAM_PORT" \

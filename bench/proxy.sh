@@ -25,17 +25,8 @@ NGINX_PORT=18182
 APIWATCH_PORT=18183
 ADMIN_PORT=18184
 
-need() {
-  if ! command -v "$1" >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then
-      apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-    else
-      echo "missing $1: apt-get install $2" >&2
-      exit 1
-    fi
-  fi
-}
+# shellcheck source=bench/common.sh
+. bench/common.sh
 need wrk wrk
 need nginx nginx-light
 need hey hey
@@ -53,26 +44,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --release -q -p apiwatch
 APIWATCH="$CARGO_TARGET_DIR/release/apiwatch"
 
-# The upstream: nginx answering a small JSON body from memory, one worker so it is the same
-# for every run. Its own access log is off.
-mkdir -p "$work/upstream" "$work/proxy"
-cat >"$work/upstream/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/upstream/nginx.pid;
-error_log $work/upstream/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/upstream; proxy_temp_path $work/upstream;
-  fastcgi_temp_path $work/upstream; uwsgi_temp_path $work/upstream; scgi_temp_path $work/upstream;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$UPSTREAM_PORT;
-    location / { default_type application/json; return 200 '{"id":42,"name":"item","ok":true}'; }
-  }
-}
-EOF
+# The upstream (see bench/common.sh).
+mkdir -p "$work/proxy"
+upstream_conf "$work/upstream" "$UPSTREAM_PORT"
 
 # nginx as the reverse proxy with a JSON access log: one worker per core, a keepalive pool to
 # the upstream, the log buffered (64 KiB, flushed every second).
