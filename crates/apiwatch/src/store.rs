@@ -180,6 +180,9 @@ fn ingest_journal_tail(store: &Store, data_dir: &Path, flush: bool) -> anyhow::R
     Ok(total)
 }
 
+/// Journal records per chunk of a rebuild.
+const REBUILD_CHUNK: usize = 32_768;
+
 /// Rebuilds the store of `data_dir` from the whole journal (no server may run). Returns the
 /// events ingested and the time it took.
 pub fn rebuild(
@@ -194,67 +197,52 @@ pub fn rebuild(
         );
     }
     let started = Instant::now();
-    // Bulk load: compaction waits for the end (one rewrite instead of one per level), and
-    // flushes run on their own thread while this one reads and parses the next records. The
-    // store's lock is held from the reset to the end, so no server can start in between.
-    let compact = config.compact;
-    let flush_rows = config.flush_rows;
-    let store = Arc::new(Store::open_writer(
-        data_dir,
-        StoreConfig {
-            compact: false,
-            ..config
-        },
-    )?);
+    // A bulk load: each day's events straight into its final file. The store's lock is held
+    // from the reset to the end, so no server can start in between. One thread reads the
+    // journal while this one decodes and encodes (two chunks in flight at most).
+    let store = Store::open_writer(data_dir, config)?;
     store.reset()?;
-    let reading = Arc::new(AtomicBool::new(true));
-    let flusher = {
-        let store = Arc::clone(&store);
-        let reading = Arc::clone(&reading);
-        std::thread::spawn(move || -> apiwatch_store::Result<()> {
-            while reading.load(Ordering::Relaxed) {
-                if store.flush_due() {
-                    store.flush()?;
-                } else {
-                    std::thread::sleep(Duration::from_millis(5));
+    let (chunks, received) = std::sync::mpsc::sync_channel::<Vec<(u64, Vec<u8>)>>(2);
+    // Chunks come back once loaded, and the reader reads into their buffers: the memory of
+    // a few chunks is reused for the whole journal.
+    let (spent, recycled) = std::sync::mpsc::sync_channel::<Vec<(u64, Vec<u8>)>>(4);
+    let reader = {
+        let data_dir = data_dir.to_path_buf();
+        std::thread::spawn(move || -> Result<(), apiwatch_journal::Error> {
+            let mut journal = apiwatch_journal::JournalReader::open_from(&data_dir, 0)?;
+            let mut buffers: Vec<Vec<u8>> = Vec::new();
+            let mut chunk = Vec::with_capacity(REBUILD_CHUNK);
+            loop {
+                if buffers.is_empty() {
+                    if let Ok(old) = recycled.try_recv() {
+                        buffers.extend(old.into_iter().map(|(_, buffer)| buffer));
+                    }
+                }
+                let Some(record) = journal.next_reusing(buffers.pop().unwrap_or_default()) else {
+                    break;
+                };
+                chunk.push(record?);
+                if chunk.len() == REBUILD_CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(REBUILD_CHUNK));
+                    if chunks.send(full).is_err() {
+                        return Ok(());
+                    }
                 }
             }
+            let _ = chunks.send(chunk);
             Ok(())
         })
     };
-    let reader = apiwatch_journal::JournalReader::open_from(data_dir, 0)?;
-    let mut chunk = Vec::with_capacity(65_536);
+    let mut load = store.bulk_load()?;
     let mut total = 0u64;
-    let mut read_error = None;
-    for record in reader {
-        match record {
-            Ok(record) => chunk.push(record),
-            Err(err) => {
-                read_error = Some(err);
-                break;
-            }
-        }
-        if chunk.len() == chunk.capacity() {
-            // Bound memory: wait while the flusher is two memtables behind.
-            while store.status().memtable_rows >= 2 * flush_rows && !flusher.is_finished() {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            total += store.ingest(&chunk) as u64;
-            chunk.clear();
-        }
+    for chunk in received {
+        total += load.add(&chunk)? as u64;
+        let _ = spent.try_send(chunk);
     }
-    total += store.ingest(&chunk) as u64;
-    reading.store(false, Ordering::Relaxed);
-    flusher
+    reader
         .join()
-        .map_err(|_| anyhow::anyhow!("the flush thread panicked"))??;
-    if let Some(err) = read_error {
-        return Err(err.into());
-    }
-    store.flush()?;
-    if compact {
-        store.compact()?;
-    }
+        .map_err(|_| anyhow::anyhow!("the journal reader thread panicked"))??;
+    load.finish()?;
     Ok((total, started.elapsed()))
 }
 

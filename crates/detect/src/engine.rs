@@ -27,8 +27,8 @@ use crate::finding::Finding;
 use crate::key::KeySpec;
 use crate::metrics::Metrics;
 use crate::rule::{Rule, RuleSet};
-use crate::timestamp::{NanosParser, format_nanos};
 use crate::window::Buckets;
+use apiwatch_event::timestamp::{NanosParser, format_nanos};
 pub(crate) use table::SAMPLES;
 use table::{Fire, Table, Update};
 

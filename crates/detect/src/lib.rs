@@ -25,7 +25,6 @@ mod key;
 mod metrics;
 mod rule;
 mod sketch;
-mod timestamp;
 mod window;
 
 pub use engine::{Engine, EngineLimits};

@@ -15,5 +15,6 @@ mod record;
 pub mod redact;
 pub mod route;
 pub mod sanitize;
+pub mod timestamp;
 
 pub use record::{AuthOutcome, Event, EventKind, SCHEMA_VERSION, format_timestamp};

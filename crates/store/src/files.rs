@@ -20,8 +20,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::array::RecordBatch;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::{
+    ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves,
+};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +34,18 @@ use crate::schema;
 
 /// How long files replaced by a compaction are kept before deletion.
 pub const TRASH_GRACE: Duration = Duration::from_secs(600);
+
+/// Columns whose values are (nearly) all distinct: no dictionary encoding.
+const UNIQUE_COLUMNS: &[&str] = &[
+    "journal_seq",
+    "timestamp",
+    "event_id",
+    "http_request_id",
+    "event_duration",
+];
+
+/// Rows per data page (the unit of page statistics; each page is one zstd frame).
+const PAGE_ROWS: usize = 32_768;
 
 /// Columns with bloom filters: the needles investigators look up.
 const BLOOM_COLUMNS: &[&str] = &[
@@ -156,15 +172,23 @@ pub(crate) fn hour_name(nanos: i64) -> String {
 pub(crate) const HOUR_NANOS: i64 = 3_600_000_000_000;
 
 pub(crate) fn writer_properties(row_group_rows: usize) -> WriterProperties {
+    let rows = row_group_rows.max(1);
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
-        .set_statistics_enabled(EnabledStatistics::Page);
+        .set_max_row_group_row_count(Some(rows))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_data_page_row_count_limit(PAGE_ROWS);
     for column in BLOOM_COLUMNS {
         let path = ColumnPath::from(*column);
         builder = builder
             .set_column_bloom_filter_enabled(path.clone(), true)
-            .set_column_bloom_filter_fpp(path, 0.01);
+            .set_column_bloom_filter_fpp(path.clone(), 0.01)
+            .set_column_bloom_filter_max_ndv(path, rows as u64);
+    }
+    // A dictionary of values that never repeat only costs: every value is hashed into it
+    // until it overflows and the writer falls back to plain encoding.
+    for column in UNIQUE_COLUMNS {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }
     builder.build()
 }
@@ -214,48 +238,193 @@ fn write_parquet_stream(
     batches: impl Iterator<Item = Result<RecordBatch>>,
     row_group_rows: usize,
 ) -> Result<FileEntry> {
-    let path = store_dir.join(name);
-    let dir = path.parent().unwrap_or(store_dir).to_path_buf();
-    fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
-    let temporary = path.with_extension("parquet.tmp");
-    let file = File::create(&temporary).map_err(Error::io("create", &temporary))?;
-    let mut writer = ArrowWriter::try_new(
-        file,
-        schema::schema(),
-        Some(writer_properties(row_group_rows)),
-    )?;
-    let mut entry = FileEntry {
-        name: name.to_owned(),
-        rows: 0,
-        bytes: 0,
-        min_time: i64::MAX,
-        max_time: i64::MIN,
-        first_seq: u64::MAX,
-        last_seq: 0,
-    };
+    let mut sink = ParquetSink::create(store_dir, name, row_group_rows)?;
     for batch in batches {
-        let batch = batch?;
+        sink.write(&batch?)?;
+    }
+    sink.finish(name)
+}
+
+/// A Parquet file being written, batch by batch, under a temporary name; [`ParquetSink::finish`]
+/// makes it durable under its final name (which may depend on what was written).
+///
+/// Rows are gathered into row groups of `row_group_rows`, and each row group's columns are
+/// encoded on every core (the encoding, zstd and bloom filters are most of a write's cost).
+/// Memory: one row group of input batches and its encoded columns.
+pub(crate) struct ParquetSink {
+    store_dir: PathBuf,
+    temporary: PathBuf,
+    writer: SerializedFileWriter<File>,
+    factory: ArrowRowGroupWriterFactory,
+    row_group_rows: usize,
+    row_groups: usize,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    entry: FileEntry,
+}
+
+impl ParquetSink {
+    /// Starts a file; `hint` (relative to `store_dir`) names its directory and temporary name.
+    pub(crate) fn create(
+        store_dir: &Path,
+        hint: &str,
+        row_group_rows: usize,
+    ) -> Result<ParquetSink> {
+        let path = store_dir.join(hint);
+        let dir = path.parent().unwrap_or(store_dir).to_path_buf();
+        fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+        let temporary = path.with_extension("parquet.tmp");
+        let file = File::create(&temporary).map_err(Error::io("create", &temporary))?;
+        let row_group_rows = row_group_rows.max(1);
+        // The Arrow writer puts the Arrow schema in the file's metadata; its lower half then
+        // writes row groups encoded here.
+        let (writer, factory) = ArrowWriter::try_new(
+            file,
+            schema::schema(),
+            Some(writer_properties(row_group_rows)),
+        )?
+        .into_serialized_writer()?;
+        Ok(ParquetSink {
+            store_dir: store_dir.to_path_buf(),
+            temporary,
+            writer,
+            factory,
+            row_group_rows,
+            row_groups: 0,
+            pending: Vec::new(),
+            pending_rows: 0,
+            entry: FileEntry {
+                name: String::new(),
+                rows: 0,
+                bytes: 0,
+                min_time: i64::MAX,
+                max_time: i64::MIN,
+                first_seq: u64::MAX,
+                last_seq: 0,
+            },
+        })
+    }
+
+    /// Appends a batch of the events schema.
+    pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
-            continue;
+            return Ok(());
         }
-        writer.write(&batch)?;
-        let (min_time, max_time, first_seq, last_seq) = bounds(&batch)?;
+        let (min_time, max_time, first_seq, last_seq) = bounds(batch)?;
+        let entry = &mut self.entry;
         entry.rows += batch.num_rows() as u64;
         entry.min_time = entry.min_time.min(min_time);
         entry.max_time = entry.max_time.max(max_time);
         entry.first_seq = entry.first_seq.min(first_seq);
         entry.last_seq = entry.last_seq.max(last_seq);
+        let mut rest = batch.clone();
+        while self.pending_rows + rest.num_rows() >= self.row_group_rows {
+            let take = self.row_group_rows - self.pending_rows;
+            self.pending.push(rest.slice(0, take));
+            rest = rest.slice(take, rest.num_rows() - take);
+            self.flush_row_group()?;
+        }
+        if rest.num_rows() > 0 {
+            self.pending_rows += rest.num_rows();
+            self.pending.push(rest);
+        }
+        Ok(())
     }
-    let file = writer.into_inner()?;
-    file.sync_all().map_err(Error::io("sync", &temporary))?;
-    entry.bytes = file
-        .metadata()
-        .map_err(Error::io("stat", &temporary))?
-        .len();
-    drop(file);
-    fs::rename(&temporary, &path).map_err(Error::io("rename", &temporary))?;
-    sync_dir(&dir)?;
-    Ok(entry)
+
+    /// Encodes the pending rows as one row group, one column at a time per core.
+    fn flush_row_group(&mut self) -> Result<()> {
+        let batches = std::mem::take(&mut self.pending);
+        self.pending_rows = 0;
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let writers = self.factory.create_column_writers(self.row_groups)?;
+        self.row_groups += 1;
+        let schema = schema::schema();
+        let columns = writers.len();
+        let slots: Vec<std::sync::Mutex<Option<ArrowColumnWriter>>> = writers
+            .into_iter()
+            .map(|writer| std::sync::Mutex::new(Some(writer)))
+            .collect();
+        let done: Vec<std::sync::Mutex<Option<Result<ArrowColumnChunk>>>> =
+            (0..columns).map(|_| std::sync::Mutex::new(None)).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let encode = |column: usize| -> Result<ArrowColumnChunk> {
+            let mut writer = slots[column]
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+                .ok_or_else(|| Error::Query("column writer taken twice".into()))?;
+            let field = schema.field(column);
+            for batch in &batches {
+                for leaf in compute_leaves(field, batch.column(column))? {
+                    writer.write(&leaf)?;
+                }
+            }
+            Ok(writer.close()?)
+        };
+        let work = || {
+            loop {
+                let column = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if column >= columns {
+                    break;
+                }
+                let chunk = encode(column);
+                *done[column]
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(chunk);
+            }
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4);
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(work);
+            }
+            work();
+        });
+        let mut row_group = self.writer.next_row_group()?;
+        for slot in done {
+            let chunk = slot
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .ok_or_else(|| Error::Query("a column was not encoded".into()))??;
+            chunk.append_to_row_group(&mut row_group)?;
+        }
+        row_group.close()?;
+        Ok(())
+    }
+
+    /// What was written so far (name still empty).
+    pub(crate) fn entry(&self) -> &FileEntry {
+        &self.entry
+    }
+
+    /// Closes the file, fsyncs it and renames it to `name` (relative to the store directory,
+    /// in the directory the file was created in), and returns its manifest entry.
+    pub(crate) fn finish(mut self, name: &str) -> Result<FileEntry> {
+        self.flush_row_group()?;
+        let ParquetSink {
+            store_dir,
+            temporary,
+            writer,
+            mut entry,
+            ..
+        } = self;
+        let file = writer.into_inner()?;
+        file.sync_all().map_err(Error::io("sync", &temporary))?;
+        entry.bytes = file
+            .metadata()
+            .map_err(Error::io("stat", &temporary))?
+            .len();
+        drop(file);
+        let path = store_dir.join(name);
+        fs::rename(&temporary, &path).map_err(Error::io("rename", &temporary))?;
+        sync_dir(path.parent().unwrap_or(&store_dir))?;
+        entry.name = name.to_owned();
+        Ok(entry)
+    }
 }
 
 /// (min time, max time, min seq, max seq) of a non-empty batch of the events schema.

@@ -9,6 +9,8 @@
 //!   as it is ingested; every SQL query has a row cap and a time limit; nothing writes.
 #![warn(missing_docs)]
 
+mod bulk;
+mod decode;
 mod error;
 pub mod files;
 pub mod filter;
@@ -16,6 +18,7 @@ mod query;
 pub mod schema;
 mod store;
 
+pub use bulk::BulkLoad;
 pub use error::{Error, Result};
 pub use query::{Cursor, ExportFormat, Limits, SearchPage, SearchRequest, SqlAnswer, StatsRequest};
 pub use store::{STORE_DIR, Store, StoreConfig, StoreStatus};

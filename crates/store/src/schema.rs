@@ -17,6 +17,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+use crate::decode::{RowRef, TEXT_COLUMNS};
 use crate::error::{Error, Result};
 
 /// Name of the journal record number column.
@@ -26,7 +27,7 @@ pub const TIME_COLUMN: &str = "timestamp";
 
 /// The text columns, in schema order after the fixed head, with the event field each holds.
 /// (`event_kind` and `auth_outcome` are text too but never null; see [`schema`].)
-const OPTIONAL_TEXT: &[&str] = &[
+const OPTIONAL_TEXT: [&str; TEXT_COLUMNS] = [
     "event_outcome",
     "source_ip",
     "network_forwarded_by",
@@ -99,10 +100,11 @@ pub fn column_name(canonical: &str) -> Option<String> {
 
 /// Nanoseconds since the Unix epoch of an event's RFC 3339 timestamp.
 pub fn timestamp_nanos(text: &str) -> Result<i64> {
-    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|err| Error::Event(format!("@timestamp {text:?} is not RFC 3339: {err}")))?;
-    i64::try_from(at.unix_timestamp_nanos())
-        .map_err(|_| Error::Event(format!("@timestamp {text:?} is out of range")))
+    apiwatch_event::timestamp::parse_nanos(text).ok_or_else(|| {
+        Error::Event(format!(
+            "@timestamp {text:?} is not an RFC 3339 time between the years 1678 and 2262"
+        ))
+    })
 }
 
 /// Formats nanoseconds since the epoch as the event's RFC 3339 text.
@@ -136,6 +138,20 @@ fn map_json(map: &BTreeMap<String, String>) -> Option<String> {
     } else {
         serde_json::to_string(map).ok()
     }
+}
+
+/// The columns of an event that are neither its time nor optional text.
+struct Fixed<'a> {
+    id: &'a str,
+    schema: u32,
+    kind: EventKind,
+    dataset: &'a str,
+    duration_ns: u64,
+    source_port: Option<u16>,
+    status_code: Option<u16>,
+    request_bytes: u64,
+    response_bytes: u64,
+    auth_outcome: AuthOutcome,
 }
 
 /// Builds record batches from events, one row per event.
@@ -196,22 +212,9 @@ impl BatchBuilder {
     /// Adds one event, journal record `seq`, whose timestamp is `nanos` (see
     /// [`timestamp_nanos`]).
     pub fn push(&mut self, seq: u64, nanos: i64, event: &Event) {
-        self.seq.append_value(seq);
-        self.timestamp.append_value(nanos);
-        self.id.append_value(&event.id);
-        self.schema_version.append_value(event.schema);
-        self.kind.append_value(kind_name(event.kind));
-        self.dataset.append_value(&event.dataset);
-        self.duration.append_value(event.duration_ns);
-        self.port.append_option(event.source_port);
-        self.status.append_option(event.status_code);
-        self.request_bytes.append_value(event.request_bytes);
-        self.response_bytes.append_value(event.response_bytes);
-        self.auth_outcome
-            .append_value(outcome_name(event.auth_outcome));
         let headers = map_json(&event.request_headers);
         let labels = map_json(&event.labels);
-        let values: [Option<&str>; 25] = [
+        let text: [Option<&str>; TEXT_COLUMNS] = [
             event.outcome.as_deref(),
             event.source_ip.as_deref(),
             event.forwarded_by.as_deref(),
@@ -238,7 +241,69 @@ impl BatchBuilder {
             event.error_message.as_deref(),
             labels.as_deref(),
         ];
-        for (builder, value) in self.text.iter_mut().zip(values) {
+        let fixed = Fixed {
+            id: &event.id,
+            schema: event.schema,
+            kind: event.kind,
+            dataset: &event.dataset,
+            duration_ns: event.duration_ns,
+            source_port: event.source_port,
+            status_code: event.status_code,
+            request_bytes: event.request_bytes,
+            response_bytes: event.response_bytes,
+            auth_outcome: event.auth_outcome,
+        };
+        self.append(seq, nanos, &fixed, text);
+    }
+
+    /// Adds the event of one journal record (`seq`, its JSON), decoded straight into the
+    /// columns; on an error (not an event, a bad `@timestamp`) nothing is added.
+    pub fn push_json(&mut self, seq: u64, json: &[u8]) -> Result<()> {
+        let row =
+            RowRef::from_json(json).map_err(|err| Error::Event(format!("not an event: {err}")))?;
+        let nanos = timestamp_nanos(&row.timestamp)?;
+        let fixed = Fixed {
+            id: &row.id,
+            schema: row.schema,
+            kind: row.kind,
+            dataset: &row.dataset,
+            duration_ns: row.duration_ns,
+            source_port: row.source_port,
+            status_code: row.status_code,
+            request_bytes: row.request_bytes,
+            response_bytes: row.response_bytes,
+            auth_outcome: row.auth_outcome,
+        };
+        self.append(
+            seq,
+            nanos,
+            &fixed,
+            row.text.each_ref().map(Option::as_deref),
+        );
+        Ok(())
+    }
+
+    fn append(
+        &mut self,
+        seq: u64,
+        nanos: i64,
+        fixed: &Fixed<'_>,
+        text: [Option<&str>; TEXT_COLUMNS],
+    ) {
+        self.seq.append_value(seq);
+        self.timestamp.append_value(nanos);
+        self.id.append_value(fixed.id);
+        self.schema_version.append_value(fixed.schema);
+        self.kind.append_value(kind_name(fixed.kind));
+        self.dataset.append_value(fixed.dataset);
+        self.duration.append_value(fixed.duration_ns);
+        self.port.append_option(fixed.source_port);
+        self.status.append_option(fixed.status_code);
+        self.request_bytes.append_value(fixed.request_bytes);
+        self.response_bytes.append_value(fixed.response_bytes);
+        self.auth_outcome
+            .append_value(outcome_name(fixed.auth_outcome));
+        for (builder, value) in self.text.iter_mut().zip(text) {
             builder.append_option(value);
         }
         self.rows += 1;

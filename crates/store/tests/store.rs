@@ -512,3 +512,84 @@ async fn a_finished_day_becomes_one_file() {
     assert_eq!(first_day[0].rows, 140); // 10:00 to midnight, ten per hour
     assert_eq!(ids(&store, "").await.len(), 480);
 }
+
+#[tokio::test]
+async fn a_bulk_load_writes_each_day_once_and_answers_as_ingest_does() {
+    const DAY: i64 = 24 * HOUR;
+    // Five days, in journal order: mostly time-ordered, with late events of an earlier day
+    // (as around midnight), and one event of the first day after four more days were opened
+    // (past the bound of open day files: that day gets a second file, then one merged file).
+    let mut times: Vec<i64> = (0..500).map(|i| BASE + i * (5 * DAY / 500)).collect();
+    times.insert(250, BASE + DAY / 2);
+    times.insert(400, BASE + 3 * HOUR);
+    let all: Vec<Event> = times
+        .iter()
+        .enumerate()
+        .map(|(i, nanos)| {
+            let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(*nanos)).unwrap();
+            let mut event = Event::new(EventKind::Request, "gateway.access", at);
+            event.source_ip = Some(format!("203.0.113.{}", i % 7));
+            event.status_code = Some([200u16, 401, 404][i % 3]);
+            event
+        })
+        .collect();
+    let mut journal = records(&all);
+    // A record that is not an event is skipped, not fatal.
+    journal.insert(100, (100, b"{\"not\":\"an event\"}".to_vec()));
+    for (seq, record) in journal.iter_mut().enumerate() {
+        record.0 = seq as u64;
+    }
+
+    let bulk_dir = tempfile::tempdir().unwrap();
+    let bulk = Store::open_writer(bulk_dir.path(), small_config()).unwrap();
+    let mut load = bulk.bulk_load().unwrap();
+    let mut added = 0;
+    for chunk in journal.chunks(37) {
+        added += load.add(chunk).unwrap();
+    }
+    // Records already added are not added twice.
+    assert_eq!(load.add(&journal[..10]).unwrap(), 0);
+    assert_eq!(load.finish().unwrap(), all.len() as u64);
+    assert_eq!(added, all.len());
+    assert_eq!(bulk.next_seq(), journal.len() as u64);
+
+    let manifest = apiwatch_store::files::Manifest::load(&bulk_dir.path().join("store")).unwrap();
+    let mut days: Vec<&str> = manifest
+        .files
+        .iter()
+        .map(|file| file.name.split('/').nth(1).unwrap())
+        .collect();
+    let count = days.len();
+    days.dedup();
+    assert_eq!(count, days.len(), "one file per day: {:#?}", manifest.files);
+    assert_eq!(days.len(), 6, "{:#?}", manifest.files); // 10:00 on day one to 10:00 on day six
+    assert_eq!(manifest.rows(), all.len() as u64);
+    for file in &manifest.files {
+        assert_eq!(
+            file.min_time.div_euclid(DAY),
+            file.max_time.div_euclid(DAY),
+            "{file:?}"
+        );
+    }
+
+    // The same answers as the live path (memtable, flushes, compaction).
+    let live_dir = tempfile::tempdir().unwrap();
+    let live = Store::open_writer(live_dir.path(), small_config()).unwrap();
+    for chunk in journal.chunks(50) {
+        live.ingest(chunk);
+        live.flush().unwrap();
+    }
+    for query in ["", "ip=203.0.113.3", "status>=400", "NOT status=404"] {
+        let mut from_bulk = ids(&bulk, query).await;
+        let mut from_live = ids(&live, query).await;
+        from_bulk.sort();
+        from_live.sort();
+        assert_eq!(from_bulk, from_live, "{query}");
+        assert!(!from_bulk.is_empty(), "{query}");
+    }
+
+    // A bulk load needs an empty store.
+    assert!(bulk.bulk_load().is_err());
+    let reader = Store::open_reader(bulk_dir.path()).unwrap();
+    assert!(reader.bulk_load().is_err());
+}

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// Parses an RFC 3339 timestamp into nanoseconds since the Unix epoch.
-pub(crate) fn parse_nanos(text: &str) -> Option<i64> {
+pub fn parse_nanos(text: &str) -> Option<i64> {
     parse_canonical(text.as_bytes()).or_else(|| {
         let parsed = OffsetDateTime::parse(text, &Rfc3339).ok()?;
         i64::try_from(parsed.unix_timestamp_nanos()).ok()
@@ -15,14 +15,14 @@ pub(crate) fn parse_nanos(text: &str) -> Option<i64> {
 /// [`parse_nanos`] that remembers the last canonical timestamp's second: events arrive in
 /// time order, many within the same second, and then only the nine fraction digits are read.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct NanosParser {
+pub struct NanosParser {
     /// `YYYY-MM-DDTHH:MM:SS.` of the last canonical timestamp, and that second in nanoseconds.
     second: Option<([u8; 20], i64)>,
 }
 
 impl NanosParser {
     /// Parses like [`parse_nanos`].
-    pub(crate) fn parse(&mut self, text: &str) -> Option<i64> {
+    pub fn parse(&mut self, text: &str) -> Option<i64> {
         let bytes = text.as_bytes();
         if let Some((prefix, second_ns)) = &self.second {
             if bytes.len() == 30 && bytes[29] == b'Z' && bytes[..20] == prefix[..] {
@@ -50,10 +50,10 @@ fn digits(bytes: &[u8]) -> Option<i64> {
 }
 
 /// Formats nanoseconds since the epoch like event timestamps.
-pub(crate) fn format_nanos(nanos: i64) -> String {
+pub fn format_nanos(nanos: i64) -> String {
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    apiwatch_event::format_timestamp(at)
+    crate::format_timestamp(at)
 }
 
 fn parse_canonical(bytes: &[u8]) -> Option<i64> {
@@ -77,16 +77,28 @@ fn parse_canonical(bytes: &[u8]) -> Option<i64> {
     let minute = digits(14..16)?;
     let second = digits(17..19)?;
     let nanos = digits(20..29)?;
+    // Anything the `time` crate would treat specially (a day past the month's end, a leap
+    // second) leaves the fast path, so both paths agree on every input.
     if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
+        || day < 1
+        || day > days_in_month(year, month)
         || hour > 23
         || minute > 59
-        || second > 60
+        || second > 59
     {
         return None;
     }
     let days = days_from_civil(year, month, day);
     Some(((days * 24 + hour) * 60 + minute) * 60_000_000_000 + second * 1_000_000_000 + nanos)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -131,11 +143,39 @@ mod tests {
         }
     }
 
+    fn by_time_crate(text: &str) -> Option<i64> {
+        let parsed = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+        i64::try_from(parsed.unix_timestamp_nanos()).ok()
+    }
+
+    #[test]
+    fn impossible_dates_and_leap_seconds_leave_the_fast_path() {
+        for text in [
+            "2026-02-29T00:00:00.000000000Z",
+            "2026-04-31T00:00:00.000000000Z",
+            "2026-12-31T23:59:60.000000000Z",
+            "2026-13-01T00:00:00.000000000Z",
+        ] {
+            assert_eq!(parse_canonical(text.as_bytes()), None, "{text}");
+            assert_eq!(parse_nanos(text), by_time_crate(text), "{text}");
+        }
+        assert!(parse_canonical(b"2024-02-29T00:00:00.000000000Z").is_some());
+    }
+
     proptest! {
         #[test]
         fn fast_path_agrees_with_the_time_crate(nanos in 0i64..4_000_000_000_000_000_000) {
             let text = format_nanos(nanos);
             prop_assert_eq!(parse_canonical(text.as_bytes()), Some(nanos));
+        }
+
+        #[test]
+        fn any_canonical_shaped_text_parses_as_the_time_crate_does(
+            year in 1900i64..2200, month in 0i64..14, day in 0i64..33,
+            hour in 0i64..25, minute in 0i64..61, second in 0i64..62, fraction in 0i64..1_000_000_000,
+        ) {
+            let text = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{fraction:09}Z");
+            prop_assert_eq!(parse_nanos(&text), by_time_crate(&text), "{}", text);
         }
     }
 }

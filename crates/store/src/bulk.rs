@@ -1,0 +1,186 @@
+//! [`BulkLoad`]: the whole journal into day files in one pass, for `apiwatch store rebuild`.
+//!
+//! The live path (memtable, a file per flush and hour, compaction of finished hours and
+//! days) encodes every event two or three times, which is fine at request rates but not for
+//! reloading millions of events. A bulk load streams each day's events straight into that
+//! day's final file instead: every event is decoded once and encoded once.
+
+use std::collections::BTreeMap;
+
+use datafusion::arrow::array::{RecordBatch, TimestampNanosecondArray};
+use datafusion::arrow::compute::filter_record_batch;
+
+use crate::error::{Error, Result};
+use crate::files::{self, FileEntry, ParquetSink};
+use crate::schema;
+use crate::store::{Store, decode_parallel};
+
+/// Nanoseconds in a day.
+const DAY_NANOS: i64 = 24 * files::HOUR_NANOS;
+
+/// Day files open at once. Journal order is close to time order, so two are open around
+/// midnight (late events of the day before still arrive); past this bound the file written
+/// longest ago is closed, and a later event of its day starts another file of that day
+/// (which the next compaction merges).
+const OPEN_DAYS: usize = 3;
+
+/// A bulk load into an empty store, from [`Store::bulk_load`]. Memory: one row group being
+/// encoded per open day, plus the batch being added. Nothing is visible to queries, nor
+/// committed, before [`BulkLoad::finish`]; an interrupted load leaves temporary files that
+/// the next writer deletes.
+pub struct BulkLoad<'a> {
+    store: &'a Store,
+    /// Open files by day number (days since the epoch), with the order of their last write.
+    open: BTreeMap<i64, (ParquetSink, u64)>,
+    finished: Vec<FileEntry>,
+    writes: u64,
+    next_seq: u64,
+    rows: u64,
+}
+
+impl Store {
+    /// Starts a bulk load. The store must be empty (see [`Store::reset`]) and writable.
+    pub fn bulk_load(&self) -> Result<BulkLoad<'_>> {
+        let status = self.status();
+        if !self.is_writer() || status.files > 0 || status.memtable_rows > 0 {
+            return Err(Error::Query(
+                "a bulk load needs an empty store open for writing".into(),
+            ));
+        }
+        Ok(BulkLoad {
+            store: self,
+            open: BTreeMap::new(),
+            finished: Vec::new(),
+            writes: 0,
+            next_seq: status.next_seq,
+            rows: 0,
+        })
+    }
+}
+
+impl BulkLoad<'_> {
+    /// Adds journal records (seq, JSON event), in seq order, continuing where the last call
+    /// ended. A record that is not an event is skipped with a warning, as in
+    /// [`Store::ingest`]. Returns the events added.
+    pub fn add(&mut self, records: &[(u64, Vec<u8>)]) -> Result<usize> {
+        let fresh: Vec<&(u64, Vec<u8>)> = records
+            .iter()
+            .filter(|(seq, _)| *seq >= self.next_seq)
+            .collect();
+        let Some(last) = fresh.last() else {
+            return Ok(0);
+        };
+        self.next_seq = last.0 + 1;
+        let (batches, skipped) = decode_parallel(&fresh);
+        for (seq, err) in skipped {
+            tracing::warn!(seq, error = %err, "store: journal record skipped");
+        }
+        let mut added = 0;
+        for batch in batches {
+            added += batch.num_rows();
+            for (day, rows) in split_by_day(&batch)? {
+                self.write(day, &rows)?;
+            }
+        }
+        self.rows += added as u64;
+        Ok(added)
+    }
+
+    fn write(&mut self, day: i64, rows: &RecordBatch) -> Result<()> {
+        self.writes += 1;
+        if !self.open.contains_key(&day) && self.open.len() >= OPEN_DAYS {
+            let oldest = self
+                .open
+                .iter()
+                .min_by_key(|(_, (_, last_write))| *last_write)
+                .map(|(day, _)| *day);
+            if let Some(oldest) = oldest {
+                self.close(oldest)?;
+            }
+        }
+        let (sink, last_write) = match self.open.entry(day) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                let hint = format!(
+                    "{}/{}/bulk-{}.parquet",
+                    files::EVENTS_DIR,
+                    day_name(day),
+                    self.writes
+                );
+                let sink = ParquetSink::create(
+                    self.store.store_dir(),
+                    &hint,
+                    self.store.config().row_group_rows,
+                )?;
+                entry.insert((sink, 0))
+            }
+        };
+        *last_write = self.writes;
+        sink.write(rows)
+    }
+
+    fn close(&mut self, day: i64) -> Result<()> {
+        let Some((sink, _)) = self.open.remove(&day) else {
+            return Ok(());
+        };
+        let entry = sink.entry();
+        let name = format!(
+            "{}/{}/{:020}-{:020}.c.parquet",
+            files::EVENTS_DIR,
+            day_name(day),
+            entry.first_seq,
+            entry.last_seq
+        );
+        self.finished.push(sink.finish(&name)?);
+        Ok(())
+    }
+
+    /// Closes every file and commits them, with the next journal seq, to the manifest in
+    /// one step; then compacts (days that ended up in more than one file). Returns the
+    /// events loaded.
+    pub fn finish(mut self) -> Result<u64> {
+        let days: Vec<i64> = self.open.keys().copied().collect();
+        for day in days {
+            self.close(day)?;
+        }
+        let finished = std::mem::take(&mut self.finished);
+        self.store.commit_files(finished, self.next_seq)?;
+        if self.store.config().compact {
+            self.store.compact()?;
+        }
+        Ok(self.rows)
+    }
+}
+
+/// `YYYY-MM-DD` of a day number.
+fn day_name(day: i64) -> String {
+    files::hour_name(day * DAY_NANOS)[..10].to_owned()
+}
+
+/// Splits a batch into (day number, rows of that day), in day order.
+fn split_by_day(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>> {
+    let times = batch
+        .column_by_name(schema::TIME_COLUMN)
+        .and_then(|column| column.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| Error::Query("batch without a timestamp column".into()))?;
+    let day_of = |nanos: &i64| nanos.div_euclid(DAY_NANOS);
+    let values = times.values();
+    let Some(first) = values.first().map(day_of) else {
+        return Ok(Vec::new());
+    };
+    if values.iter().all(|nanos| day_of(nanos) == first) {
+        return Ok(vec![(first, batch.clone())]);
+    }
+    let mut days: Vec<i64> = values.iter().map(day_of).collect();
+    days.sort_unstable();
+    days.dedup();
+    days.into_iter()
+        .map(|day| {
+            let mask: datafusion::arrow::array::BooleanArray = values
+                .iter()
+                .map(|nanos| Some(day_of(nanos) == day))
+                .collect();
+            Ok((day, filter_record_batch(batch, &mask)?))
+        })
+        .collect()
+}
