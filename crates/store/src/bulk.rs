@@ -7,13 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use datafusion::arrow::array::{RecordBatch, TimestampNanosecondArray};
-use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::array::RecordBatch;
 
 use crate::error::{Error, Result};
 use crate::files::{self, FileEntry, ParquetSink};
-use crate::schema;
-use crate::store::{Store, decode_parallel};
+use crate::store::{Store, decode_parallel, split_by_period};
 
 /// Nanoseconds in a day.
 const DAY_NANOS: i64 = 24 * files::HOUR_NANOS;
@@ -78,7 +76,7 @@ impl BulkLoad<'_> {
         let mut added = 0;
         for batch in batches {
             added += batch.num_rows();
-            for (day, rows) in split_by_day(&batch)? {
+            for (day, rows) in split_by_period(&batch, DAY_NANOS)? {
                 self.write(day, &rows)?;
             }
         }
@@ -155,32 +153,4 @@ impl BulkLoad<'_> {
 /// `YYYY-MM-DD` of a day number.
 fn day_name(day: i64) -> String {
     files::hour_name(day * DAY_NANOS)[..10].to_owned()
-}
-
-/// Splits a batch into (day number, rows of that day), in day order.
-fn split_by_day(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>> {
-    let times = batch
-        .column_by_name(schema::TIME_COLUMN)
-        .and_then(|column| column.as_any().downcast_ref::<TimestampNanosecondArray>())
-        .ok_or_else(|| Error::Query("batch without a timestamp column".into()))?;
-    let day_of = |nanos: &i64| nanos.div_euclid(DAY_NANOS);
-    let values = times.values();
-    let Some(first) = values.first().map(day_of) else {
-        return Ok(Vec::new());
-    };
-    if values.iter().all(|nanos| day_of(nanos) == first) {
-        return Ok(vec![(first, batch.clone())]);
-    }
-    let mut days: Vec<i64> = values.iter().map(day_of).collect();
-    days.sort_unstable();
-    days.dedup();
-    days.into_iter()
-        .map(|day| {
-            let mask: datafusion::arrow::array::BooleanArray = values
-                .iter()
-                .map(|nanos| Some(day_of(nanos) == day))
-                .collect();
-            Ok((day, filter_record_batch(batch, &mask)?))
-        })
-        .collect()
 }

@@ -250,8 +250,8 @@ impl Store {
             let (_, _, first, last) = files::bounds(batch)?;
             first_seq = first_seq.min(first);
             last_seq = last_seq.max(last);
-            for (hour_start, rows) in split_by_hour(batch)? {
-                by_hour.entry(hour_start).or_default().push(rows);
+            for (hour, rows) in split_by_period(batch, HOUR_NANOS)? {
+                by_hour.entry(hour * HOUR_NANOS).or_default().push(rows);
             }
         }
         let mut entries = Vec::new();
@@ -555,32 +555,36 @@ pub(crate) fn decode_parallel(
     })
 }
 
-/// Splits a batch into (hour start, rows of that hour), in hour order.
-fn split_by_hour(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>> {
+/// Splits a batch by event time into (period number, rows of that period), in period order;
+/// period `n` holds the times in `[n * period_nanos, (n + 1) * period_nanos)`.
+pub(crate) fn split_by_period(
+    batch: &RecordBatch,
+    period_nanos: i64,
+) -> Result<Vec<(i64, RecordBatch)>> {
     use datafusion::arrow::array::{BooleanArray, TimestampNanosecondArray};
     let times = batch
         .column_by_name(schema::TIME_COLUMN)
         .and_then(|column| column.as_any().downcast_ref::<TimestampNanosecondArray>())
         .ok_or_else(|| Error::Query("batch without a timestamp column".into()))?;
-    let mut hours: Vec<i64> = times
-        .values()
-        .iter()
-        .map(|nanos| nanos.div_euclid(HOUR_NANOS))
-        .collect();
-    hours.sort_unstable();
-    hours.dedup();
-    if hours.len() == 1 {
-        return Ok(vec![(hours[0] * HOUR_NANOS, batch.clone())]);
+    let period_of = |nanos: &i64| nanos.div_euclid(period_nanos);
+    let values = times.values();
+    let Some(first) = values.first().map(period_of) else {
+        return Ok(Vec::new());
+    };
+    if values.iter().all(|nanos| period_of(nanos) == first) {
+        return Ok(vec![(first, batch.clone())]);
     }
-    hours
+    let mut periods: Vec<i64> = values.iter().map(period_of).collect();
+    periods.sort_unstable();
+    periods.dedup();
+    periods
         .into_iter()
-        .map(|hour| {
-            let mask: BooleanArray = times
-                .values()
+        .map(|period| {
+            let mask: BooleanArray = values
                 .iter()
-                .map(|nanos| Some(nanos.div_euclid(HOUR_NANOS) == hour))
+                .map(|nanos| Some(period_of(nanos) == period))
                 .collect();
-            Ok((hour * HOUR_NANOS, filter_record_batch(batch, &mask)?))
+            Ok((period, filter_record_batch(batch, &mask)?))
         })
         .collect()
 }
