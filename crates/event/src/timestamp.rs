@@ -79,7 +79,10 @@ fn parse_canonical(bytes: &[u8]) -> Option<i64> {
     let nanos = digits(20..29)?;
     // Anything the `time` crate would treat specially (a day past the month's end, a leap
     // second) leaves the fast path, so both paths agree on every input.
-    if !(1..=12).contains(&month)
+    // Years 1678-2261 fit i64 nanoseconds whatever the rest; anything outside goes to the
+    // `time` crate, whose result is range-checked.
+    if !(1678..=2261).contains(&year)
+        || !(1..=12).contains(&month)
         || day < 1
         || day > days_in_month(year, month)
         || hour > 23
@@ -160,6 +163,16 @@ mod tests {
             assert_eq!(parse_nanos(text), by_time_crate(text), "{text}");
         }
         assert!(parse_canonical(b"2024-02-29T00:00:00.000000000Z").is_some());
+        // Past what i64 nanoseconds hold: refused, not wrapped.
+        for text in [
+            "2263-01-01T00:00:00.000000000Z",
+            "9999-12-31T00:00:00.000000000Z",
+            "1600-01-01T00:00:00.000000000Z",
+        ] {
+            assert_eq!(parse_nanos(text), None, "{text}");
+        }
+        assert!(parse_nanos("2261-12-31T23:59:59.999999999Z").is_some());
+        assert!(parse_nanos("1678-01-01T00:00:00.000000000Z").is_some());
     }
 
     proptest! {
@@ -171,7 +184,7 @@ mod tests {
 
         #[test]
         fn any_canonical_shaped_text_parses_as_the_time_crate_does(
-            year in 1900i64..2200, month in 0i64..14, day in 0i64..33,
+            year in 0i64..10_000, month in 0i64..14, day in 0i64..33,
             hour in 0i64..25, minute in 0i64..61, second in 0i64..62, fraction in 0i64..1_000_000_000,
         ) {
             let text = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{fraction:09}Z");
