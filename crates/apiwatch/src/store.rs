@@ -295,6 +295,16 @@ pub fn audit_event(
 /// Leaves an audit record for the journal: appends it to the spool (one write of one line),
 /// then, when no server holds the journal, journals the spool itself.
 pub fn spool_audit(data_dir: &Path, event: &Event) -> anyhow::Result<()> {
+    spool_only(data_dir, event)?;
+    journal_spool(data_dir)
+}
+
+/// Appends an audit record to the spool, durably (fsync), without journaling it: a server
+/// moves it into the journal within a second, and otherwise the next [`spool_audit`] of any
+/// CLI command does. For a record that a later one in the same command follows (the start of
+/// an export): opening the journal without a server costs a scan of every record, once per
+/// command is enough.
+pub fn spool_only(data_dir: &Path, event: &Event) -> anyhow::Result<()> {
     let path = data_dir.join(AUDIT_SPOOL);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
@@ -307,7 +317,11 @@ pub fn spool_audit(data_dir: &Path, event: &Event) -> anyhow::Result<()> {
         .open(&path)?;
     file.write_all(&line)?;
     file.sync_data()?;
-    drop(file);
+    Ok(())
+}
+
+/// Journals the spool when no server holds the journal (a server drains it itself).
+fn journal_spool(data_dir: &Path) -> anyhow::Result<()> {
     let config = apiwatch_journal::JournalConfig::new(data_dir);
     match apiwatch_journal::Journal::open(config) {
         Ok((journal, _)) => {

@@ -359,8 +359,16 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         ExportAs::Csv => ExportFormat::Csv,
         ExportAs::Parquet => ExportFormat::Parquet,
     };
-    // Recorded before the first byte leaves, so an export cut short (Ctrl-C) is audited too.
-    audit(&args.data, "export.started", &args.query, range, None);
+    // Recorded (in the spool, durably) before the first byte leaves, so an export cut short
+    // (Ctrl-C) is audited too; the final record below journals both.
+    let started =
+        crate::store::audit_event(&who(), "export.started", &args.query, range, None, "cli");
+    if let Err(err) = crate::store::spool_only(&args.data, &started) {
+        eprintln!(
+            "error: the export was not started: its audit record could not be written: {err:#}"
+        );
+        return Ok(ExitCode::from(super::EXIT_ERROR));
+    }
     let runtime = runtime()?;
     let result = if args.output.as_os_str() == "-" {
         runtime.block_on(store.export_to(&args.query, range.0, range.1, format, std::io::stdout()))
