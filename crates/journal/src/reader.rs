@@ -193,9 +193,7 @@ impl JournalReader {
             }
         }
     }
-}
 
-impl JournalReader {
     /// The next record, like [`Iterator::next`], read into `buffer`'s allocation: a caller
     /// that hands back the buffers of records it is done with reads without allocating.
     pub fn next_reusing(&mut self, mut buffer: Vec<u8>) -> Option<Result<(u64, Vec<u8>)>> {

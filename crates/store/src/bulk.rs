@@ -10,11 +10,8 @@ use std::collections::BTreeMap;
 use datafusion::arrow::array::RecordBatch;
 
 use crate::error::{Error, Result};
-use crate::files::{self, FileEntry, ParquetSink};
+use crate::files::{self, DAY_NANOS, FileEntry, ParquetSink};
 use crate::store::{Store, decode_parallel, split_by_period};
-
-/// Nanoseconds in a day.
-const DAY_NANOS: i64 = 24 * files::HOUR_NANOS;
 
 /// Day files open at once. Journal order is close to time order, so two are open around
 /// midnight (late events of the day before still arrive); past this bound the file written
@@ -33,7 +30,6 @@ pub struct BulkLoad<'a> {
     finished: Vec<FileEntry>,
     writes: u64,
     next_seq: u64,
-    rows: u64,
 }
 
 impl Store {
@@ -51,7 +47,6 @@ impl Store {
             finished: Vec::new(),
             writes: 0,
             next_seq: status.next_seq,
-            rows: 0,
         })
     }
 }
@@ -69,18 +64,13 @@ impl BulkLoad<'_> {
             return Ok(0);
         };
         self.next_seq = last.0 + 1;
-        let (batches, skipped) = decode_parallel(&fresh);
-        for (seq, err) in skipped {
-            tracing::warn!(seq, error = %err, "store: journal record skipped");
-        }
         let mut added = 0;
-        for batch in batches {
+        for batch in decode_parallel(&fresh) {
             added += batch.num_rows();
             for (day, rows) in split_by_period(&batch, DAY_NANOS)? {
                 self.write(day, &rows)?;
             }
         }
-        self.rows += added as u64;
         Ok(added)
     }
 
@@ -102,7 +92,7 @@ impl BulkLoad<'_> {
                 let hint = format!(
                     "{}/{}/bulk-{}.parquet",
                     files::EVENTS_DIR,
-                    day_name(day),
+                    files::day_name(day * DAY_NANOS),
                     self.writes
                 );
                 let sink = ParquetSink::create(
@@ -125,7 +115,7 @@ impl BulkLoad<'_> {
         let name = format!(
             "{}/{}/{:020}-{:020}.c.parquet",
             files::EVENTS_DIR,
-            day_name(day),
+            files::day_name(day * DAY_NANOS),
             entry.first_seq,
             entry.last_seq
         );
@@ -142,15 +132,11 @@ impl BulkLoad<'_> {
             self.close(day)?;
         }
         let finished = std::mem::take(&mut self.finished);
+        let rows = finished.iter().map(|file| file.rows).sum();
         self.store.commit_files(finished, self.next_seq)?;
         if self.store.config().compact {
             self.store.compact()?;
         }
-        Ok(self.rows)
+        Ok(rows)
     }
-}
-
-/// `YYYY-MM-DD` of a day number.
-fn day_name(day: i64) -> String {
-    files::hour_name(day * DAY_NANOS)[..10].to_owned()
 }

@@ -168,8 +168,17 @@ pub(crate) fn hour_name(nanos: i64) -> String {
     )
 }
 
+/// The day directory name of a time, `YYYY-MM-DD`.
+pub(crate) fn day_name(nanos: i64) -> String {
+    let mut name = hour_name(nanos);
+    name.truncate(10);
+    name
+}
+
 /// Nanoseconds in an hour.
 pub(crate) const HOUR_NANOS: i64 = 3_600_000_000_000;
+/// Nanoseconds in a day.
+pub(crate) const DAY_NANOS: i64 = 24 * HOUR_NANOS;
 
 pub(crate) fn writer_properties(row_group_rows: usize) -> WriterProperties {
     let rows = row_group_rows.max(1);

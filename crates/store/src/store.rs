@@ -15,7 +15,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{Error, Result};
-use crate::files::{self, FileEntry, HOUR_NANOS, Manifest, TrashEntry, WriteLock};
+use crate::files::{self, DAY_NANOS, FileEntry, HOUR_NANOS, Manifest, TrashEntry, WriteLock};
 use crate::schema::{self, BatchBuilder};
 
 /// Name of the store's directory under the data directory.
@@ -199,10 +199,7 @@ impl Store {
         if fresh.is_empty() {
             return 0;
         }
-        let (batches, skipped) = decode_parallel(&fresh);
-        for (seq, err) in skipped {
-            tracing::warn!(seq, error = %err, "store: journal record skipped");
-        }
+        let batches = decode_parallel(&fresh);
         *next_seq = fresh.last().map_or(*next_seq, |(seq, _)| seq + 1);
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if rows > 0 {
@@ -295,7 +292,6 @@ impl Store {
     /// that is over into one per day (fewer, larger files: less per-file work per query).
     /// Deletes trash past its grace. Returns the files merged away.
     pub fn compact(&self) -> Result<usize> {
-        const DAY_NANOS: i64 = 24 * HOUR_NANOS;
         let snapshot = read(&self.manifest).clone();
         let newest = snapshot.files.iter().map(|file| file.max_time).max();
         let Some(newest) = newest else {
@@ -312,7 +308,7 @@ impl Store {
                 file.max_time.div_euclid(DAY_NANOS),
             );
             let key = if max_day < newest_day && min_day == max_day {
-                files::hour_name(file.max_time)[..10].to_owned()
+                files::day_name(file.max_time)
             } else if file.max_time.div_euclid(HOUR_NANOS) < newest_hour {
                 files::hour_name(file.max_time)
             } else {
@@ -505,30 +501,27 @@ fn query_runtime() -> Arc<RuntimeEnv> {
         .unwrap_or_else(|_| Arc::new(RuntimeEnv::default()))
 }
 
-/// Decodes records into batches (in record order) and the records skipped with why, using
-/// every core for large inputs.
-pub(crate) fn decode_parallel(
-    records: &[&(u64, Vec<u8>)],
-) -> (Vec<RecordBatch>, Vec<(u64, Error)>) {
+/// Decodes records into batches (in record order), using every core for large inputs. A
+/// record that is not an event is skipped with a warning, never stored.
+pub(crate) fn decode_parallel(records: &[&(u64, Vec<u8>)]) -> Vec<RecordBatch> {
     /// Rows per decoded batch: small enough that each column's buffers come from the
     /// allocator's reused pages rather than fresh (kernel-zeroed) memory, large enough that
     /// per-batch costs vanish.
     const BATCH_ROWS: usize = 4096;
-    fn decode(part: &[&(u64, Vec<u8>)]) -> (Vec<RecordBatch>, Vec<(u64, Error)>) {
+    fn decode(part: &[&(u64, Vec<u8>)]) -> Vec<RecordBatch> {
         let mut builder = BatchBuilder::new();
         let mut batches = Vec::with_capacity(part.len().div_ceil(BATCH_ROWS));
-        let mut skipped = Vec::new();
         for rows in part.chunks(BATCH_ROWS) {
             for (seq, bytes) in rows {
                 if let Err(err) = builder.push_json(*seq, bytes) {
-                    skipped.push((*seq, err));
+                    tracing::warn!(seq, error = %err, "store: journal record skipped");
                 }
             }
             if !builder.is_empty() {
                 batches.push(builder.finish());
             }
         }
-        (batches, skipped)
+        batches
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if records.len() < 4096 || threads < 2 {
@@ -541,17 +534,13 @@ pub(crate) fn decode_parallel(
             .map(|part| scope.spawn(move || decode(part)))
             .collect();
         let mut batches = Vec::new();
-        let mut skipped = Vec::new();
         for handle in handles {
             match handle.join() {
-                Ok((part_batches, part_skipped)) => {
-                    batches.extend(part_batches);
-                    skipped.extend(part_skipped);
-                }
-                Err(_) => skipped.push((0, Error::Event("decoder thread panicked".into()))),
+                Ok(part) => batches.extend(part),
+                Err(_) => tracing::warn!("store: a decoder thread panicked; its records skipped"),
             }
         }
-        (batches, skipped)
+        batches
     })
 }
 
