@@ -15,7 +15,9 @@
 //!   are written every few seconds (and optionally copied to a witness file), and [`verify()`]
 //!   names the first bad record when anything was changed, removed, reordered or cut.
 //! - Recovery: a torn write at the end is truncated at open and reported ([`RecoveryReport`]);
-//!   any other damage stops the open rather than extending a damaged history.
+//!   any other damage after the latest checkpoint stops the open rather than extending a damaged
+//!   history. Records a signed checkpoint covers are not re-hashed at open (the resume mark
+//!   vouches for them), so an open costs the records written since; [`verify()`] reads them all.
 //!
 //! # On-disk layout
 //!
@@ -24,6 +26,7 @@
 //! ```text
 //! journal/segment-{first_seq:020}.awj   segments, see below
 //! journal/checkpoints.jsonl             one signed checkpoint per line (see `checkpoint`)
+//! journal/resume.json                   where the latest checkpoint's tree ends (see `resume`)
 //! journal/LOCK                          flock held by the one writer process
 //! keys/journal.key                      ed25519 seed, hex, mode 0600 (see `keys`)
 //! keys/journal.pub                      "ed25519:<base64>"
@@ -49,6 +52,7 @@ mod metrics;
 mod proof;
 mod reader;
 mod recovery;
+mod resume;
 mod retention;
 mod segment;
 mod verify;

@@ -1,5 +1,10 @@
-//! Recovery at open: scan every segment, cut a torn tail, rebuild the Merkle frontier, and make
+//! Recovery at open: scan the segments, cut a torn tail, rebuild the Merkle frontier, and make
 //! sure the journal still matches its last signed checkpoint.
+//!
+//! The scan starts at the resume mark of the latest checkpoint when there is a valid one (see
+//! [`crate::resume`]): the records it covers are vouched for by a signed root and are not
+//! re-hashed, so an open costs the records written since, not the whole journal. Without a
+//! valid mark it starts at record 0 (or the retention horizon).
 //!
 //! Only the end of the last segment may be damaged (an incomplete frame, or a bad frame followed
 //! by nothing but zeros): it is truncated and reported. Damage anywhere else, a missing segment,
@@ -10,9 +15,12 @@ use std::fmt;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
+use ed25519_dalek::VerifyingKey;
+
 use crate::checkpoint::{Checkpoint, checkpoints_path, repair_torn_last_line};
 use crate::error::{Error, Result};
 use crate::merkle::{EMPTY_ROOT, Frontier, leaf_hash};
+use crate::resume;
 use crate::segment::{
     FrameScanner, HeaderRead, Scan, bad_frame_is_torn, journal_dir, list_segments,
 };
@@ -30,6 +38,9 @@ pub struct RecoveryReport {
     pub truncated_at: Option<(PathBuf, u64)>,
     /// The last checkpoint in `checkpoints.jsonl`, if any.
     pub last_checkpoint: Option<Checkpoint>,
+    /// Records taken from the resume mark of a signed checkpoint instead of being read and
+    /// hashed again (0 when the whole journal was scanned).
+    pub resumed_records: u64,
 }
 
 impl fmt::Display for RecoveryReport {
@@ -55,7 +66,15 @@ impl fmt::Display for RecoveryReport {
                 checkpoint.tree_size, checkpoint.timestamp
             ),
             None => f.write_str("; no checkpoint yet"),
+        }?;
+        if self.resumed_records > 0 {
+            write!(
+                f,
+                "; resumed after record {} (the rest re-hashed)",
+                self.resumed_records
+            )?;
         }
+        Ok(())
     }
 }
 
@@ -63,12 +82,21 @@ impl fmt::Display for RecoveryReport {
 pub(crate) struct Recovered {
     pub(crate) report: RecoveryReport,
     pub(crate) frontier: Frontier,
-    /// The segment to append to: its first seq and path. `None` when there is no segment yet.
-    pub(crate) tail: Option<(u64, PathBuf)>,
+    /// The segment to append to. `None` when there is no segment yet.
+    pub(crate) tail: Option<Tail>,
+}
+
+/// The last segment, which the writer appends to.
+pub(crate) struct Tail {
+    pub(crate) first_seq: u64,
+    pub(crate) path: PathBuf,
+    /// Offset of its last record, if it holds one.
+    pub(crate) last_frame: Option<u64>,
 }
 
 /// Scans and repairs the journal under `data_dir` (which must exist and be locked by the caller).
-pub(crate) fn recover(data_dir: &Path) -> Result<Recovered> {
+/// `key` checks the signature of the checkpoint a resume mark relies on.
+pub(crate) fn recover(data_dir: &Path, key: &VerifyingKey) -> Result<Recovered> {
     let dir = journal_dir(data_dir);
     let checkpoints_file = checkpoints_path(data_dir);
     let cut = repair_torn_last_line(&checkpoints_file).map_err(|source| Error::CheckpointFile {
@@ -79,7 +107,8 @@ pub(crate) fn recover(data_dir: &Path) -> Result<Recovered> {
     if cut > 0 {
         tracing::warn!(path = %checkpoints_file.display(), bytes = cut, "cut a partially written checkpoint line");
     }
-    let last_checkpoint = Checkpoint::read_journal_checkpoints(data_dir)?.pop();
+    let checkpoints = Checkpoint::read_journal_checkpoints(data_dir)?;
+    let last_checkpoint = checkpoints.last().cloned();
     let segments = list_segments(&dir).map_err(|source| Error::Dir {
         path: dir.clone(),
         source,
@@ -97,6 +126,20 @@ pub(crate) fn recover(data_dir: &Path) -> Result<Recovered> {
         .into_iter()
         .filter(|(first_seq, _)| *first_seq >= horizon)
         .collect();
+    let resume = resume::load(data_dir, &checkpoints, key, &segments, horizon);
+    drop(checkpoints);
+    let mut tail_last_frame = None;
+    let (first_index, resume_offset) = match resume {
+        Some(resume) => {
+            tail_last_frame = resume.previous;
+            report.resumed_records = resume.frontier.size();
+            // The segments before the mark's are counted, not read.
+            report.segments = u32::try_from(resume.index).unwrap_or(u32::MAX);
+            frontier = resume.frontier;
+            (resume.index, Some(resume.offset))
+        }
+        None => (0, None),
+    };
     let mut tail = None;
     let mut payload = Vec::new();
     let check_root = |frontier: &Frontier| -> Result<()> {
@@ -112,8 +155,10 @@ pub(crate) fn recover(data_dir: &Path) -> Result<Recovered> {
     };
     check_root(&frontier)?;
 
-    for (index, (name_seq, path)) in segments.iter().enumerate() {
+    for (index, (name_seq, path)) in segments.iter().enumerate().skip(first_index) {
         let is_last = index + 1 == segments.len();
+        // The mark's segment is entered at the mark, later ones at their first frame.
+        let resume_at = resume_offset.filter(|_| index == first_index);
         let expected = frontier.size();
         let corrupt = |offset: u64, record: Option<u64>, reason: String| Error::Corrupt {
             path: path.clone(),
@@ -156,7 +201,7 @@ pub(crate) fn recover(data_dir: &Path) -> Result<Recovered> {
                 format!("header says first record {first_seq} but the file name says {name_seq}"),
             ));
         }
-        if first_seq != expected {
+        if resume_at.is_none() && first_seq != expected {
             let reason = if index == 0 {
                 format!(
                     "the journal starts at record {first_seq}: records {expected}..{first_seq} are missing"
@@ -170,6 +215,11 @@ pub(crate) fn recover(data_dir: &Path) -> Result<Recovered> {
         }
         report.segments += 1;
         tail = Some((first_seq, path.clone()));
+        if let Some(offset) = resume_at {
+            scanner.seek_to(offset).map_err(read_error)?;
+        } else {
+            tail_last_frame = None;
+        }
         loop {
             let expected = frontier.size();
             let cut_at = match scanner.next_frame(&mut payload).map_err(read_error)? {
@@ -183,6 +233,7 @@ pub(crate) fn recover(data_dir: &Path) -> Result<Recovered> {
                     }
                     frontier.push(leaf_hash(&payload));
                     check_root(&frontier)?;
+                    tail_last_frame = Some(offset);
                     continue;
                 }
                 Scan::End => break,
@@ -239,7 +290,11 @@ pub(crate) fn recover(data_dir: &Path) -> Result<Recovered> {
     Ok(Recovered {
         report,
         frontier,
-        tail,
+        tail: tail.map(|(first_seq, path)| Tail {
+            first_seq,
+            path,
+            last_frame: tail_last_frame,
+        }),
     })
 }
 

@@ -34,6 +34,8 @@ use crate::error::{AppendError, Error, Result};
 use crate::keys::sync_dir;
 use crate::merkle::{Frontier, Hash};
 use crate::metrics::JournalMetrics;
+use crate::recovery::Tail;
+use crate::resume::{self, Mark};
 use crate::segment::{HEADER_LEN, encode_frame, encode_header, journal_dir, segment_file_name};
 
 /// Most requests taken from the queue for one write.
@@ -74,7 +76,10 @@ impl Request {
 struct OpenSegment {
     file: Arc<File>,
     path: PathBuf,
+    first_seq: u64,
     len: u64,
+    /// Offset of the last frame written or buffered, if the segment has one (for the resume mark).
+    last_frame: Option<u64>,
 }
 
 /// The writer's state, owned by the writer thread.
@@ -89,9 +94,9 @@ pub(crate) struct Worker {
     frontier: Frontier,
     /// Records whose frames were written to a file.
     written: u64,
-    /// The tree (records and root) the last completed sync made durable: what a checkpoint
-    /// covers.
-    synced_tree: (u64, Hash),
+    /// The tree (and where it ends on disk) the last completed sync made durable: what a
+    /// checkpoint covers.
+    synced: Mark,
     /// The background sync of `Interval` mode (none with `Always`, or if it could not start).
     syncer: Option<Syncer>,
     /// Whether a background sync was started and has not reported yet.
@@ -111,7 +116,7 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) fn new(
         config: &JournalConfig,
-        tail: Option<(u64, PathBuf)>,
+        tail: Option<Tail>,
         frontier: Frontier,
         last_checkpoint: Option<Checkpoint>,
         signing_key: SigningKey,
@@ -120,7 +125,11 @@ impl Worker {
     ) -> Result<Worker> {
         let dir = journal_dir(&config.dir);
         let segment = match tail {
-            Some((_, path)) => {
+            Some(Tail {
+                first_seq,
+                path,
+                last_frame,
+            }) => {
                 let error = |source| Error::Segment {
                     action: "open",
                     path: path.clone(),
@@ -131,14 +140,21 @@ impl Worker {
                 OpenSegment {
                     file: Arc::new(file),
                     path,
+                    first_seq,
                     len,
+                    last_frame,
                 }
             }
             None => create_segment(&dir, frontier.size())?,
         };
         let size = frontier.size();
-        let root = frontier.root();
         metrics.size_records.set(size as i64);
+        let synced = Mark {
+            frontier: frontier.clone(),
+            segment: segment.first_seq,
+            offset: segment.len,
+            previous: segment.last_frame,
+        };
         Ok(Worker {
             data_dir: config.dir.clone(),
             journal_dir: dir,
@@ -149,7 +165,7 @@ impl Worker {
             segment,
             frontier,
             written: size,
-            synced_tree: (size, root),
+            synced,
             syncer: None,
             sync_in_flight: false,
             dirty_since: None,
@@ -240,8 +256,8 @@ impl Worker {
         match report.result {
             Ok(()) => {
                 self.metrics.observe_fsync(report.elapsed);
-                if report.tree.0 > self.synced_tree.0 {
-                    self.synced_tree = report.tree;
+                if report.tree.frontier.size() > self.synced.frontier.size() {
+                    self.synced = report.tree;
                 }
             }
             Err(err) => {
@@ -326,6 +342,7 @@ impl Worker {
             self.flush_buffer(*seq)?;
             self.rotate(*seq)?;
         }
+        self.segment.last_frame = Some(self.segment.len + self.buf.len() as u64);
         encode_frame(&mut self.buf, *seq, record);
         self.frontier.push(leaf);
         *seq += 1;
@@ -362,6 +379,18 @@ impl Worker {
         Ok(())
     }
 
+    /// The tree written so far and where it ends: every frame encoded is written (the buffer
+    /// is flushed) whenever this is called.
+    fn mark(&self) -> Mark {
+        debug_assert_eq!(self.written, self.frontier.size());
+        Mark {
+            frontier: self.frontier.clone(),
+            segment: self.segment.first_seq,
+            offset: self.segment.len,
+            previous: self.segment.last_frame,
+        }
+    }
+
     /// `fdatasync`s the current segment if anything was written since the last sync.
     fn sync(&mut self) -> io::Result<()> {
         if self.dirty_since.is_none() {
@@ -370,7 +399,7 @@ impl Worker {
         let started = std::time::Instant::now();
         self.segment.file.sync_data()?;
         self.metrics.observe_fsync(started.elapsed());
-        self.synced_tree = (self.written, self.frontier.root());
+        self.synced = self.mark();
         self.dirty_since = None;
         Ok(())
     }
@@ -390,7 +419,7 @@ impl Worker {
                     Some(syncer) => {
                         let job = SyncJob {
                             file: Arc::clone(&self.segment.file),
-                            tree: (self.written, self.frontier.root()),
+                            tree: self.mark(),
                         };
                         if syncer.jobs.send(job).is_ok() {
                             self.sync_in_flight = true;
@@ -436,13 +465,14 @@ impl Worker {
             }
             // Every encoded record is written and synced here, so the frontier is exactly the
             // durable tree.
-            debug_assert_eq!(self.synced_tree.0, self.frontier.size());
+            debug_assert_eq!(self.synced.frontier.size(), self.frontier.size());
         }
         // With background syncs, what the last completed one made durable.
-        let (size, root) = self.synced_tree;
+        let size = self.synced.frontier.size();
         if size <= covered {
             return Ok(());
         }
+        let root = self.synced.frontier.root();
         let checkpoint = Checkpoint::sign(size, root, OffsetDateTime::now_utc(), &self.signing_key);
         let path = checkpoints_path(&self.data_dir);
         append_line(&path, &checkpoint).map_err(|source| Error::CheckpointFile {
@@ -454,6 +484,10 @@ impl Worker {
             if let Err(err) = append_line(witness, &checkpoint) {
                 tracing::warn!(witness = %witness.display(), error = %err, "failed to copy a checkpoint to the witness file");
             }
+        }
+        // Where this checkpoint's tree ends, so the next open need not re-hash it.
+        if let Err(err) = resume::write(&self.data_dir, &self.synced) {
+            tracing::warn!(error = %err, "failed to write the journal's resume mark; the next open scans every record");
         }
         self.metrics.checkpoints.inc();
         tracing::debug!(
@@ -518,19 +552,21 @@ fn create_segment(journal_dir: &Path, first_seq: u64) -> Result<OpenSegment> {
     Ok(OpenSegment {
         file: Arc::new(file),
         path,
+        first_seq,
         len: HEADER_LEN,
+        last_frame: None,
     })
 }
 
 /// A sync for the background thread: the file, and the tree its writes so far hold.
 struct SyncJob {
     file: Arc<File>,
-    tree: (u64, Hash),
+    tree: Mark,
 }
 
 /// What a background sync reports.
 struct SyncReport {
-    tree: (u64, Hash),
+    tree: Mark,
     result: io::Result<()>,
     elapsed: Duration,
 }

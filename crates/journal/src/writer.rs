@@ -58,9 +58,9 @@ impl Journal {
                 source,
             })?;
         let lock = lock_journal(&dir)?;
-        let recovered = recover(&config.dir)?;
         let signing_key = load_or_create_signing_key(&config.dir)?;
         let verifying_key = signing_key.verifying_key();
+        let recovered = recover(&config.dir, &verifying_key)?;
         if let Some(checkpoint) = &recovered.report.last_checkpoint {
             if let Err(err) = checkpoint.verify(&verifying_key) {
                 tracing::warn!(error = %err, "the last checkpoint does not verify with the current key; was the key replaced?");

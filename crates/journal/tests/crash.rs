@@ -59,6 +59,9 @@ fn damage_in_the_middle_of_a_segment_stops_the_open() {
     let mut bytes = std::fs::read(&last).unwrap();
     bytes[16 + 16 + 5] ^= 0xff;
     std::fs::write(&last, &bytes).unwrap();
+    // Without the resume mark the open reads every record (with it, record 0 is vouched for
+    // by the checkpoint and left to verify: tests/resume.rs).
+    std::fs::remove_file(dir.path().join("journal").join("resume.json")).unwrap();
     let err = Journal::open(config(dir.path())).err().unwrap();
     assert!(
         matches!(
