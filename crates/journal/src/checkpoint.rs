@@ -18,7 +18,7 @@
 //! witness file outside the host; verify accepts them as extra checkpoints.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -167,6 +167,54 @@ impl Checkpoint {
     }
 }
 
+/// How much of the end of the checkpoint log an open reads: a few hundred checkpoints.
+pub(crate) const TAIL_BYTES: u64 = 64 * 1024;
+
+/// The checkpoints in the last `max_bytes` of the journal's log, oldest first (a line cut by the
+/// start of that window is skipped); none if the file does not exist. An open needs the last
+/// checkpoint and the one its resume mark names, which is nearly always among these, without
+/// parsing a log that grows by one line every few seconds for as long as the journal lives.
+pub(crate) fn read_tail(data_dir: &Path, max_bytes: u64) -> Result<Vec<Checkpoint>> {
+    let path = checkpoints_path(data_dir);
+    let error = |source| Error::CheckpointFile {
+        action: "read",
+        path: path.clone(),
+        source,
+    };
+    let mut file = match File::open(&path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(error(source)),
+    };
+    let len = file.metadata().map_err(error)?.len();
+    let start = len.saturating_sub(max_bytes);
+    file.seek(SeekFrom::Start(start)).map_err(error)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(error)?;
+    let mut text = &bytes[..];
+    if start > 0 {
+        // The window starts inside a line (or just after one): skip to the next line.
+        let Some(newline) = text.iter().position(|byte| *byte == b'\n') else {
+            return Ok(Vec::new());
+        };
+        text = &text[newline + 1..];
+    }
+    let mut checkpoints = Vec::new();
+    for line in text.split(|byte| *byte == b'\n') {
+        let line = String::from_utf8_lossy(line);
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match Checkpoint::from_json_line(line) {
+            Ok(checkpoint) => checkpoints.push(checkpoint),
+            // Read it all for the error with its line number.
+            Err(_) => return Checkpoint::read_file(&path),
+        }
+    }
+    Ok(checkpoints)
+}
+
 /// Path of the checkpoint log of the journal under `data_dir`.
 pub(crate) fn checkpoints_path(data_dir: &Path) -> PathBuf {
     journal_dir(data_dir).join(CHECKPOINTS_FILE)
@@ -190,23 +238,41 @@ pub(crate) fn append_line(path: &Path, checkpoint: &Checkpoint) -> io::Result<()
 
 /// Cuts a partially written last line off the checkpoint log (left by a crash during append),
 /// so the next line starts on its own. Returns how many bytes were cut.
+///
+/// Reads the file from its end, a block at a time, so a long log costs one small read.
 pub(crate) fn repair_torn_last_line(path: &Path) -> io::Result<u64> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+    const BLOCK: u64 = 4096;
+    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => file,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(err) => return Err(err),
     };
-    if bytes.is_empty() || bytes.ends_with(b"\n") {
+    let len = file.metadata()?.len();
+    if len == 0 {
         return Ok(0);
     }
-    let keep = bytes
-        .iter()
-        .rposition(|byte| *byte == b'\n')
-        .map_or(0, |newline| newline + 1);
-    let file = OpenOptions::new().write(true).open(path)?;
-    file.set_len(keep as u64)?;
+    let mut end = len;
+    let mut block = Vec::new();
+    // Where the last complete line ends (0: no complete line at all).
+    let keep = loop {
+        if end == 0 {
+            break 0;
+        }
+        let start = end.saturating_sub(BLOCK);
+        block.resize((end - start) as usize, 0);
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut block)?;
+        if end == len && block.last() == Some(&b'\n') {
+            return Ok(0);
+        }
+        if let Some(newline) = block.iter().rposition(|byte| *byte == b'\n') {
+            break start + newline as u64 + 1;
+        }
+        end = start;
+    };
+    file.set_len(keep)?;
     file.sync_all()?;
-    Ok((bytes.len() - keep) as u64)
+    Ok(len - keep)
 }
 
 mod hex_hash {

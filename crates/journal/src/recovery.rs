@@ -70,7 +70,7 @@ impl fmt::Display for RecoveryReport {
         if self.resumed_records > 0 {
             write!(
                 f,
-                "; resumed after record {} (the rest re-hashed)",
+                "; resumed at record {} (those before it are vouched for by a signed checkpoint)",
                 self.resumed_records
             )?;
         }
@@ -84,6 +84,8 @@ pub(crate) struct Recovered {
     pub(crate) frontier: Frontier,
     /// The segment to append to. `None` when there is no segment yet.
     pub(crate) tail: Option<Tail>,
+    /// First seqs of the segments kept (at or above the horizon), oldest first.
+    pub(crate) segments: Vec<u64>,
 }
 
 /// The last segment, which the writer appends to.
@@ -107,7 +109,7 @@ pub(crate) fn recover(data_dir: &Path, key: &VerifyingKey) -> Result<Recovered> 
     if cut > 0 {
         tracing::warn!(path = %checkpoints_file.display(), bytes = cut, "cut a partially written checkpoint line");
     }
-    let checkpoints = Checkpoint::read_journal_checkpoints(data_dir)?;
+    let checkpoints = crate::checkpoint::read_tail(data_dir, crate::checkpoint::TAIL_BYTES)?;
     let last_checkpoint = checkpoints.last().cloned();
     let segments = list_segments(&dir).map_err(|source| Error::Dir {
         path: dir.clone(),
@@ -287,9 +289,15 @@ pub(crate) fn recover(data_dir: &Path, key: &VerifyingKey) -> Result<Recovered> 
             });
         }
     }
+    let kept = segments
+        .iter()
+        .map(|(first_seq, _)| *first_seq)
+        .filter(|first_seq| tail.as_ref().is_some_and(|(last, _)| first_seq <= last))
+        .collect();
     Ok(Recovered {
         report,
         frontier,
+        segments: kept,
         tail: tail.map(|(first_seq, path)| Tail {
             first_seq,
             path,

@@ -53,20 +53,29 @@ struct MarkFile {
     offset: u64,
     /// Byte offset of record `size - 1` in that segment (none when `offset` is the first frame).
     previous: Option<u64>,
+    /// First seqs of the segments up to and including `segment`, oldest first: a segment
+    /// deleted from before the mark is noticed at open without reading any.
+    segments: Vec<u64>,
 }
 
 fn resume_path(data_dir: &Path) -> PathBuf {
     journal_dir(data_dir).join(RESUME_FILE)
 }
 
-/// Writes `mark` (temporary file, rename; no sync, see the module docs).
-pub(crate) fn write(data_dir: &Path, mark: &Mark) -> std::io::Result<()> {
+/// Writes `mark` (temporary file, rename; no sync, see the module docs). `segments` are the
+/// first seqs of the journal's segments, oldest first (those after the mark's are left out).
+pub(crate) fn write(data_dir: &Path, mark: &Mark, segments: &[u64]) -> std::io::Result<()> {
     let file = MarkFile {
         size: mark.frontier.size(),
         nodes: mark.frontier.nodes().iter().map(hex::encode).collect(),
         segment: mark.segment,
         offset: mark.offset,
         previous: mark.previous,
+        segments: segments
+            .iter()
+            .copied()
+            .filter(|first_seq| *first_seq <= mark.segment)
+            .collect(),
     };
     let path = resume_path(data_dir);
     let temporary = path.with_extension("json.tmp");
@@ -156,6 +165,20 @@ fn check(
         .iter()
         .position(|(first_seq, _)| *first_seq == file.segment)
         .ok_or_else(|| format!("its segment {} is not there", file.segment))?;
+    // Every segment up to the mark's is still there, and nothing before the first (the ones
+    // below the horizon were deleted by retention since the mark was written).
+    let expected = file
+        .segments
+        .iter()
+        .copied()
+        .filter(|first_seq| *first_seq >= horizon);
+    let listed = segments[..=index].iter().map(|(first_seq, _)| *first_seq);
+    if !expected.eq(listed) || segments[0].0 != horizon {
+        return Err(format!(
+            "the segments up to {} are not the ones it lists: a segment is missing or extra",
+            file.segment
+        ));
+    }
     if file.segment > file.size {
         return Err(format!(
             "segment {} cannot hold record {}",

@@ -34,7 +34,7 @@ use crate::error::{AppendError, Error, Result};
 use crate::keys::sync_dir;
 use crate::merkle::{Frontier, Hash};
 use crate::metrics::JournalMetrics;
-use crate::recovery::Tail;
+use crate::recovery::{Recovered, Tail};
 use crate::resume::{self, Mark};
 use crate::segment::{HEADER_LEN, encode_frame, encode_header, journal_dir, segment_file_name};
 
@@ -91,6 +91,8 @@ pub(crate) struct Worker {
     checkpoint_interval: Duration,
     witness_file: Option<PathBuf>,
     segment: OpenSegment,
+    /// First seqs of the segments from the horizon on, oldest first (for the resume mark).
+    segments: Vec<u64>,
     frontier: Frontier,
     /// Records whose frames were written to a file.
     written: u64,
@@ -116,13 +118,18 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) fn new(
         config: &JournalConfig,
-        tail: Option<Tail>,
-        frontier: Frontier,
+        recovered: Recovered,
         last_checkpoint: Option<Checkpoint>,
         signing_key: SigningKey,
         metrics: JournalMetrics,
         lock: File,
     ) -> Result<Worker> {
+        let Recovered {
+            tail,
+            mut segments,
+            frontier,
+            ..
+        } = recovered;
         let dir = journal_dir(&config.dir);
         let segment = match tail {
             Some(Tail {
@@ -137,6 +144,9 @@ impl Worker {
                 };
                 let file = OpenOptions::new().append(true).open(&path).map_err(error)?;
                 let len = file.metadata().map_err(error)?.len();
+                // What a crash left in the page cache is made durable before any checkpoint
+                // (or resume mark) can cover it.
+                file.sync_data().map_err(error)?;
                 OpenSegment {
                     file: Arc::new(file),
                     path,
@@ -145,7 +155,11 @@ impl Worker {
                     last_frame,
                 }
             }
-            None => create_segment(&dir, frontier.size())?,
+            None => {
+                let segment = create_segment(&dir, frontier.size())?;
+                segments.push(segment.first_seq);
+                segment
+            }
         };
         let size = frontier.size();
         metrics.size_records.set(size as i64);
@@ -155,6 +169,15 @@ impl Worker {
             offset: segment.len,
             previous: segment.last_frame,
         };
+        // A full scan that ends where the last checkpoint does leaves a mark, so the next open
+        // need not scan again (a checkpoint is only written, with its mark, when the tree grew).
+        if last_checkpoint.as_ref().is_some_and(|checkpoint| {
+            checkpoint.tree_size == size && checkpoint.root_hash == synced.frontier.root()
+        }) {
+            if let Err(err) = resume::write(&config.dir, &synced, &segments) {
+                tracing::warn!(error = %err, "failed to write the journal's resume mark");
+            }
+        }
         Ok(Worker {
             data_dir: config.dir.clone(),
             journal_dir: dir,
@@ -163,6 +186,7 @@ impl Worker {
             checkpoint_interval: config.checkpoint_interval,
             witness_file: config.witness_file.clone(),
             segment,
+            segments,
             frontier,
             written: size,
             synced,
@@ -375,6 +399,7 @@ impl Worker {
             other => io::Error::other(other.to_string()),
         })?;
         tracing::debug!(segment = %segment.path.display(), "started a new journal segment");
+        self.segments.push(segment.first_seq);
         self.segment = segment;
         Ok(())
     }
@@ -486,7 +511,7 @@ impl Worker {
             }
         }
         // Where this checkpoint's tree ends, so the next open need not re-hash it.
-        if let Err(err) = resume::write(&self.data_dir, &self.synced) {
+        if let Err(err) = resume::write(&self.data_dir, &self.synced, &self.segments) {
             tracing::warn!(error = %err, "failed to write the journal's resume mark; the next open scans every record");
         }
         self.metrics.checkpoints.inc();

@@ -45,9 +45,10 @@ pub struct Journal {
 impl Journal {
     /// Opens (creating if needed) the journal under `config.dir`.
     ///
-    /// Takes the journal's lock, runs recovery (checks every frame, truncates a torn tail of the
-    /// last segment, rebuilds the Merkle frontier and checks it against the last checkpoint),
-    /// loads or creates the signing key in `config.dir/keys`, and starts the writer thread.
+    /// Takes the journal's lock, loads or creates the signing key in `config.dir/keys`, runs
+    /// recovery (checks every frame after the latest checkpoint's resume mark, or every frame
+    /// when there is no valid mark; truncates a torn tail of the last segment; rebuilds the
+    /// Merkle frontier and checks it against the last checkpoint), and starts the writer thread.
     pub fn open(config: JournalConfig) -> Result<(Journal, RecoveryReport)> {
         config.validate()?;
         let dir = journal_dir(&config.dir);
@@ -67,11 +68,12 @@ impl Journal {
             }
         }
         let metrics = JournalMetrics::new();
+        let last_checkpoint = recovered.report.last_checkpoint.clone();
+        let report = recovered.report.clone();
         let worker = Worker::new(
             &config,
-            recovered.tail,
-            recovered.frontier,
-            recovered.report.last_checkpoint.clone(),
+            recovered,
+            last_checkpoint,
             signing_key,
             metrics.clone(),
             lock,
@@ -87,7 +89,7 @@ impl Journal {
             .name("apiwatch-journal".into())
             .spawn(move || runtime.block_on(worker.run(receiver, worker_shutdown)))
             .map_err(Error::Spawn)?;
-        tracing::info!(dir = %dir.display(), report = %recovered.report, fsync = %config.fsync, "journal open");
+        tracing::info!(dir = %dir.display(), report = %report, fsync = %config.fsync, "journal open");
         let appender = Appender {
             inner: Arc::new(AppenderInner {
                 sender,
@@ -101,7 +103,7 @@ impl Journal {
             metrics,
             verifying_key,
         };
-        Ok((journal, recovered.report))
+        Ok((journal, report))
     }
 
     /// A handle producers use to append; clone it freely.

@@ -53,7 +53,7 @@ fn an_open_after_a_checkpoint_resumes_at_its_mark_and_the_journal_stays_whole() 
         "segments before the mark are counted"
     );
     assert!(
-        report.to_string().contains("resumed after record 40"),
+        report.to_string().contains("resumed at record 40"),
         "{report}"
     );
     let appender = journal.appender();
@@ -208,4 +208,63 @@ fn a_mark_vouched_for_only_by_a_checkpoint_of_another_key_is_ignored() {
     let report = reopen(&config(dir.path()));
     assert_eq!(report.resumed_records, 0, "{report}");
     assert_eq!(report.records, 8);
+}
+
+#[test]
+fn a_segment_missing_before_the_mark_makes_the_open_scan_and_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    append_session(&config(dir.path()), (0..40).map(record));
+    let files = segments(dir.path());
+    assert!(files.len() >= 3);
+    std::fs::remove_file(&files[1]).unwrap();
+    let err = Journal::open(config(dir.path())).err().unwrap();
+    assert!(err.to_string().contains("a segment is missing"), "{err}");
+
+    // The first segment gone is noticed the same way.
+    let dir = tempfile::tempdir().unwrap();
+    append_session(&config(dir.path()), (0..40).map(record));
+    std::fs::remove_file(&segments(dir.path())[0]).unwrap();
+    let err = Journal::open(config(dir.path())).err().unwrap();
+    assert!(err.to_string().contains("are missing"), "{err}");
+}
+
+#[test]
+fn a_full_scan_that_ends_at_the_last_checkpoint_leaves_a_mark_for_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    append_session(&config(dir.path()), (0..20).map(record));
+    std::fs::remove_file(mark_path(dir.path())).unwrap();
+    assert_eq!(reopen(&config(dir.path())).resumed_records, 0);
+    // Nothing was appended, so no new checkpoint: the open itself wrote the mark.
+    assert_eq!(reopen(&config(dir.path())).resumed_records, 20);
+}
+
+#[test]
+fn a_long_checkpoint_log_is_read_from_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    append_session(&config(dir.path()), (0..10).map(record));
+    append_session(&config(dir.path()), (10..12).map(record));
+    let checkpoints = dir.path().join("journal").join("checkpoints.jsonl");
+    let text = std::fs::read_to_string(&checkpoints).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    // 1000 older copies of the first checkpoint (about 300 KB) before the last one.
+    let mut long = String::new();
+    for _ in 0..1000 {
+        long.push_str(lines[0]);
+        long.push('\n');
+    }
+    long.push_str(lines[1]);
+    long.push('\n');
+    std::fs::write(&checkpoints, &long).unwrap();
+    let report = reopen(&config(dir.path()));
+    assert_eq!(report.resumed_records, 12, "{report}");
+    assert_eq!(report.last_checkpoint.unwrap().tree_size, 12);
+
+    // A torn last line is still cut, reading only the end.
+    let mut torn = long.clone();
+    torn.push_str(&lines[1][..40]);
+    std::fs::write(&checkpoints, &torn).unwrap();
+    let report = reopen(&config(dir.path()));
+    assert_eq!(report.last_checkpoint.unwrap().tree_size, 12);
+    assert_eq!(std::fs::read_to_string(&checkpoints).unwrap(), long);
 }
