@@ -72,6 +72,45 @@ pub const SENSITIVE_HEADERS: &[&str] = &[
 /// OAuth redirects): they go through [`Redactor::url`].
 pub const URL_HEADERS: &[&str] = &["referer", "location", "content-location", "refresh"];
 
+/// Header names most requests carry, as HTTP/2 and hyper spell them (lowercase): their policy is
+/// worked out once when the [`Redactor`] is built instead of by the key rule on every request.
+const COMMON_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "authorization",
+    "cache-control",
+    "connection",
+    "content-length",
+    "content-type",
+    "cookie",
+    "dnt",
+    "forwarded",
+    "host",
+    "if-modified-since",
+    "if-none-match",
+    "origin",
+    "pragma",
+    "priority",
+    "referer",
+    "sec-ch-ua",
+    "sec-ch-ua-mobile",
+    "sec-ch-ua-platform",
+    "sec-fetch-dest",
+    "sec-fetch-mode",
+    "sec-fetch-site",
+    "te",
+    "upgrade-insecure-requests",
+    "user-agent",
+    "via",
+    "x-api-key",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "x-request-id",
+];
+
 /// Bodies longer than this many times `max_len` are cut before redaction: what is beyond can
 /// never reach the output (a masked card shrinks at most 37 bytes to 15).
 const BODY_READ_FACTOR: usize = 4;
@@ -111,6 +150,8 @@ pub struct Redactor {
     /// Configured body keys, normalised.
     extra_body_keys: Vec<String>,
     card_numbers: bool,
+    /// The policy of each of [`COMMON_HEADERS`], under this configuration.
+    common_headers: std::collections::HashMap<&'static str, HeaderPolicy>,
 }
 
 /// Which configured key list applies.
@@ -137,7 +178,7 @@ enum HeaderPolicy {
 impl Redactor {
     /// Builds the policy from its config (built-in lists plus the config's additions).
     pub fn new(config: &RedactConfig) -> Self {
-        Redactor {
+        let mut redactor = Redactor {
             extra_headers: config
                 .headers
                 .iter()
@@ -154,7 +195,13 @@ impl Redactor {
                 .map(|key| keys::normalize_key(key))
                 .collect(),
             card_numbers: config.card_numbers,
-        }
+            common_headers: std::collections::HashMap::new(),
+        };
+        redactor.common_headers = COMMON_HEADERS
+            .iter()
+            .map(|&name| (name, redactor.work_out_header_policy(name)))
+            .collect();
+        redactor
     }
 
     /// Whether a header's value is redacted: whole, or keeping only the authorization scheme
@@ -283,6 +330,13 @@ impl Redactor {
     }
 
     fn header_policy(&self, name: &str) -> HeaderPolicy {
+        match self.common_headers.get(name) {
+            Some(policy) => *policy,
+            None => self.work_out_header_policy(name),
+        }
+    }
+
+    fn work_out_header_policy(&self, name: &str) -> HeaderPolicy {
         let name = name.trim();
         let is = |expected: &str| name.eq_ignore_ascii_case(expected);
         if is("authorization") || is("proxy-authorization") {

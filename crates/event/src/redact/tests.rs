@@ -166,6 +166,34 @@ fn configured_headers_are_redacted() {
 }
 
 #[test]
+fn common_header_policies_worked_out_once_match_the_rule_and_the_configuration() {
+    let configured = RedactConfig {
+        headers: vec!["X-Forwarded-For".into(), "accept".into()],
+        ..Default::default()
+    };
+    for redactor in [redactor(), Redactor::new(&configured)] {
+        for name in COMMON_HEADERS {
+            assert_eq!(
+                redactor.header_policy(name),
+                redactor.work_out_header_policy(name),
+                "{name}"
+            );
+        }
+    }
+    let configured = Redactor::new(&configured);
+    assert_eq!(
+        configured.header_value("x-forwarded-for", b"203.0.113.7", 256),
+        REDACTED
+    );
+    assert_eq!(configured.header_value("accept", b"*/*", 256), REDACTED);
+    assert_eq!(redactor().header_value("accept", b"*/*", 256), "*/*");
+    assert_eq!(
+        redactor().header_value("x-api-key", b"k_123", 256),
+        REDACTED
+    );
+}
+
+#[test]
 fn plain_header_values_are_sanitised_with_cards_masked() {
     let out = redactor().header_value(
         "x-note",
