@@ -85,6 +85,29 @@ impl Frontier {
         (nodes.len() == size.count_ones() as usize).then_some(Frontier { nodes, size })
     }
 
+    /// The nodes as hex, largest subtree first: how the horizon and the resume mark store them.
+    pub(crate) fn hex_nodes(&self) -> Vec<String> {
+        self.nodes.iter().map(hex::encode).collect()
+    }
+
+    /// Rebuilds a frontier from [`Frontier::hex_nodes`]; the error says which node is wrong.
+    pub(crate) fn from_hex_nodes(size: u64, nodes: &[String]) -> Result<Frontier, String> {
+        let hashes = nodes
+            .iter()
+            .map(|node| {
+                let bytes = hex::decode(node).map_err(|err| format!("node {node:?}: {err}"))?;
+                Hash::try_from(bytes.as_slice())
+                    .map_err(|_| format!("node {node:?} is not 32 bytes"))
+            })
+            .collect::<Result<Vec<Hash>, String>>()?;
+        Frontier::from_parts(size, hashes).ok_or_else(|| {
+            format!(
+                "{} nodes cannot be the frontier of a tree of {size} records",
+                nodes.len()
+            )
+        })
+    }
+
     /// The roots of the perfect subtrees, largest (leftmost) first.
     pub fn nodes(&self) -> &[Hash] {
         &self.nodes

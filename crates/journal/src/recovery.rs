@@ -130,15 +130,13 @@ pub(crate) fn recover(data_dir: &Path, key: &VerifyingKey) -> Result<Recovered> 
         .collect();
     let resume = resume::load(data_dir, &checkpoints, key, &segments, horizon);
     drop(checkpoints);
-    let mut tail_last_frame = None;
-    let (first_index, resume_offset) = match resume {
+    let (first_index, resume_at_mark) = match resume {
         Some(resume) => {
-            tail_last_frame = resume.previous;
             report.resumed_records = resume.frontier.size();
             // The segments before the mark's are counted, not read.
             report.segments = u32::try_from(resume.index).unwrap_or(u32::MAX);
             frontier = resume.frontier;
-            (resume.index, Some(resume.offset))
+            (resume.index, Some((resume.offset, resume.previous)))
         }
         None => (0, None),
     };
@@ -160,7 +158,7 @@ pub(crate) fn recover(data_dir: &Path, key: &VerifyingKey) -> Result<Recovered> 
     for (index, (name_seq, path)) in segments.iter().enumerate().skip(first_index) {
         let is_last = index + 1 == segments.len();
         // The mark's segment is entered at the mark, later ones at their first frame.
-        let resume_at = resume_offset.filter(|_| index == first_index);
+        let resume_at = resume_at_mark.filter(|_| index == first_index);
         let expected = frontier.size();
         let corrupt = |offset: u64, record: Option<u64>, reason: String| Error::Corrupt {
             path: path.clone(),
@@ -216,12 +214,16 @@ pub(crate) fn recover(data_dir: &Path, key: &VerifyingKey) -> Result<Recovered> 
             return Err(corrupt(0, Some(expected), reason));
         }
         report.segments += 1;
-        tail = Some((first_seq, path.clone()));
-        if let Some(offset) = resume_at {
+        let mut last_frame = None;
+        if let Some((offset, previous)) = resume_at {
             scanner.seek_to(offset).map_err(read_error)?;
-        } else {
-            tail_last_frame = None;
+            last_frame = previous;
         }
+        let segment_tail = tail.insert(Tail {
+            first_seq,
+            path: path.clone(),
+            last_frame,
+        });
         loop {
             let expected = frontier.size();
             let cut_at = match scanner.next_frame(&mut payload).map_err(read_error)? {
@@ -235,7 +237,7 @@ pub(crate) fn recover(data_dir: &Path, key: &VerifyingKey) -> Result<Recovered> 
                     }
                     frontier.push(leaf_hash(&payload));
                     check_root(&frontier)?;
-                    tail_last_frame = Some(offset);
+                    segment_tail.last_frame = Some(offset);
                     continue;
                 }
                 Scan::End => break,
@@ -292,17 +294,16 @@ pub(crate) fn recover(data_dir: &Path, key: &VerifyingKey) -> Result<Recovered> 
     let kept = segments
         .iter()
         .map(|(first_seq, _)| *first_seq)
-        .filter(|first_seq| tail.as_ref().is_some_and(|(last, _)| first_seq <= last))
+        .filter(|first_seq| {
+            tail.as_ref()
+                .is_some_and(|last: &Tail| *first_seq <= last.first_seq)
+        })
         .collect();
     Ok(Recovered {
         report,
         frontier,
         segments: kept,
-        tail: tail.map(|(first_seq, path)| Tail {
-            first_seq,
-            path,
-            last_frame: tail_last_frame,
-        }),
+        tail,
     })
 }
 

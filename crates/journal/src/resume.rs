@@ -24,7 +24,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
-use crate::merkle::{Frontier, Hash};
+use crate::merkle::Frontier;
 use crate::segment::{FrameScanner, HEADER_LEN, HeaderRead, Scan, journal_dir};
 
 /// File name of the resume mark in the journal directory.
@@ -67,7 +67,7 @@ fn resume_path(data_dir: &Path) -> PathBuf {
 pub(crate) fn write(data_dir: &Path, mark: &Mark, segments: &[u64]) -> std::io::Result<()> {
     let file = MarkFile {
         size: mark.frontier.size(),
-        nodes: mark.frontier.nodes().iter().map(hex::encode).collect(),
+        nodes: mark.frontier.hex_nodes(),
         segment: mark.segment,
         offset: mark.offset,
         previous: mark.previous,
@@ -133,16 +133,7 @@ fn check(
 ) -> Result<Resume, String> {
     let file: MarkFile =
         serde_json::from_slice(bytes).map_err(|err| format!("not a resume mark: {err}"))?;
-    let nodes = file
-        .nodes
-        .iter()
-        .map(|node| {
-            let bytes = hex::decode(node).map_err(|err| format!("node {node:?}: {err}"))?;
-            Hash::try_from(bytes.as_slice()).map_err(|_| format!("node {node:?} is not 32 bytes"))
-        })
-        .collect::<Result<Vec<Hash>, String>>()?;
-    let frontier = Frontier::from_parts(file.size, nodes)
-        .ok_or_else(|| format!("wrong number of nodes for a tree of {} records", file.size))?;
+    let frontier = Frontier::from_hex_nodes(file.size, &file.nodes)?;
     if file.size < horizon {
         return Err(format!(
             "it is at record {} but the kept journal starts at {horizon}",

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::merkle::{Frontier, Hash, leaf_hash};
+use crate::merkle::{Frontier, leaf_hash};
 use crate::segment::{FrameScanner, HeaderRead, Scan, journal_dir, list_segments};
 
 /// File name of the horizon in the journal directory.
@@ -40,24 +40,7 @@ pub struct Horizon {
 impl Horizon {
     /// The frontier this horizon records.
     pub fn frontier(&self) -> Result<Frontier> {
-        let corrupt = |reason: String| Error::Horizon(reason);
-        let nodes = self
-            .nodes
-            .iter()
-            .map(|node| {
-                let bytes =
-                    hex::decode(node).map_err(|err| corrupt(format!("node {node:?}: {err}")))?;
-                <Hash>::try_from(bytes.as_slice())
-                    .map_err(|_| corrupt(format!("node {node:?} is not 32 bytes")))
-            })
-            .collect::<Result<Vec<Hash>>>()?;
-        Frontier::from_parts(self.size, nodes).ok_or_else(|| {
-            corrupt(format!(
-                "{} nodes cannot be the frontier of a tree of {} records",
-                self.nodes.len(),
-                self.size
-            ))
-        })
+        Frontier::from_hex_nodes(self.size, &self.nodes).map_err(Error::Horizon)
     }
 }
 
@@ -230,7 +213,7 @@ pub fn prune_before(data_dir: &Path, keep_from: u64, reason: &str) -> Result<Pru
     if new_horizon > old_horizon {
         let horizon = Horizon {
             size: frontier.size(),
-            nodes: frontier.nodes().iter().map(hex::encode).collect(),
+            nodes: frontier.hex_nodes(),
             pruned_at: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),

@@ -119,7 +119,6 @@ impl Worker {
     pub(crate) fn new(
         config: &JournalConfig,
         recovered: Recovered,
-        last_checkpoint: Option<Checkpoint>,
         signing_key: SigningKey,
         metrics: JournalMetrics,
         lock: File,
@@ -128,8 +127,9 @@ impl Worker {
             tail,
             mut segments,
             frontier,
-            ..
+            report,
         } = recovered;
+        let last_checkpoint = report.last_checkpoint;
         let dir = journal_dir(&config.dir);
         let segment = match tail {
             Some(Tail {

@@ -68,16 +68,8 @@ impl Journal {
             }
         }
         let metrics = JournalMetrics::new();
-        let last_checkpoint = recovered.report.last_checkpoint.clone();
         let report = recovered.report.clone();
-        let worker = Worker::new(
-            &config,
-            recovered,
-            last_checkpoint,
-            signing_key,
-            metrics.clone(),
-            lock,
-        )?;
+        let worker = Worker::new(&config, recovered, signing_key, metrics.clone(), lock)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()

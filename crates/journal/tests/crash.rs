@@ -20,6 +20,8 @@ fn a_torn_tail_is_truncated_on_open_and_reported() {
 
     let (journal, report) = Journal::open(config(dir.path())).unwrap();
     assert_eq!(report.records, 10);
+    // Cut from the resume mark on, without re-reading the 10 checkpointed records.
+    assert_eq!(report.resumed_records, 10, "{report}");
     assert_eq!(report.truncated_bytes, 123);
     assert_eq!(report.truncated_at, Some((last.clone(), clean_len)));
     assert_eq!(report.last_checkpoint.as_ref().unwrap().tree_size, 10);

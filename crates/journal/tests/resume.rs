@@ -111,23 +111,6 @@ fn a_mark_at_the_end_of_a_sealed_segment_continues_into_the_next_one() {
 }
 
 #[test]
-fn a_torn_tail_after_the_mark_is_cut_without_a_full_scan() {
-    let dir = tempfile::tempdir().unwrap();
-    append_session(&config(dir.path()), (0..10).map(record));
-    let last = segments(dir.path()).pop().unwrap();
-    let clean_len = std::fs::metadata(&last).unwrap().len();
-    let mut bytes = std::fs::read(&last).unwrap();
-    bytes.extend_from_slice(&common::encode_frame(10, &record(10))[..100]);
-    std::fs::write(&last, &bytes).unwrap();
-
-    let report = reopen(&config(dir.path()));
-    assert_eq!(report.resumed_records, 10, "{report}");
-    assert_eq!(report.truncated_bytes, 100);
-    assert_eq!(report.truncated_at, Some((last.clone(), clean_len)));
-    assert_eq!(std::fs::metadata(&last).unwrap().len(), clean_len);
-}
-
-#[test]
 fn damage_a_checkpoint_covers_is_left_to_verify_and_found_there() {
     let dir = tempfile::tempdir().unwrap();
     append_session(&config(dir.path()), (0..5).map(record));
