@@ -52,6 +52,7 @@ pub(crate) fn term(source: &str, term: &Term) -> Result<Node, ParseError> {
     let test = match field.kind() {
         Kind::Number => checker.number_test()?,
         Kind::Address => checker.address_test()?,
+        Kind::Time => checker.time_test()?,
         Kind::Text | Kind::Enum(_) => checker.text_test()?,
     };
     let node = predicate(field, test);
@@ -195,6 +196,29 @@ impl Checker<'_> {
         }
     }
 
+    /// `@timestamp<2026-12-01T10:00:00Z`: the bound is an instant, so `+02:00` offsets and any
+    /// number of fraction digits compare by time, not by text; `:` is a text pattern
+    /// (`@timestamp:2026-12-01*`).
+    fn time_test(&self) -> Result<Test, ParseError> {
+        let op = self.term.op;
+        if op == Op::Match {
+            return self.text_test();
+        }
+        let text = self.term.value.text.as_str();
+        match parse_time_bound(text) {
+            Some(nanos) => Ok(Test::Time(comparison(op), nanos)),
+            None => Err(self.value_error(format!(
+                "expected an RFC 3339 time such as `2026-12-01T10:00:00Z` (or `2026-12-01`, `2026-12-01T10:00` in UTC) for `{}`, found `{text}`{}",
+                self.field_name(),
+                if self.term.value.has_unquoted_star() {
+                    "; use `:` for wildcard patterns"
+                } else {
+                    ""
+                }
+            ))),
+        }
+    }
+
     fn text_test(&self) -> Result<Test, ParseError> {
         let op = self.term.op;
         let value = &self.term.value;
@@ -221,6 +245,30 @@ impl Checker<'_> {
         }
         Ok(Test::Text(comparison(op), text.into()))
     }
+}
+
+/// A time bound in nanoseconds since the Unix epoch: RFC 3339, or a shorter UTC form for
+/// people in a hurry: a date (`2026-12-01`, midnight), minutes (`2026-12-01T10:00`) or seconds
+/// without an offset (`2026-12-01T10:00:00`).
+fn parse_time_bound(text: &str) -> Option<i64> {
+    use apiwatch_event::timestamp::parse_nanos;
+    if let Some(nanos) = parse_nanos(text) {
+        return Some(nanos);
+    }
+    // Only digits, `-`, `:`, `T` and `.` get completed, so that `+`/`Z` offsets stay the
+    // user's own and nothing odd slips through the completion.
+    if !text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b':' | b'T' | b'.'))
+    {
+        return None;
+    }
+    let completed = match text.len() {
+        10 => format!("{text}T00:00:00Z"),
+        16 => format!("{text}:00Z"),
+        _ => format!("{text}Z"),
+    };
+    parse_nanos(&completed)
 }
 
 /// `4xx` (any case) as the class digit.

@@ -98,6 +98,9 @@ pub(crate) enum Test {
     Pattern(Pattern),
     /// Numeric comparison.
     Number(Compare, f64),
+    /// Time comparison, in nanoseconds since the Unix epoch; a value that is not an RFC 3339
+    /// time never matches.
+    Time(Compare, i64),
     /// `low <= value < high` (status classes such as `4xx`).
     NumberRange(f64, f64),
     /// The field holds this address (canonical form: IPv4-mapped IPv6 as IPv4).
@@ -118,6 +121,10 @@ impl Predicate {
             Test::Number(compare, bound) => field
                 .number(event)
                 .is_some_and(|number| compare.holds(&number, bound)),
+            Test::Time(compare, bound) => field
+                .text(event)
+                .and_then(apiwatch_event::timestamp::parse_nanos)
+                .is_some_and(|nanos| compare.holds(&nanos, bound)),
             Test::NumberRange(low, high) => field
                 .number(event)
                 .is_some_and(|number| *low <= number && number < *high),

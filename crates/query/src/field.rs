@@ -43,6 +43,8 @@ pub(crate) enum Kind {
     Address,
     /// An integer; compared as a number.
     Number,
+    /// An RFC 3339 time; compared as an instant (`=`, `<`...), or matched as text with `:`.
+    Time,
 }
 
 const EVENT_KINDS: &[&str] = &["request", "audit", "system", "finding"];
@@ -149,6 +151,7 @@ impl Fixed {
             Fixed::SourceIp | Fixed::ForwardedBy => Kind::Address,
             Fixed::EventKind => Kind::Enum(EVENT_KINDS),
             Fixed::AuthOutcome => Kind::Enum(AUTH_OUTCOMES),
+            Fixed::Timestamp => Kind::Time,
             _ => Kind::Text,
         }
     }

@@ -179,11 +179,51 @@ fn colon_matches_case_insensitively_with_wildcards() {
 
 #[test]
 fn text_ordering_compares_bytes() {
-    assert_matches("@timestamp>=2026-11-25T09:00:00Z @timestamp<2026-11-25T10:00:00Z");
-    assert_matches("timestamp>2026-11-25");
-    assert_no_match("timestamp<2026-11-25");
     assert_matches("user<bob");
     assert_no_match("user>bob");
+}
+
+#[test]
+fn timestamps_compare_as_instants() {
+    // The event is at 2026-11-25T09:39:38.022628547Z.
+    assert_matches("@timestamp>=2026-11-25T09:00:00Z @timestamp<2026-11-25T10:00:00Z");
+    // As bytes, `38.02…Z` sorts before `38Z`; as instants it is later.
+    assert_matches("@timestamp>2026-11-25T09:39:38Z");
+    assert_no_match("@timestamp<=2026-11-25T09:39:38Z");
+    assert_matches("@timestamp=2026-11-25T09:39:38.022628547Z");
+    assert_no_match("@timestamp>2026-11-25T09:39:38.022628547Z");
+    assert_matches("@timestamp!=2026-11-25T09:39:38.0226Z");
+    // Offsets: 10:39:38+01:00 is 09:39:38Z.
+    assert_no_match("@timestamp<2026-11-25T10:39:38+01:00");
+    assert_matches("@timestamp<2026-11-25T10:39:39+01:00");
+    // Short UTC forms: a date is its midnight, minutes and seconds need no offset.
+    assert_matches("timestamp>2026-11-25");
+    assert_no_match("timestamp<2026-11-25");
+    assert_matches("@timestamp>=2026-11-25T09:39 @timestamp<2026-11-26");
+    assert_no_match("@timestamp>=2026-11-25T09:40");
+    assert_matches("@timestamp<2026-11-25T09:39:38.5");
+    // `:` stays a text pattern.
+    assert_matches("@timestamp:2026-11-25*");
+    assert_no_match("@timestamp:2026-11-26*");
+}
+
+#[test]
+fn timestamps_in_other_rfc3339_forms_compare_by_time() {
+    let mut event = login_event();
+    event.timestamp = "2026-11-25T10:39:38.5+01:00".to_owned();
+    assert!(matches("@timestamp>2026-11-25T09:39:38Z", &event));
+    assert!(!matches("@timestamp>2026-11-25T09:39:39Z", &event));
+    event.timestamp = "not a time".to_owned();
+    assert!(!matches("@timestamp>2000-01-01", &event));
+    assert!(!matches("@timestamp<2100-01-01", &event));
+}
+
+#[test]
+fn bad_time_bounds_are_refused_at_the_value() {
+    assert_error("@timestamp>yesterday", 12, "expected an RFC 3339 time");
+    assert_error("status:4xx @timestamp<2026-13-01", 23, "found `2026-13-01`");
+    assert_error("@timestamp>2026-11-25T09:00+01:00x", 12, "RFC 3339");
+    assert_error("@timestamp>=2026-11-*", 13, "use `:` for wildcard patterns");
 }
 
 #[test]

@@ -64,6 +64,8 @@ pub enum FilterTest {
     Glob(Glob),
     /// Numeric comparison.
     Number(Comparison, f64),
+    /// Time comparison (`@timestamp`), in nanoseconds since the Unix epoch.
+    Time(Comparison, i64),
     /// `low <= value < high`.
     NumberRange(f64, f64),
     /// The field holds this address (IPv4-mapped IPv6 written as IPv4).
@@ -127,6 +129,7 @@ pub(crate) fn filter(node: &Node) -> Filter {
                 Test::Text(compare, text) => FilterTest::Text((*compare).into(), text.to_string()),
                 Test::Pattern(pattern) => FilterTest::Glob(Glob::from(pattern)),
                 Test::Number(compare, bound) => FilterTest::Number((*compare).into(), *bound),
+                Test::Time(compare, nanos) => FilterTest::Time((*compare).into(), *nanos),
                 Test::NumberRange(low, high) => FilterTest::NumberRange(*low, *high),
                 Test::Address(address) => FilterTest::Address(*address),
                 Test::Network(network) => FilterTest::Network(*network),

@@ -68,16 +68,18 @@ fn test_expr(field: &FieldRef, test: &FilterTest) -> Result<Expr> {
     };
     Ok(match test {
         FilterTest::Exists => value.is_not_null(),
-        FilterTest::Text(comparison, text) if is_time => {
-            let nanos = schema::timestamp_nanos(text)?;
-            compare(
-                value,
-                *comparison,
-                lit(ScalarValue::TimestampNanosecond(
-                    Some(nanos),
-                    Some("UTC".into()),
-                )),
-            )
+        FilterTest::Time(comparison, nanos) if is_time => compare(
+            value,
+            *comparison,
+            lit(ScalarValue::TimestampNanosecond(
+                Some(*nanos),
+                Some("UTC".into()),
+            )),
+        ),
+        FilterTest::Time(..) => {
+            return Err(Error::Query(format!(
+                "a time comparison applies to @timestamp only, not {field:?}"
+            )));
         }
         FilterTest::Text(comparison, text) => compare(value, *comparison, lit(text.as_str())),
         FilterTest::Glob(glob) if is_time => {
