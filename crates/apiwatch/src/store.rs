@@ -311,13 +311,35 @@ pub fn spool_only(data_dir: &Path, event: &Event) -> anyhow::Result<()> {
     }
     let mut line = event.to_json();
     line.push(b'\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)?;
-    file.write_all(&line)?;
-    file.sync_data()?;
-    Ok(())
+    // The drainer renames the spool aside and then takes its lock before reading it. Holding
+    // the lock while writing, on a file that is still the spool once locked, means a line is
+    // either in the file the drainer reads (it waits for the lock) or in a new spool.
+    loop {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+        if !is_same_file(&file, &path)? {
+            // Renamed aside (and perhaps drained) between the open and the lock: start over
+            // on the spool that now stands at `path`.
+            continue;
+        }
+        file.write_all(&line)?;
+        file.sync_data()?;
+        return Ok(());
+    }
+}
+
+/// Whether the open `file` is the one at `path` now (same device and inode).
+fn is_same_file(file: &std::fs::File, path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file.metadata()?;
+    match std::fs::metadata(path) {
+        Ok(current) => Ok(open.dev() == current.dev() && open.ino() == current.ino()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
+    }
 }
 
 /// Journals the spool when no server holds the journal (a server drains it itself).
@@ -351,15 +373,20 @@ pub fn drain_spool(
     let draining = path.with_extension("draining");
     if !draining.exists() {
         match std::fs::rename(&path, &draining) {
-            Ok(()) => {
-                // A CLI that opened the file just before the rename finishes its one write.
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            Ok(()) => {}
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(err) => return Err(format!("failed to move {} aside: {err}", path.display())),
         }
     }
-    let text = std::fs::read(&draining)
+    // A CLI writes its line holding the spool's lock (see `spool_only`): taking the lock waits
+    // for a write in progress, and a CLI that locks after the rename sees the file is no
+    // longer the spool and writes to a new one.
+    let mut file = std::fs::File::open(&draining)
+        .map_err(|err| format!("failed to open {}: {err}", draining.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|err| format!("failed to lock {}: {err}", draining.display()))?;
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut text)
         .map_err(|err| format!("failed to read {}: {err}", draining.display()))?;
     let mut count = 0;
     for line in text.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
@@ -648,5 +675,72 @@ pub fn stats_request(
         other => Err(format!(
             "unknown statistic {other:?}; expected histogram, top, percentiles or status"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CLI processes spool audit lines while a server drains the spool: every line written is
+    /// drained exactly once, however the writes and the renames interleave.
+    #[test]
+    fn spool_lines_written_while_draining_are_never_lost() {
+        const WRITERS: usize = 4;
+        const LINES: usize = 300;
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_path_buf();
+        let drained = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let writing = Arc::new(AtomicBool::new(true));
+        let drainer = {
+            let (data_dir, drained, writing) =
+                (data_dir.clone(), Arc::clone(&drained), Arc::clone(&writing));
+            std::thread::spawn(move || {
+                let mut drains = 0;
+                loop {
+                    let done = !writing.load(Ordering::SeqCst);
+                    drain_spool(&data_dir, |record| {
+                        let event = Event::from_json(&record).map_err(|err| err.to_string())?;
+                        drained.lock().unwrap().push(event.id);
+                        Ok(())
+                    })
+                    .unwrap();
+                    drains += 1;
+                    if done {
+                        return drains;
+                    }
+                }
+            })
+        };
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|_| {
+                let data_dir = data_dir.clone();
+                std::thread::spawn(move || {
+                    (0..LINES)
+                        .map(|_| {
+                            let event = Event::new(
+                                EventKind::Audit,
+                                "apiwatch.audit",
+                                OffsetDateTime::now_utc(),
+                            );
+                            spool_only(&data_dir, &event).unwrap();
+                            event.id
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut written: Vec<String> = writers
+            .into_iter()
+            .flat_map(|writer| writer.join().unwrap())
+            .collect();
+        writing.store(false, Ordering::SeqCst);
+        let drains = drainer.join().unwrap();
+        let mut drained = drained.lock().unwrap().clone();
+        written.sort();
+        drained.sort();
+        assert_eq!(drained.len(), WRITERS * LINES, "after {drains} drains");
+        assert_eq!(drained, written);
+        assert!(drains > 1, "the drains ran while the CLIs wrote");
     }
 }
