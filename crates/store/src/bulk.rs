@@ -98,7 +98,7 @@ impl BulkLoad<'_> {
                 let sink = ParquetSink::create(
                     self.store.store_dir(),
                     &hint,
-                    self.store.config().row_group_rows,
+                    self.store.config().layout(),
                 )?;
                 entry.insert((sink, 0))
             }

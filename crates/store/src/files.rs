@@ -208,14 +208,9 @@ pub(crate) fn write_parquet(
     store_dir: &Path,
     name: &str,
     batches: &[RecordBatch],
-    row_group_rows: usize,
+    layout: Layout,
 ) -> Result<FileEntry> {
-    write_parquet_stream(
-        store_dir,
-        name,
-        batches.iter().cloned().map(Ok),
-        row_group_rows,
-    )
+    write_parquet_stream(store_dir, name, batches.iter().cloned().map(Ok), layout)
 }
 
 /// Merges Parquet files of the store into one, batch by batch (memory: one row group).
@@ -223,7 +218,7 @@ pub(crate) fn merge_parquet(
     store_dir: &Path,
     name: &str,
     sources: &[PathBuf],
-    row_group_rows: usize,
+    layout: Layout,
 ) -> Result<FileEntry> {
     let mut readers = Vec::with_capacity(sources.len());
     for source in sources {
@@ -238,16 +233,16 @@ pub(crate) fn merge_parquet(
         .into_iter()
         .flatten()
         .map(|batch| batch.map_err(Error::from));
-    write_parquet_stream(store_dir, name, batches, row_group_rows)
+    write_parquet_stream(store_dir, name, batches, layout)
 }
 
 fn write_parquet_stream(
     store_dir: &Path,
     name: &str,
     batches: impl Iterator<Item = Result<RecordBatch>>,
-    row_group_rows: usize,
+    layout: Layout,
 ) -> Result<FileEntry> {
-    let mut sink = ParquetSink::create(store_dir, name, row_group_rows)?;
+    let mut sink = ParquetSink::create(store_dir, name, layout)?;
     for batch in batches {
         sink.write(&batch?)?;
     }
@@ -257,15 +252,19 @@ fn write_parquet_stream(
 /// A Parquet file being written, batch by batch, under a temporary name; [`ParquetSink::finish`]
 /// makes it durable under its final name (which may depend on what was written).
 ///
-/// Rows are gathered into row groups of `row_group_rows`, and each row group's columns are
-/// encoded on every core (the encoding, zstd and bloom filters are most of a write's cost).
-/// Memory: one row group of input batches and its encoded columns.
+/// Rows are gathered in chunks of `cluster_rows`, each chunk is sorted by source address and
+/// time and cut into row groups of `row_group_rows` (see [`Layout`]), and each row group's
+/// columns are encoded on every core (the encoding, zstd and bloom filters are most of a
+/// write's cost). Memory: one chunk of input batches, its sorted copy and one row group's
+/// encoded columns.
 pub(crate) struct ParquetSink {
     store_dir: PathBuf,
     temporary: PathBuf,
     writer: SerializedFileWriter<File>,
     factory: ArrowRowGroupWriterFactory,
     row_group_rows: usize,
+    /// Rows sorted together (at least `row_group_rows`).
+    chunk_rows: usize,
     row_groups: usize,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
@@ -274,17 +273,14 @@ pub(crate) struct ParquetSink {
 
 impl ParquetSink {
     /// Starts a file; `hint` (relative to `store_dir`) names its directory and temporary name.
-    pub(crate) fn create(
-        store_dir: &Path,
-        hint: &str,
-        row_group_rows: usize,
-    ) -> Result<ParquetSink> {
+    pub(crate) fn create(store_dir: &Path, hint: &str, layout: Layout) -> Result<ParquetSink> {
         let path = store_dir.join(hint);
         let dir = path.parent().unwrap_or(store_dir).to_path_buf();
         fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
         let temporary = path.with_extension("parquet.tmp");
         let file = File::create(&temporary).map_err(Error::io("create", &temporary))?;
-        let row_group_rows = row_group_rows.max(1);
+        let row_group_rows = layout.row_group_rows.max(1);
+        let chunk_rows = layout.cluster_rows.max(row_group_rows);
         // The Arrow writer puts the Arrow schema in the file's metadata; its lower half then
         // writes row groups encoded here.
         let (writer, factory) = ArrowWriter::try_new(
@@ -299,6 +295,7 @@ impl ParquetSink {
             writer,
             factory,
             row_group_rows,
+            chunk_rows,
             row_groups: 0,
             pending: Vec::new(),
             pending_rows: 0,
@@ -327,11 +324,11 @@ impl ParquetSink {
         entry.first_seq = entry.first_seq.min(first_seq);
         entry.last_seq = entry.last_seq.max(last_seq);
         let mut rest = batch.clone();
-        while self.pending_rows + rest.num_rows() >= self.row_group_rows {
-            let take = self.row_group_rows - self.pending_rows;
+        while self.pending_rows + rest.num_rows() >= self.chunk_rows {
+            let take = self.chunk_rows - self.pending_rows;
             self.pending.push(rest.slice(0, take));
             rest = rest.slice(take, rest.num_rows() - take);
-            self.flush_row_group()?;
+            self.flush_chunk()?;
         }
         if rest.num_rows() > 0 {
             self.pending_rows += rest.num_rows();
@@ -340,13 +337,34 @@ impl ParquetSink {
         Ok(())
     }
 
-    /// Encodes the pending rows as one row group, one column at a time per core.
-    fn flush_row_group(&mut self) -> Result<()> {
+    /// Writes the pending rows: sorted by source address and time when the chunk spans more
+    /// than one row group (within one row group the order buys no pruning), then cut into
+    /// row groups.
+    fn flush_chunk(&mut self) -> Result<()> {
         let batches = std::mem::take(&mut self.pending);
         self.pending_rows = 0;
-        if batches.is_empty() {
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if rows == 0 {
             return Ok(());
         }
+        if rows <= self.row_group_rows {
+            return self.write_row_group(&Rows::Batches(&batches));
+        }
+        let all = datafusion::arrow::compute::concat_batches(&schema::schema(), &batches)?;
+        drop(batches);
+        let order = cluster_order(&all)?;
+        for group in order.chunks(self.row_group_rows) {
+            let indices = datafusion::arrow::array::UInt32Array::from(group.to_vec());
+            self.write_row_group(&Rows::Taken {
+                all: &all,
+                indices: &indices,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Encodes `rows` as one row group, one column at a time per core.
+    fn write_row_group(&mut self, rows: &Rows<'_>) -> Result<()> {
         let writers = self.factory.create_column_writers(self.row_groups)?;
         self.row_groups += 1;
         let schema = schema::schema();
@@ -365,8 +383,8 @@ impl ParquetSink {
                 .take()
                 .ok_or_else(|| Error::Query("column writer taken twice".into()))?;
             let field = schema.field(column);
-            for batch in &batches {
-                for leaf in compute_leaves(field, batch.column(column))? {
+            for array in rows.column(column)? {
+                for leaf in compute_leaves(field, &array)? {
                     writer.write(&leaf)?;
                 }
             }
@@ -413,7 +431,7 @@ impl ParquetSink {
     /// Closes the file, fsyncs it and renames it to `name` (relative to the store directory,
     /// in the directory the file was created in), and returns its manifest entry.
     pub(crate) fn finish(mut self, name: &str) -> Result<FileEntry> {
-        self.flush_row_group()?;
+        self.flush_chunk()?;
         let ParquetSink {
             store_dir,
             temporary,
@@ -434,6 +452,70 @@ impl ParquetSink {
         entry.name = name.to_owned();
         Ok(entry)
     }
+}
+
+/// The rows of one row group: input batches as they came, or rows taken from a sorted chunk
+/// (each column is gathered by the thread that encodes it).
+enum Rows<'a> {
+    Batches(&'a [RecordBatch]),
+    Taken {
+        all: &'a RecordBatch,
+        indices: &'a datafusion::arrow::array::UInt32Array,
+    },
+}
+
+impl Rows<'_> {
+    fn column(&self, column: usize) -> Result<Vec<datafusion::arrow::array::ArrayRef>> {
+        match self {
+            Rows::Batches(batches) => Ok(batches
+                .iter()
+                .map(|batch| std::sync::Arc::clone(batch.column(column)))
+                .collect()),
+            Rows::Taken { all, indices } => Ok(vec![datafusion::arrow::compute::take(
+                all.column(column).as_ref(),
+                *indices,
+                None,
+            )?]),
+        }
+    }
+}
+
+/// How a file's rows are laid out: row groups of `row_group_rows`, cut from chunks of
+/// `cluster_rows` sorted by source address and time (see `StoreConfig::cluster_rows`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    pub(crate) row_group_rows: usize,
+    pub(crate) cluster_rows: usize,
+}
+
+/// The row numbers of `batch` in the order of `source_ip` (byte order, addressless rows
+/// last), then time.
+fn cluster_order(batch: &RecordBatch) -> Result<Vec<u32>> {
+    use datafusion::arrow::array::{Array, StringArray, TimestampNanosecondArray};
+    let ips = batch
+        .column_by_name("source_ip")
+        .and_then(|column| column.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| Error::Query("batch without a source_ip column".into()))?;
+    let times = batch
+        .column_by_name(schema::TIME_COLUMN)
+        .and_then(|column| column.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| Error::Query("batch without a timestamp column".into()))?;
+    let rows = u32::try_from(batch.num_rows())
+        .map_err(|_| Error::Query("a chunk of more than 2^32 rows".into()))?;
+    // A sort of plain (key, time, row) tuples: no per-comparison dispatch on array types.
+    let mut keys: Vec<(bool, &[u8], i64, u32)> = (0..rows)
+        .map(|row| {
+            let at = row as usize;
+            let ip: &[u8] = if ips.is_null(at) {
+                &[]
+            } else {
+                ips.value(at).as_bytes()
+            };
+            (ips.is_null(at), ip, times.value(at), row)
+        })
+        .collect();
+    keys.sort_unstable();
+    Ok(keys.into_iter().map(|(_, _, _, row)| row).collect())
 }
 
 /// (min time, max time, min seq, max seq) of a non-empty batch of the events schema.
@@ -531,5 +613,146 @@ impl WriteLock {
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| Error::Locked(store_dir.to_path_buf()))?;
         Ok(WriteLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::BatchBuilder;
+    use apiwatch_event::{Event, EventKind};
+    use datafusion::arrow::array::StringArray;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::file::statistics::Statistics;
+
+    /// `rows` events in time order from addresses that repeat (as clients do), in batches of
+    /// 100.
+    fn batches(rows: u64) -> Vec<RecordBatch> {
+        let start = 1_764_000_000_000_000_000_i64;
+        let mut out = Vec::new();
+        let mut builder = BatchBuilder::new();
+        for seq in 0..rows {
+            let mut event = Event::new(
+                EventKind::Request,
+                "gateway.access",
+                time::OffsetDateTime::UNIX_EPOCH,
+            );
+            event.source_ip = (seq % 7 != 0).then(|| format!("10.0.{}.{}", seq % 37, seq % 11));
+            builder.push(seq, start + seq as i64 * 1_000_000, &event);
+            if builder.len() == 100 {
+                out.push(builder.finish());
+            }
+        }
+        if !builder.is_empty() {
+            out.push(builder.finish());
+        }
+        out
+    }
+
+    fn source_ip_ranges(path: &Path) -> Vec<(Option<String>, Option<String>, i64)> {
+        let reader = SerializedFileReader::new(File::open(path).unwrap()).unwrap();
+        let metadata = reader.metadata();
+        let column = metadata
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|column| column.name() == "source_ip")
+            .unwrap();
+        metadata
+            .row_groups()
+            .iter()
+            .map(|group| {
+                let text = |bytes: Option<&[u8]>| {
+                    bytes.map(|bytes| String::from_utf8(bytes.to_vec()).unwrap())
+                };
+                match group.column(column).statistics() {
+                    Some(Statistics::ByteArray(stats)) => (
+                        text(stats.min_opt().map(|value| value.data())),
+                        text(stats.max_opt().map(|value| value.data())),
+                        group.num_rows(),
+                    ),
+                    other => panic!("no byte array statistics: {other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_chunk_is_sorted_by_address_so_row_groups_hold_narrow_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout {
+            row_group_rows: 100,
+            cluster_rows: 1_000,
+        };
+        let entry =
+            write_parquet(dir.path(), "t/clustered.parquet", &batches(2_350), layout).unwrap();
+        assert_eq!(entry.rows, 2_350);
+        let ranges = source_ip_ranges(&dir.path().join("t/clustered.parquet"));
+        // 1000 + 1000 + 350 rows: 10 + 10 + 4 row groups.
+        assert_eq!(ranges.len(), 24);
+        assert_eq!(ranges.iter().map(|range| range.2).sum::<i64>(), 2_350);
+        for chunk in [&ranges[..10], &ranges[10..20], &ranges[20..]] {
+            // Within a chunk the row groups follow each other in address order: no two
+            // overlap, so an address is in at most one or two of them.
+            for pair in chunk.windows(2) {
+                if let (Some(max), Some(next_min)) = (&pair[0].1, &pair[1].0) {
+                    assert!(max <= next_min, "{pair:?}");
+                }
+            }
+        }
+        // Every row is there once, and each chunk keeps its own events (time order across
+        // chunks), addresses sorted within it with the addressless rows last.
+        let file = File::open(dir.path().join("t/clustered.parquet")).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .with_batch_size(1_000)
+            .build()
+            .unwrap();
+        let mut seqs = Vec::new();
+        for (chunk, batch) in reader.enumerate() {
+            let batch = batch.unwrap();
+            let ips = batch
+                .column_by_name("source_ip")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap();
+            let values: Vec<Option<&str>> = ips.iter().collect();
+            let mut sorted = values.clone();
+            sorted.sort_by(|a, b| match (a, b) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (Some(a), Some(b)) => a.cmp(b),
+            });
+            assert_eq!(values, sorted, "chunk {chunk} is sorted by address");
+            for (seq, _) in schema::events_from_batch(&batch).unwrap() {
+                assert_eq!(seq / 1_000, chunk as u64, "seq {seq} stays in its chunk");
+                seqs.push(seq);
+            }
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..2_350).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_chunk_no_larger_than_a_row_group_keeps_arrival_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout {
+            row_group_rows: 100,
+            cluster_rows: 0,
+        };
+        write_parquet(dir.path(), "t/plain.parquet", &batches(250), layout).unwrap();
+        let file = File::open(dir.path().join("t/plain.parquet")).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let seqs: Vec<u64> = reader
+            .flat_map(|batch| schema::events_from_batch(&batch.unwrap()).unwrap())
+            .map(|(seq, _)| seq)
+            .collect();
+        assert_eq!(seqs, (0..250).collect::<Vec<_>>());
     }
 }

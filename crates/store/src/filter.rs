@@ -158,7 +158,13 @@ fn network_expr(value: Expr, network: &IpNet) -> Expr {
                 // 0.0.0.0/0: every IPv4 address.
                 return CIDR_MATCH.call(vec![value, lit(network.to_string())]);
             }
-            return datafusion::functions::string::expr_fn::starts_with(value, lit(text));
+            // `198.51.` as the range ["198.51.", "198.51/"): the same strings as the prefix
+            // (`/` follows `.`), and a range that row-group min/max statistics can prune on
+            // (files are sorted by address within each chunk).
+            let mut upper = text.clone();
+            upper.pop();
+            upper.push('/');
+            return value.clone().gt_eq(lit(text)).and(value.lt(lit(upper)));
         }
     }
     CIDR_MATCH.call(vec![value, lit(network.to_string())])

@@ -316,8 +316,10 @@ impl Store {
         collect_capped(frame, limits).await
     }
 
-    /// Streams the events matching a search and time range in file order (roughly time
-    /// order), batch by batch, so an export of any size runs in flat memory.
+    /// Streams the events matching a search and time range in file order (files in time
+    /// order, and within a file chunks of `StoreConfig::cluster_rows` in time order, each
+    /// sorted by source address), batch by batch, so an export of any size runs in flat
+    /// memory.
     pub async fn export(
         &self,
         query: &str,

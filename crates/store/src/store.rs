@@ -30,6 +30,12 @@ pub struct StoreConfig {
     pub flush_interval: Duration,
     /// Rows per Parquet row group (the unit of statistics pruning).
     pub row_group_rows: usize,
+    /// Rows a file writer sorts together by source address (then time) before cutting them
+    /// into row groups, so that each row group holds a narrow range of addresses and a
+    /// look-up by address or network skips the others by their min/max statistics. This is
+    /// the memory a file being written holds (one chunk of decoded rows, and its sorted copy
+    /// while it is cut). `0` or a value no larger than `row_group_rows` keeps arrival order.
+    pub cluster_rows: usize,
     /// Merge the files of an hour once the hour is over.
     pub compact: bool,
 }
@@ -39,8 +45,18 @@ impl Default for StoreConfig {
         StoreConfig {
             flush_rows: 262_144,
             flush_interval: Duration::from_secs(300),
-            row_group_rows: 131_072,
+            row_group_rows: 16_384,
+            cluster_rows: 131_072,
             compact: true,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub(crate) fn layout(&self) -> files::Layout {
+        files::Layout {
+            row_group_rows: self.row_group_rows.max(1),
+            cluster_rows: self.cluster_rows,
         }
     }
 }
@@ -262,7 +278,7 @@ impl Store {
                 &self.store_dir,
                 &name,
                 &rows,
-                self.config.row_group_rows,
+                self.config.layout(),
             )?);
         }
         let flushed: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -332,7 +348,7 @@ impl Store {
                 .map(|file| self.store_dir.join(&file.name))
                 .collect();
             let entry =
-                files::merge_parquet(&self.store_dir, &name, &sources, self.config.row_group_rows)?;
+                files::merge_parquet(&self.store_dir, &name, &sources, self.config.layout())?;
             let mut manifest = write(&self.manifest);
             let replaced: Vec<&str> = group.iter().map(|file| file.name.as_str()).collect();
             // Retention may have dropped a source meanwhile: then the merge is void.
