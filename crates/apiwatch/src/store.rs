@@ -388,6 +388,9 @@ pub fn drain_spool(
     let mut text = Vec::new();
     std::io::Read::read_to_end(&mut file, &mut text)
         .map_err(|err| format!("failed to read {}: {err}", draining.display()))?;
+    // No CLI writes to a file it finds renamed, so the lock is not needed past the read (and
+    // a CLI must not wait on the journal appends below).
+    drop(file);
     let mut count = 0;
     for line in text.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
         if Event::from_json(line).is_err() {

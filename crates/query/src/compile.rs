@@ -259,7 +259,7 @@ fn parse_time_bound(text: &str) -> Option<i64> {
     // user's own and nothing odd slips through the completion.
     if !text
         .bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b':' | b'T' | b'.'))
+        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b':' | b'T' | b't' | b'.'))
     {
         return None;
     }

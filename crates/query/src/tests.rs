@@ -202,6 +202,7 @@ fn timestamps_compare_as_instants() {
     assert_matches("@timestamp>=2026-11-25T09:39 @timestamp<2026-11-26");
     assert_no_match("@timestamp>=2026-11-25T09:40");
     assert_matches("@timestamp<2026-11-25T09:39:38.5");
+    assert_matches("@timestamp>=2026-11-25t09:39");
     // `:` stays a text pattern.
     assert_matches("@timestamp:2026-11-25*");
     assert_no_match("@timestamp:2026-11-26*");

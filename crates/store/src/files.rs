@@ -213,7 +213,8 @@ pub(crate) fn write_parquet(
     write_parquet_stream(store_dir, name, batches.iter().cloned().map(Ok), layout)
 }
 
-/// Merges Parquet files of the store into one, batch by batch (memory: one row group).
+/// Merges Parquet files of the store into one, batch by batch (memory: one chunk, see
+/// [`ParquetSink`]).
 pub(crate) fn merge_parquet(
     store_dir: &Path,
     name: &str,
@@ -255,8 +256,8 @@ fn write_parquet_stream(
 /// Rows are gathered in chunks of `cluster_rows`, each chunk is sorted by source address and
 /// time and cut into row groups of `row_group_rows` (see [`Layout`]), and each row group's
 /// columns are encoded on every core (the encoding, zstd and bloom filters are most of a
-/// write's cost). Memory: one chunk of input batches, its sorted copy and one row group's
-/// encoded columns.
+/// write's cost). Memory: one chunk of input batches, a concatenated copy of it while it is
+/// cut, and one row group's gathered and encoded columns.
 pub(crate) struct ParquetSink {
     store_dir: PathBuf,
     temporary: PathBuf,
@@ -265,9 +266,13 @@ pub(crate) struct ParquetSink {
     row_group_rows: usize,
     /// Rows sorted together (at least `row_group_rows`).
     chunk_rows: usize,
+    /// ... unless they hold this many bytes first.
+    chunk_bytes: usize,
     row_groups: usize,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
+    /// Bytes of the pending rows (their slices of the input buffers).
+    pending_bytes: usize,
     entry: FileEntry,
 }
 
@@ -281,6 +286,7 @@ impl ParquetSink {
         let file = File::create(&temporary).map_err(Error::io("create", &temporary))?;
         let row_group_rows = layout.row_group_rows.max(1);
         let chunk_rows = layout.cluster_rows.max(row_group_rows);
+        let chunk_bytes = layout.chunk_bytes.max(1);
         // The Arrow writer puts the Arrow schema in the file's metadata; its lower half then
         // writes row groups encoded here.
         let (writer, factory) = ArrowWriter::try_new(
@@ -296,9 +302,11 @@ impl ParquetSink {
             factory,
             row_group_rows,
             chunk_rows,
+            chunk_bytes,
             row_groups: 0,
             pending: Vec::new(),
             pending_rows: 0,
+            pending_bytes: 0,
             entry: FileEntry {
                 name: String::new(),
                 rows: 0,
@@ -323,16 +331,26 @@ impl ParquetSink {
         entry.max_time = entry.max_time.max(max_time);
         entry.first_seq = entry.first_seq.min(first_seq);
         entry.last_seq = entry.last_seq.max(last_seq);
+        // A chunk ends at `chunk_rows` rows, or earlier once its rows hold `chunk_bytes`
+        // (wide rows): memory stays bounded in bytes too, and the chunk's concatenated copy
+        // stays far from Arrow's 2 GiB limit on one column's text. A part that is wider than
+        // that on its own is a chunk of its own (a slice of a valid array concatenates).
         let mut rest = batch.clone();
-        while self.pending_rows + rest.num_rows() >= self.chunk_rows {
-            let take = self.chunk_rows - self.pending_rows;
-            self.pending.push(rest.slice(0, take));
+        while rest.num_rows() > 0 {
+            let take = (self.chunk_rows - self.pending_rows).min(rest.num_rows());
+            let part = rest.slice(0, take);
+            let bytes = slice_bytes(&part);
+            if self.pending_rows > 0 && self.pending_bytes + bytes > self.chunk_bytes {
+                self.flush_chunk()?;
+                continue;
+            }
             rest = rest.slice(take, rest.num_rows() - take);
-            self.flush_chunk()?;
-        }
-        if rest.num_rows() > 0 {
-            self.pending_rows += rest.num_rows();
-            self.pending.push(rest);
+            self.pending_rows += take;
+            self.pending_bytes += bytes;
+            self.pending.push(part);
+            if self.pending_rows >= self.chunk_rows || self.pending_bytes >= self.chunk_bytes {
+                self.flush_chunk()?;
+            }
         }
         Ok(())
     }
@@ -343,6 +361,7 @@ impl ParquetSink {
     fn flush_chunk(&mut self) -> Result<()> {
         let batches = std::mem::take(&mut self.pending);
         self.pending_rows = 0;
+        self.pending_bytes = 0;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if rows == 0 {
             return Ok(());
@@ -480,12 +499,31 @@ impl Rows<'_> {
     }
 }
 
+/// A chunk ends early once its rows hold this many bytes (see [`ParquetSink::write`]).
+pub(crate) const MAX_CHUNK_BYTES: usize = 256 << 20;
+
+/// The bytes `batch` covers in its buffers (a slice counts only its part).
+fn slice_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            column
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_array_memory_size())
+        })
+        .sum()
+}
+
 /// How a file's rows are laid out: row groups of `row_group_rows`, cut from chunks of
 /// `cluster_rows` sorted by source address and time (see `StoreConfig::cluster_rows`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Layout {
     pub(crate) row_group_rows: usize,
     pub(crate) cluster_rows: usize,
+    /// A chunk ends early once its rows hold this many bytes ([`MAX_CHUNK_BYTES`]).
+    pub(crate) chunk_bytes: usize,
 }
 
 /// The row numbers of `batch` in the order of `source_ip` (byte order, addressless rows
@@ -628,6 +666,11 @@ mod tests {
     /// `rows` events in time order from addresses that repeat (as clients do), in batches of
     /// 100.
     fn batches(rows: u64) -> Vec<RecordBatch> {
+        wide_batches(rows, 0)
+    }
+
+    /// [`batches`] whose user agents are `width` bytes long.
+    fn wide_batches(rows: u64, width: usize) -> Vec<RecordBatch> {
         let start = 1_764_000_000_000_000_000_i64;
         let mut out = Vec::new();
         let mut builder = BatchBuilder::new();
@@ -638,6 +681,7 @@ mod tests {
                 time::OffsetDateTime::UNIX_EPOCH,
             );
             event.source_ip = (seq % 7 != 0).then(|| format!("10.0.{}.{}", seq % 37, seq % 11));
+            event.user_agent = (width > 0).then(|| "u".repeat(width));
             builder.push(seq, start + seq as i64 * 1_000_000, &event);
             if builder.len() == 100 {
                 out.push(builder.finish());
@@ -684,6 +728,7 @@ mod tests {
         let layout = Layout {
             row_group_rows: 100,
             cluster_rows: 1_000,
+            chunk_bytes: MAX_CHUNK_BYTES,
         };
         let entry =
             write_parquet(dir.path(), "t/clustered.parquet", &batches(2_350), layout).unwrap();
@@ -742,6 +787,7 @@ mod tests {
         let layout = Layout {
             row_group_rows: 100,
             cluster_rows: 0,
+            chunk_bytes: MAX_CHUNK_BYTES,
         };
         write_parquet(dir.path(), "t/plain.parquet", &batches(250), layout).unwrap();
         let file = File::open(dir.path().join("t/plain.parquet")).unwrap();
@@ -754,5 +800,43 @@ mod tests {
             .map(|(seq, _)| seq)
             .collect();
         assert_eq!(seqs, (0..250).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn wide_rows_end_a_chunk_early() {
+        let dir = tempfile::tempdir().unwrap();
+        // Batches of 100 rows with 4 KiB user agents (about 400 KiB each) and a 1 MiB chunk
+        // bound: a chunk ends after two batches, not at its 1000 rows, so each 200-row chunk
+        // is cut into row groups of 30, 30, 30, 30, 30, 30 and 20 rows.
+        let layout = Layout {
+            row_group_rows: 30,
+            cluster_rows: 1_000,
+            chunk_bytes: 1 << 20,
+        };
+        let entry = write_parquet(
+            dir.path(),
+            "t/wide.parquet",
+            &wide_batches(1_000, 4_096),
+            layout,
+        )
+        .unwrap();
+        assert_eq!(entry.rows, 1_000);
+        let sizes: Vec<i64> = source_ip_ranges(&dir.path().join("t/wide.parquet"))
+            .iter()
+            .map(|range| range.2)
+            .collect();
+        let chunk = [30, 30, 30, 30, 30, 30, 20];
+        assert_eq!(sizes, chunk.repeat(5));
+        let file = File::open(dir.path().join("t/wide.parquet")).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut seqs: Vec<u64> = reader
+            .flat_map(|batch| schema::events_from_batch(&batch.unwrap()).unwrap())
+            .map(|(seq, _)| seq)
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..1_000).collect::<Vec<_>>());
     }
 }

@@ -33,8 +33,9 @@ pub struct StoreConfig {
     /// Rows a file writer sorts together by source address (then time) before cutting them
     /// into row groups, so that each row group holds a narrow range of addresses and a
     /// look-up by address or network skips the others by their min/max statistics. This is
-    /// the memory a file being written holds (one chunk of decoded rows, and its sorted copy
-    /// while it is cut). `0` or a value no larger than `row_group_rows` keeps arrival order.
+    /// the memory a file being written holds (one chunk of decoded rows, a concatenated copy
+    /// of it while it is cut, and one row group gathered from that copy); a chunk also ends
+    /// once its rows hold 256 MiB, whatever their number. `0` or a value no larger than `row_group_rows` keeps arrival order.
     pub cluster_rows: usize,
     /// Merge the files of an hour once the hour is over.
     pub compact: bool,
@@ -57,6 +58,7 @@ impl StoreConfig {
         files::Layout {
             row_group_rows: self.row_group_rows.max(1),
             cluster_rows: self.cluster_rows,
+            chunk_bytes: files::MAX_CHUNK_BYTES,
         }
     }
 }
