@@ -14,7 +14,7 @@ use std::io::Write as _;
 use futures::StreamExt;
 
 use crate::error::{Error, Result};
-use crate::schema::{self, TIME_COLUMN};
+use crate::schema::{self, SEQ_COLUMN, TIME_COLUMN};
 use crate::store::Store;
 
 /// Bounds on one query.
@@ -205,7 +205,32 @@ impl Store {
             col(TIME_COLUMN).sort(ascending, false),
             col("event_id").sort(ascending, false),
         ];
-        let frame = frame.sort(order)?.limit(0, Some(limit + 1))?;
+        // Two passes, so that whole rows are decoded only where the page is: first the page's
+        // keys (time, id, journal seq: narrow columns), then whole rows of the matching
+        // events whose seq lies between the page's lowest and highest. That range holds the
+        // page, so the second pass's first `limit + 1` in the same order are the page; its
+        // seq bounds prune row groups (files and chunks follow the journal), where one pass
+        // decoded every column of every matching row group before sorting.
+        let keys = frame
+            .clone()
+            .select_columns(&[TIME_COLUMN, "event_id", SEQ_COLUMN])?
+            .sort(order.clone())?
+            .limit(0, Some(limit + 1))?
+            .collect()
+            .await?;
+        let Some((low, high)) = seq_bounds(&keys)? else {
+            return Ok(SearchPage {
+                events: Vec::new(),
+                next_cursor: None,
+            });
+        };
+        let in_page = col(SEQ_COLUMN)
+            .gt_eq(lit(ScalarValue::UInt64(Some(low))))
+            .and(col(SEQ_COLUMN).lt_eq(lit(ScalarValue::UInt64(Some(high)))));
+        let frame = frame
+            .filter(in_page)?
+            .sort(order)?
+            .limit(0, Some(limit + 1))?;
         let batches = frame.collect().await?;
         let mut events = Vec::new();
         for batch in &batches {
@@ -395,6 +420,26 @@ impl Store {
         let frame = read_only_sql(&context, text).await?;
         Ok(frame.execute_stream().await?)
     }
+}
+
+/// The lowest and highest journal seq in `batches`, `None` when they hold no row.
+fn seq_bounds(batches: &[RecordBatch]) -> Result<Option<(u64, u64)>> {
+    use datafusion::arrow::array::UInt64Array;
+    use datafusion::arrow::compute::{max, min};
+    let mut bounds: Option<(u64, u64)> = None;
+    for batch in batches {
+        let seqs = batch
+            .column_by_name(SEQ_COLUMN)
+            .and_then(|column| column.as_any().downcast_ref::<UInt64Array>())
+            .ok_or_else(|| Error::Query("page keys without a journal_seq column".into()))?;
+        if let (Some(low), Some(high)) = (min(seqs), max(seqs)) {
+            bounds = Some(match bounds {
+                Some((l, h)) => (l.min(low), h.max(high)),
+                None => (low, high),
+            });
+        }
+    }
+    Ok(bounds)
 }
 
 fn time_literal(nanos: i64) -> Expr {
