@@ -369,9 +369,18 @@ impl ParquetSink {
         if rows <= self.row_group_rows {
             return self.write_row_group(&Rows::Batches(&batches));
         }
-        let all = datafusion::arrow::compute::concat_batches(&schema::schema(), &batches)?;
+        // The sort order (from the two key columns) and the copy of every column are
+        // independent: one on each core.
+        let (all, order) = std::thread::scope(|scope| {
+            let order = scope.spawn(|| cluster_order(&batches));
+            let all = datafusion::arrow::compute::concat_batches(&schema::schema(), &batches);
+            let order = order
+                .join()
+                .unwrap_or_else(|_| Err(Error::Query("the chunk sort panicked".into())));
+            (all, order)
+        });
+        let (all, order) = (all?, order?);
         drop(batches);
-        let order = cluster_order(&all)?;
         for group in order.chunks(self.row_group_rows) {
             let indices = datafusion::arrow::array::UInt32Array::from(group.to_vec());
             self.write_row_group(&Rows::Taken {
@@ -526,32 +535,33 @@ pub(crate) struct Layout {
     pub(crate) chunk_bytes: usize,
 }
 
-/// The row numbers of `batch` in the order of `source_ip` (byte order, addressless rows
-/// last), then time.
-fn cluster_order(batch: &RecordBatch) -> Result<Vec<u32>> {
+/// The row numbers of `batches` (counted across them, as in their concatenation) in the
+/// order of `source_ip` (byte order, addressless rows last), then time.
+fn cluster_order(batches: &[RecordBatch]) -> Result<Vec<u32>> {
     use datafusion::arrow::array::{Array, StringArray, TimestampNanosecondArray};
-    let ips = batch
-        .column_by_name("source_ip")
-        .and_then(|column| column.as_any().downcast_ref::<StringArray>())
-        .ok_or_else(|| Error::Query("batch without a source_ip column".into()))?;
-    let times = batch
-        .column_by_name(schema::TIME_COLUMN)
-        .and_then(|column| column.as_any().downcast_ref::<TimestampNanosecondArray>())
-        .ok_or_else(|| Error::Query("batch without a timestamp column".into()))?;
-    let rows = u32::try_from(batch.num_rows())
-        .map_err(|_| Error::Query("a chunk of more than 2^32 rows".into()))?;
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if u32::try_from(total).is_err() {
+        return Err(Error::Query("a chunk of more than 2^32 rows".into()));
+    }
     // A sort of plain (key, time, row) tuples: no per-comparison dispatch on array types.
-    let mut keys: Vec<(bool, &[u8], i64, u32)> = (0..rows)
-        .map(|row| {
-            let at = row as usize;
-            let ip: &[u8] = if ips.is_null(at) {
-                &[]
-            } else {
-                ips.value(at).as_bytes()
-            };
-            (ips.is_null(at), ip, times.value(at), row)
-        })
-        .collect();
+    let mut keys: Vec<(bool, &[u8], i64, u32)> = Vec::with_capacity(total);
+    for batch in batches {
+        let ips = batch
+            .column_by_name("source_ip")
+            .and_then(|column| column.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| Error::Query("batch without a source_ip column".into()))?;
+        let times = batch
+            .column_by_name(schema::TIME_COLUMN)
+            .and_then(|column| column.as_any().downcast_ref::<TimestampNanosecondArray>())
+            .ok_or_else(|| Error::Query("batch without a timestamp column".into()))?;
+        for at in 0..batch.num_rows() {
+            let null = ips.is_null(at);
+            let ip: &[u8] = if null { &[] } else { ips.value(at).as_bytes() };
+            // Below 2^32 in total, checked above.
+            let row = keys.len() as u32;
+            keys.push((null, ip, times.value(at), row));
+        }
+    }
     keys.sort_unstable();
     Ok(keys.into_iter().map(|(_, _, _, row)| row).collect())
 }
