@@ -14,6 +14,7 @@ mod decode;
 mod error;
 pub mod files;
 pub mod filter;
+mod quantile;
 mod query;
 pub mod schema;
 mod store;

@@ -312,11 +312,12 @@ impl Store {
                 )
             }
             StatsRequest::Top { field, n } => {
-                let canonical = apiwatch_query::canonical_field_name(field).ok_or_else(|| {
-                    Error::Query(format!("field: {field:?} is not a field name"))
-                })?;
+                let canonical = apiwatch_query::canonical_field_name(field)
+                    .ok_or_else(|| Error::Query(format!("field: {field:?} is not a field name")))?;
                 let column = schema::column_name(&canonical).ok_or_else(|| {
-                    Error::Query(format!("field: {canonical} cannot be counted (use a fixed field such as source.ip)"))
+                    Error::Query(format!(
+                        "field: {canonical} cannot be counted (use a fixed field such as source.ip)"
+                    ))
                 })?;
                 format!(
                     "SELECT {column} AS value, count(*) AS events FROM matched \
@@ -325,17 +326,19 @@ impl Store {
                 )
             }
             StatsRequest::Percentiles => "SELECT route, count(*) AS events, \
-                 approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY event_duration) / 1e6 AS p50_ms, \
-                 approx_percentile_cont(0.9) WITHIN GROUP (ORDER BY event_duration) / 1e6 AS p90_ms, \
-                 approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY event_duration) / 1e6 AS p99_ms, \
-                 approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY http_response_body_bytes) AS p50_bytes, \
-                 approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY http_response_body_bytes) AS p99_bytes \
+                 approx_quantile(event_duration, 0.5) / 1e6 AS p50_ms, \
+                 approx_quantile(event_duration, 0.9) / 1e6 AS p90_ms, \
+                 approx_quantile(event_duration, 0.99) / 1e6 AS p99_ms, \
+                 approx_quantile(http_response_body_bytes, 0.5) AS p50_bytes, \
+                 approx_quantile(http_response_body_bytes, 0.99) AS p99_bytes \
                  FROM matched WHERE route IS NOT NULL GROUP BY route ORDER BY events DESC"
                 .to_owned(),
-            StatsRequest::StatusClasses => "SELECT CASE WHEN http_response_status_code IS NULL THEN 'none' \
+            StatsRequest::StatusClasses => {
+                "SELECT CASE WHEN http_response_status_code IS NULL THEN 'none' \
                  ELSE concat(CAST(http_response_status_code / 100 AS VARCHAR), 'xx') END AS class, \
                  count(*) AS events FROM matched GROUP BY class ORDER BY class"
-                .to_owned(),
+                    .to_owned()
+            }
         };
         let frame = context.sql(&sql).await?;
         collect_capped(frame, limits).await

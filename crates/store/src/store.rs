@@ -480,6 +480,7 @@ impl Store {
         for function in crate::filter::functions() {
             context.register_udf(function);
         }
+        context.register_udaf(crate::quantile::approx_quantile());
         let memtable = MemTable::try_new(schema::schema(), vec![snapshot.memtable])?;
         let events = if snapshot.files.is_empty() {
             context.read_table(Arc::new(memtable))?
