@@ -546,14 +546,8 @@ fn cluster_order(batches: &[RecordBatch]) -> Result<Vec<u32>> {
     // A sort of plain (key, time, row) tuples: no per-comparison dispatch on array types.
     let mut keys: Vec<(bool, &[u8], i64, u32)> = Vec::with_capacity(total);
     for batch in batches {
-        let ips = batch
-            .column_by_name("source_ip")
-            .and_then(|column| column.as_any().downcast_ref::<StringArray>())
-            .ok_or_else(|| Error::Query("batch without a source_ip column".into()))?;
-        let times = batch
-            .column_by_name(schema::TIME_COLUMN)
-            .and_then(|column| column.as_any().downcast_ref::<TimestampNanosecondArray>())
-            .ok_or_else(|| Error::Query("batch without a timestamp column".into()))?;
+        let ips = schema::typed_column::<StringArray>(batch, "source_ip")?;
+        let times = schema::typed_column::<TimestampNanosecondArray>(batch, schema::TIME_COLUMN)?;
         for at in 0..batch.num_rows() {
             let null = ips.is_null(at);
             let ip: &[u8] = if null { &[] } else { ips.value(at).as_bytes() };
@@ -570,14 +564,8 @@ fn cluster_order(batches: &[RecordBatch]) -> Result<Vec<u32>> {
 pub(crate) fn bounds(batch: &RecordBatch) -> Result<(i64, i64, u64, u64)> {
     use datafusion::arrow::array::{TimestampNanosecondArray, UInt64Array};
     use datafusion::arrow::compute::{max, min};
-    let times = batch
-        .column_by_name(schema::TIME_COLUMN)
-        .and_then(|column| column.as_any().downcast_ref::<TimestampNanosecondArray>())
-        .ok_or_else(|| Error::Query("batch without a timestamp column".into()))?;
-    let seqs = batch
-        .column_by_name(schema::SEQ_COLUMN)
-        .and_then(|column| column.as_any().downcast_ref::<UInt64Array>())
-        .ok_or_else(|| Error::Query("batch without a journal_seq column".into()))?;
+    let times = schema::typed_column::<TimestampNanosecondArray>(batch, schema::TIME_COLUMN)?;
+    let seqs = schema::typed_column::<UInt64Array>(batch, schema::SEQ_COLUMN)?;
     Ok((
         min(times).unwrap_or(0),
         max(times).unwrap_or(0),

@@ -431,10 +431,7 @@ fn seq_bounds(batches: &[RecordBatch]) -> Result<Option<(u64, u64)>> {
     use datafusion::arrow::compute::{max, min};
     let mut bounds: Option<(u64, u64)> = None;
     for batch in batches {
-        let seqs = batch
-            .column_by_name(SEQ_COLUMN)
-            .and_then(|column| column.as_any().downcast_ref::<UInt64Array>())
-            .ok_or_else(|| Error::Query("page keys without a journal_seq column".into()))?;
+        let seqs = schema::typed_column::<UInt64Array>(batch, SEQ_COLUMN)?;
         if let (Some(low), Some(high)) = (min(seqs), max(seqs)) {
             bounds = Some(match bounds {
                 Some((l, h)) => (l.min(low), h.max(high)),

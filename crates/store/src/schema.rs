@@ -98,6 +98,18 @@ pub fn column_name(canonical: &str) -> Option<String> {
     SCHEMA.field_with_name(&name).ok().map(|_| name)
 }
 
+/// The column `name` of a batch of the `events` schema as its concrete array type; an error
+/// when the batch has no such column or it has another type.
+pub(crate) fn typed_column<'a, T: Array + 'static>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a T> {
+    batch
+        .column_by_name(name)
+        .and_then(|column| column.as_any().downcast_ref::<T>())
+        .ok_or_else(|| Error::Query(format!("batch without a {name} column")))
+}
+
 /// Nanoseconds since the Unix epoch of an event's RFC 3339 timestamp.
 pub fn timestamp_nanos(text: &str) -> Result<i64> {
     apiwatch_event::timestamp::parse_nanos(text).ok_or_else(|| {

@@ -570,10 +570,7 @@ pub(crate) fn split_by_period(
     period_nanos: i64,
 ) -> Result<Vec<(i64, RecordBatch)>> {
     use datafusion::arrow::array::{BooleanArray, TimestampNanosecondArray};
-    let times = batch
-        .column_by_name(schema::TIME_COLUMN)
-        .and_then(|column| column.as_any().downcast_ref::<TimestampNanosecondArray>())
-        .ok_or_else(|| Error::Query("batch without a timestamp column".into()))?;
+    let times = schema::typed_column::<TimestampNanosecondArray>(batch, schema::TIME_COLUMN)?;
     let period_of = |nanos: &i64| nanos.div_euclid(period_nanos);
     let values = times.values();
     let Some(first) = values.first().map(period_of) else {
