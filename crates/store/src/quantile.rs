@@ -353,6 +353,11 @@ impl Accumulator for Single {
     }
 }
 
+/// Whether `row` passes an aggregate's `FILTER (WHERE ...)` (a null counts as false).
+fn passes(filter: Option<&BooleanArray>, row: usize) -> bool {
+    filter.is_none_or(|filter| filter.is_valid(row) && filter.value(row))
+}
+
 /// The accumulator with GROUP BY: one sketch per group.
 struct Groups {
     q: f64,
@@ -377,8 +382,7 @@ impl GroupsAccumulator for Groups {
             return Ok(());
         }
         for (row, &group) in group_indices.iter().enumerate() {
-            let passes = opt_filter.is_none_or(|filter| filter.is_valid(row) && filter.value(row));
-            if passes && values.is_valid(row) {
+            if passes(opt_filter, row) && values.is_valid(row) {
                 self.sketches[group].add(values.value(row));
             }
         }
@@ -431,9 +435,7 @@ impl GroupsAccumulator for Groups {
         let encoded: Vec<Vec<u8>> = (0..values.len())
             .map(|row| {
                 let mut sketch = Sketch::default();
-                let passes =
-                    opt_filter.is_none_or(|filter| filter.is_valid(row) && filter.value(row));
-                if passes && values.is_valid(row) {
+                if passes(opt_filter, row) && values.is_valid(row) {
                     sketch.add(values.value(row));
                 }
                 sketch.encode()
