@@ -6,11 +6,14 @@
 //! day's final file instead: every event is decoded once and encoded once.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::SyncSender;
+use std::thread::JoinHandle;
 
 use datafusion::arrow::array::RecordBatch;
 
 use crate::error::{Error, Result};
-use crate::files::{self, DAY_NANOS, FileEntry, ParquetSink};
+use crate::files::{self, DAY_NANOS, FileEntry, Layout, ParquetSink};
 use crate::store::{Store, decode_parallel, split_by_period};
 
 /// Day files open at once. Journal order is close to time order, so two are open around
@@ -19,17 +22,23 @@ use crate::store::{Store, decode_parallel, split_by_period};
 /// (which the next compaction merges).
 const OPEN_DAYS: usize = 3;
 
-/// A bulk load into an empty store, from [`Store::bulk_load`]. Memory: one row group being
-/// encoded per open day, plus the batch being added. Nothing is visible to queries, nor
-/// committed, before [`BulkLoad::finish`]; an interrupted load leaves temporary files that
-/// the next writer deletes.
+/// Decoded batches on their way to the writer thread. Decoding a chunk of records and
+/// encoding the previous one overlap; past this many batches (of at most 4096 rows) the
+/// decoder waits for the writer.
+const PIPELINE_BATCHES: usize = 16;
+
+/// A bulk load into an empty store, from [`Store::bulk_load`]. Records are decoded on the
+/// calling thread (on every core) while a writer thread splits the decoded rows by day and
+/// encodes them (on every core), so the serial parts of each side overlap the other. Memory:
+/// the batches in flight between the two ([`PIPELINE_BATCHES`]) and, per open day, one chunk
+/// and one row group being encoded. Nothing is visible to queries, nor committed, before
+/// [`BulkLoad::finish`]; an interrupted load leaves temporary files that the next writer
+/// deletes.
 pub struct BulkLoad<'a> {
     store: &'a Store,
-    /// Open files by day number (days since the epoch), with the order of their last write.
-    open: BTreeMap<i64, (ParquetSink, u64)>,
-    finished: Vec<FileEntry>,
-    writes: u64,
     next_seq: u64,
+    batches: Option<SyncSender<RecordBatch>>,
+    writer: Option<JoinHandle<Result<Vec<FileEntry>>>>,
 }
 
 impl Store {
@@ -41,12 +50,30 @@ impl Store {
                 "a bulk load needs an empty store open for writing".into(),
             ));
         }
-        Ok(BulkLoad {
-            store: self,
+        let (batches, received) = std::sync::mpsc::sync_channel(PIPELINE_BATCHES);
+        let mut days = DayFiles {
+            store_dir: self.store_dir().to_path_buf(),
+            layout: self.config().layout(),
             open: BTreeMap::new(),
             finished: Vec::new(),
             writes: 0,
+        };
+        let writer = std::thread::Builder::new()
+            .name("store-bulk-writer".into())
+            .spawn(move || {
+                for batch in received {
+                    for (day, rows) in split_by_period(&batch, DAY_NANOS)? {
+                        days.write(day, &rows)?;
+                    }
+                }
+                days.finish()
+            })
+            .map_err(|err| Error::Query(format!("cannot start the bulk writer thread: {err}")))?;
+        Ok(BulkLoad {
+            store: self,
             next_seq: status.next_seq,
+            batches: Some(batches),
+            writer: Some(writer),
         })
     }
 }
@@ -54,7 +81,8 @@ impl Store {
 impl BulkLoad<'_> {
     /// Adds journal records (seq, JSON event), in seq order, continuing where the last call
     /// ended. A record that is not an event is skipped with a warning, as in
-    /// [`Store::ingest`]. Returns the events added.
+    /// [`Store::ingest`]. Returns the events added. Once the writer thread has failed, this
+    /// returns its error.
     pub fn add(&mut self, records: &[(u64, Vec<u8>)]) -> Result<usize> {
         let fresh: Vec<&(u64, Vec<u8>)> = records
             .iter()
@@ -67,13 +95,69 @@ impl BulkLoad<'_> {
         let mut added = 0;
         for batch in decode_parallel(&fresh) {
             added += batch.num_rows();
-            for (day, rows) in split_by_period(&batch, DAY_NANOS)? {
-                self.write(day, &rows)?;
+            let sent = match &self.batches {
+                Some(batches) => batches.send(batch).is_ok(),
+                None => false,
+            };
+            if !sent {
+                // The writer stopped: its error says why.
+                self.batches = None;
+                return Err(self.join_writer().err().unwrap_or_else(|| {
+                    Error::Query("the bulk writer thread stopped early".into())
+                }));
             }
         }
         Ok(added)
     }
 
+    /// Waits for the writer thread (once) and returns the files it finished.
+    fn join_writer(&mut self) -> Result<Vec<FileEntry>> {
+        self.batches = None;
+        match self.writer.take() {
+            Some(writer) => writer
+                .join()
+                .unwrap_or_else(|_| Err(Error::Query("the bulk writer thread panicked".into()))),
+            None => Err(Error::Query(
+                "the bulk writer thread already stopped".into(),
+            )),
+        }
+    }
+
+    /// Closes every file and commits them, with the next journal seq, to the manifest in
+    /// one step; then compacts (days that ended up in more than one file). Returns the
+    /// events loaded.
+    pub fn finish(mut self) -> Result<u64> {
+        let finished = self.join_writer()?;
+        let rows = finished.iter().map(|file| file.rows).sum();
+        self.store.commit_files(finished, self.next_seq)?;
+        if self.store.config().compact {
+            self.store.compact()?;
+        }
+        Ok(rows)
+    }
+}
+
+impl Drop for BulkLoad<'_> {
+    /// An abandoned load still waits for its writer thread, so no file is being written
+    /// once the load is gone (its temporary files are debris the next writer deletes).
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = self.join_writer();
+        }
+    }
+}
+
+/// The writer thread's side of a bulk load: the open file of each day.
+struct DayFiles {
+    store_dir: PathBuf,
+    layout: Layout,
+    /// Open files by day number (days since the epoch), with the order of their last write.
+    open: BTreeMap<i64, (ParquetSink, u64)>,
+    finished: Vec<FileEntry>,
+    writes: u64,
+}
+
+impl DayFiles {
     fn write(&mut self, day: i64, rows: &RecordBatch) -> Result<()> {
         self.writes += 1;
         if !self.open.contains_key(&day) && self.open.len() >= OPEN_DAYS {
@@ -95,11 +179,7 @@ impl BulkLoad<'_> {
                     files::day_name(day * DAY_NANOS),
                     self.writes
                 );
-                let sink = ParquetSink::create(
-                    self.store.store_dir(),
-                    &hint,
-                    self.store.config().layout(),
-                )?;
+                let sink = ParquetSink::create(&self.store_dir, &hint, self.layout)?;
                 entry.insert((sink, 0))
             }
         };
@@ -123,20 +203,12 @@ impl BulkLoad<'_> {
         Ok(())
     }
 
-    /// Closes every file and commits them, with the next journal seq, to the manifest in
-    /// one step; then compacts (days that ended up in more than one file). Returns the
-    /// events loaded.
-    pub fn finish(mut self) -> Result<u64> {
+    /// Closes every open file; returns all the files written.
+    fn finish(mut self) -> Result<Vec<FileEntry>> {
         let days: Vec<i64> = self.open.keys().copied().collect();
         for day in days {
             self.close(day)?;
         }
-        let finished = std::mem::take(&mut self.finished);
-        let rows = finished.iter().map(|file| file.rows).sum();
-        self.store.commit_files(finished, self.next_seq)?;
-        if self.store.config().compact {
-            self.store.compact()?;
-        }
-        Ok(rows)
+        Ok(self.finished)
     }
 }
