@@ -44,12 +44,24 @@ pub(crate) struct RowRef<'de> {
 
 impl<'de> RowRef<'de> {
     /// Decodes one record, as `Event::from_json` would.
+    ///
+    /// The record's UTF-8 is checked once, whole, and then parsed as text: parsing bytes
+    /// checks each string on its own, which cost as much as the checking itself. Invalid
+    /// UTF-8 is refused either way (serde_json refuses it in strings, and outside them it
+    /// is a syntax error).
     pub(crate) fn from_json(bytes: &'de [u8]) -> serde_json::Result<RowRef<'de>> {
-        serde_json::from_slice(bytes)
+        let text = std::str::from_utf8(bytes).map_err(|err| {
+            <serde_json::Error as de::Error>::custom(format_args!(
+                "invalid UTF-8 at byte {}",
+                err.valid_up_to()
+            ))
+        })?;
+        serde_json::from_str(text)
     }
 }
 
 /// What a JSON key of the event is.
+#[derive(Clone, Copy)]
 enum Key {
     Timestamp,
     Id,
@@ -123,6 +135,63 @@ fn key(name: &str) -> (Key, usize) {
         "labels" => (Key::Map(24), 35),
         _ => (Key::Unknown, usize::MAX),
     }
+}
+
+/// The event's keys in the order `Event` writes them (its fields' order).
+const WRITE_ORDER: [&str; 36] = [
+    "@timestamp",
+    "event.id",
+    "event.schema",
+    "event.kind",
+    "event.dataset",
+    "event.outcome",
+    "event.duration",
+    "source.ip",
+    "source.port",
+    "network.forwarded_by",
+    "http.version",
+    "url.scheme",
+    "url.domain",
+    "http.request.method",
+    "url.path",
+    "url.query",
+    "route",
+    "service.name",
+    "http.response.status_code",
+    "http.request.body.bytes",
+    "http.response.body.bytes",
+    "http.request.mime_type",
+    "http.response.mime_type",
+    "http.request.headers",
+    "http.request.body.content",
+    "user_agent.original",
+    "http.request.id",
+    "user.name",
+    "auth.method",
+    "auth.key_fingerprint",
+    "auth.jwt.iss",
+    "auth.outcome",
+    "upstream.address",
+    "error.type",
+    "error.message",
+    "labels",
+];
+
+/// [`key`] of each name of [`WRITE_ORDER`].
+static WRITE_KEYS: std::sync::LazyLock<[(Key, usize); 36]> =
+    std::sync::LazyLock::new(|| WRITE_ORDER.map(key));
+
+/// [`key`], looking first at the names that follow the previous key in [`WRITE_ORDER`]
+/// (from `next`, which it advances): records written by `Event` find each key in one or two
+/// comparisons instead of a walk down the whole list. Any other order still gets the right
+/// answer from [`key`].
+fn key_in_order(name: &str, next: &mut usize) -> (Key, usize) {
+    if let Some(offset) = WRITE_ORDER[*next..].iter().position(|known| *known == name) {
+        let at = *next + offset;
+        *next = at + 1;
+        return WRITE_KEYS[at];
+    }
+    key(name)
 }
 
 /// A string, borrowed from the input unless it had escapes.
@@ -199,8 +268,9 @@ impl<'de> Visitor<'de> for RowVisitor {
         let mut row = RowRef::default();
         // One bit per known field: a repeated one is an error, as with serde's derive.
         let mut seen: u64 = 0;
+        let mut next = 0;
         while let Some(name) = access.next_key::<Text<'de>>()? {
-            let (key, bit) = key(&name.0);
+            let (key, bit) = key_in_order(&name.0, &mut next);
             if bit != usize::MAX {
                 if seen & (1 << bit) != 0 {
                     return Err(de::Error::custom(format_args!(
@@ -309,6 +379,52 @@ mod tests {
     }
 
     #[test]
+    fn the_write_order_is_the_order_event_writes_its_keys_in() {
+        let json = full_event().to_json();
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&json).unwrap();
+        // serde_json's map keeps insertion order only with `preserve_order`; read the keys
+        // off the text instead.
+        let mut written: Vec<(usize, &str)> = super::WRITE_ORDER
+            .iter()
+            .map(|name| {
+                let quoted = format!("\"{name}\":");
+                let at = std::str::from_utf8(&json).unwrap().find(&quoted);
+                (at.unwrap_or_else(|| panic!("{name} not written")), *name)
+            })
+            .collect();
+        assert_eq!(object.len(), super::WRITE_ORDER.len());
+        written.sort();
+        let order: Vec<&str> = written.into_iter().map(|(_, name)| name).collect();
+        assert_eq!(order, super::WRITE_ORDER);
+        for (name, (_, bit)) in super::WRITE_ORDER.iter().zip(super::WRITE_KEYS.iter()) {
+            assert_ne!(*bit, usize::MAX, "{name} is not a known key");
+        }
+    }
+
+    #[test]
+    fn keys_in_another_order_decode_the_same() {
+        let json = full_event().to_json();
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&json).unwrap();
+        // Reversed: every key is looked up past the hint.
+        let mut reversed = String::from("{");
+        for (at, (name, value)) in object.iter().rev().enumerate() {
+            if at > 0 {
+                reversed.push(',');
+            }
+            reversed.push_str(&serde_json::to_string(name).unwrap());
+            reversed.push(':');
+            reversed.push_str(&value.to_string());
+        }
+        reversed.push('}');
+        let (reference, straight) = both_ways(reversed.as_bytes());
+        assert!(reference.is_some());
+        assert_eq!(reference, straight);
+        assert_eq!(straight, both_ways(&json).1);
+    }
+
+    #[test]
     fn a_full_event_decodes_to_the_same_row_both_ways() {
         let json = full_event().to_json();
         let (reference, straight) = both_ways(&json);
@@ -360,6 +476,24 @@ mod tests {
             let (reference, straight) = both_ways(json.as_bytes());
             assert_eq!((reference, straight), (None, None), "{json}");
         }
+        // Invalid UTF-8 in a string value, in a key, and outside any string.
+        let valid = format!("{{{base},\"event.dataset\":\"d\"}}");
+        for (from, to) in [
+            ("\"d\"", "\"d\u{FFFD}\""),
+            ("\"event.id\"", "\"event.\u{FFFD}\""),
+            ("}", " \u{FFFD}}"),
+        ] {
+            let marked = valid.replacen(from, to, 1);
+            let bytes = marked.replace('\u{FFFD}', "\u{1}").into_bytes();
+            let bytes: Vec<u8> = bytes
+                .into_iter()
+                .map(|byte| if byte == 1 { 0xff } else { byte })
+                .collect();
+            assert!(std::str::from_utf8(&bytes).is_err());
+            let (reference, straight) = both_ways(&bytes);
+            assert_eq!((reference, straight), (None, None), "{marked}");
+        }
+        assert!(both_ways(valid.as_bytes()).1.is_some());
     }
 
     #[test]
