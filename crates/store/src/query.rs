@@ -237,6 +237,16 @@ impl Store {
             .filter(in_page)?
             .sort(order)?
             .limit(0, Some(limit + 1))?;
+        // The second pass keeps few of the rows it reads (the page, out of the row groups of
+        // its seq range): with late materialisation the filter's columns are decoded first
+        // and the other columns only for the rows that pass (at 10M events, query 5's
+        // search 101 -> 84-90 ms; for the first pass, which keeps every match's key, it is
+        // slower, so the session default stays off).
+        let (mut state, plan) = frame.into_parts();
+        let options = state.config_mut().options_mut();
+        options.execution.parquet.pushdown_filters = true;
+        options.execution.parquet.reorder_filters = true;
+        let frame = DataFrame::new(state, plan);
         let batches = frame.collect().await?;
         let mut events = Vec::new();
         for batch in &batches {
