@@ -199,7 +199,8 @@ pub fn rebuild(
     let started = Instant::now();
     // A bulk load: each day's events straight into its final file. The store's lock is held
     // from the reset to the end, so no server can start in between. One thread reads the
-    // journal while this one decodes and encodes (two chunks in flight at most).
+    // journal (two chunks in flight at most) while this one decodes, and the bulk load's
+    // writer thread encodes what was decoded.
     let store = Store::open_writer(data_dir, config)?;
     store.reset()?;
     let (chunks, received) = std::sync::mpsc::sync_channel::<Vec<(u64, Vec<u8>)>>(2);
