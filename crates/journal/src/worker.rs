@@ -1,5 +1,13 @@
-//! The writer thread: drains the append queue, writes frames, syncs per the policy, acknowledges,
-//! rotates segments and writes checkpoints.
+//! The writer's state and its thread: writes frames, syncs per the policy, acknowledges, rotates
+//! segments and writes checkpoints.
+//!
+//! With `Interval` the producers write their own frames: an append takes the state's mutex,
+//! encodes its frames, `write`s them and returns (a few microseconds, no other thread involved;
+//! the bytes are in the kernel, they survive a process crash). The writer thread then only runs
+//! the timed duties (the interval sync, checkpoints) and segment rotation, whose syncs it makes
+//! without holding the mutex: a producer that finds the segment full marks it so and queues its
+//! records instead, and the thread seals the segment, starts the next one and writes what was
+//! queued. With `Always` (group commit) every append goes through the queue.
 //!
 //! One loop iteration takes every request already queued (up to [`MAX_BATCH_REQUESTS`]), encodes
 //! them into one buffer, writes it with one `write`, and then either acknowledges them
@@ -19,7 +27,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -72,6 +81,94 @@ impl Request {
     }
 }
 
+/// What the producers and the writer thread share.
+pub(crate) struct Shared {
+    worker: Mutex<Worker>,
+    /// Whether producers write their own frames (`Interval`); with `Always` they queue them.
+    inline: bool,
+    /// Set when the open segment has no room for the next frames: producers queue their
+    /// records until the writer thread has rotated.
+    full: AtomicBool,
+    /// Notified when the first write after a sync happens, so the writer thread sets its timer.
+    dirty: Arc<Notify>,
+}
+
+/// What [`Shared::append_inline`] did.
+pub(crate) enum Inline {
+    /// Written; the seq of the first record.
+    Done(Result<u64, AppendError>),
+    /// Not written: the records go through the queue (`Always` mode, or the segment is full).
+    Queue,
+}
+
+impl Shared {
+    pub(crate) fn new(worker: Worker) -> Arc<Shared> {
+        let inline = matches!(worker.fsync, FsyncPolicy::Interval(_));
+        let dirty = Arc::clone(&worker.dirty);
+        Arc::new(Shared {
+            worker: Mutex::new(worker),
+            inline,
+            full: AtomicBool::new(false),
+            dirty,
+        })
+    }
+
+    /// The writer's state. A panic while it was held (a bug) does not make every later append
+    /// panic: the state is still consistent between frames.
+    fn lock(&self) -> MutexGuard<'_, Worker> {
+        self.worker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes `records` (with their leaf hashes) on the caller's thread when the policy and
+    /// the segment allow it. `wait` is told how long the mutex was contended, if it was.
+    pub(crate) fn append_inline(
+        &self,
+        records: &[&[u8]],
+        leaves: &[Hash],
+        wait: impl FnOnce(Duration),
+    ) -> Inline {
+        if !self.inline || self.full.load(Ordering::Acquire) {
+            return Inline::Queue;
+        }
+        let mut worker = match self.worker.try_lock() {
+            Ok(worker) => worker,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let started = std::time::Instant::now();
+                let worker = self.lock();
+                wait(started.elapsed());
+                worker
+            }
+        };
+        if worker.closed {
+            return Inline::Done(Err(AppendError::Closed));
+        }
+        if let Some(failure) = &worker.failure {
+            return Inline::Done(Err(AppendError::Io(Arc::clone(failure))));
+        }
+        if self.full.load(Ordering::Acquire) || !worker.has_room() {
+            self.full.store(true, Ordering::Release);
+            return Inline::Queue;
+        }
+        let first = worker.frontier.size();
+        let mut seq = first;
+        worker.buf.clear();
+        for (record, leaf) in records.iter().zip(leaves) {
+            worker.encode(&mut seq, record, *leaf);
+        }
+        match worker.flush_buffer(seq) {
+            Ok(()) => Inline::Done(Ok(first)),
+            Err(err) => {
+                // The frames may be partly written; nothing after them is accepted (see `fail`).
+                let failure = worker.fail(err);
+                Inline::Done(Err(AppendError::Io(failure)))
+            }
+        }
+    }
+}
+
 /// The segment being appended to (shared with the background sync).
 struct OpenSegment {
     file: Arc<File>,
@@ -111,8 +208,12 @@ pub(crate) struct Worker {
     metrics: JournalMetrics,
     buf: Vec<u8>,
     failure: Option<Arc<io::Error>>,
-    /// Held for the worker's lifetime: the journal's exclusive lock.
-    _lock: File,
+    /// Set at shutdown: every later append fails with [`AppendError::Closed`].
+    closed: bool,
+    /// Notified on the first write after a sync (see [`Shared::dirty`]).
+    dirty: Arc<Notify>,
+    /// The journal's exclusive lock, held until the writer finishes.
+    lock: Option<File>,
 }
 
 impl Worker {
@@ -199,40 +300,100 @@ impl Worker {
             metrics,
             buf: Vec::with_capacity(1 << 20),
             failure: None,
-            _lock: lock,
+            closed: false,
+            dirty: Arc::new(Notify::new()),
+            lock: Some(lock),
         })
+    }
+}
+
+impl Shared {
+    /// Seals the open segment and starts the next one without holding the mutex during the
+    /// syncs, so producers never wait on the disk: while it runs they find the segment full
+    /// and queue their records.
+    fn rotate_unlocked(&self) {
+        let (file, seq, dir) = {
+            let worker = self.lock();
+            if worker.failure.is_some() || worker.frontier.size() == worker.segment.first_seq {
+                // Failed, or nothing to seal: a record larger than a segment goes in alone.
+                self.full.store(false, Ordering::Release);
+                return;
+            }
+            self.full.store(true, Ordering::Release);
+            debug_assert!(worker.buf.is_empty());
+            (
+                Arc::clone(&worker.segment.file),
+                worker.frontier.size(),
+                worker.journal_dir.clone(),
+            )
+        };
+        // Nothing writes to the sealed segment now: producers see it full, and the writer
+        // thread is here.
+        let started = std::time::Instant::now();
+        let synced = file.sync_data().map(|()| started.elapsed());
+        let next = synced.and_then(|elapsed| {
+            create_segment(&dir, seq)
+                .map(|segment| (segment, elapsed))
+                .map_err(|err| match err {
+                    Error::Segment { source, .. } => source,
+                    other => io::Error::other(other.to_string()),
+                })
+        });
+        let mut worker = self.lock();
+        debug_assert_eq!(worker.frontier.size(), seq);
+        match next {
+            Ok((segment, elapsed)) => {
+                worker.metrics.observe_fsync(elapsed);
+                worker.synced = worker.mark();
+                worker.dirty_since = None;
+                tracing::debug!(segment = %segment.path.display(), "started a new journal segment");
+                worker.segments.push(segment.first_seq);
+                worker.segment = segment;
+            }
+            Err(err) => {
+                worker.fail(err);
+            }
+        }
+        self.full.store(false, Ordering::Release);
     }
 
     /// Runs until `shutdown` is notified (or every sender is gone), then drains the queue, syncs
     /// and writes a final checkpoint, which it returns (the last one when nothing grew).
     pub(crate) async fn run(
-        mut self,
+        self: Arc<Self>,
         mut queue: mpsc::Receiver<Request>,
         shutdown: Arc<Notify>,
     ) -> Result<Option<Checkpoint>> {
         let (done_sender, mut done) = mpsc::unbounded_channel();
-        if matches!(self.fsync, FsyncPolicy::Interval(_)) {
-            match Syncer::spawn(done_sender) {
-                Ok(syncer) => self.syncer = Some(syncer),
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot start the background fsync thread; syncing on the writer thread");
+        {
+            let mut worker = self.lock();
+            if matches!(worker.fsync, FsyncPolicy::Interval(_)) {
+                match Syncer::spawn(done_sender) {
+                    Ok(syncer) => worker.syncer = Some(syncer),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot start the background fsync thread; syncing on the writer thread");
+                    }
                 }
             }
         }
         let mut pending = Vec::with_capacity(MAX_BATCH_REQUESTS);
         loop {
-            let deadline = self.next_deadline();
+            let (deadline, sync_in_flight) = {
+                let worker = self.lock();
+                (worker.next_deadline(), worker.sync_in_flight)
+            };
             tokio::select! {
                 biased;
                 () = shutdown.notified() => break,
-                Some(report) = done.recv(), if self.sync_in_flight => {
-                    self.synced(report);
+                Some(report) = done.recv(), if sync_in_flight => {
+                    self.lock().synced(report);
                     continue;
                 }
                 received = queue.recv() => match received {
                     Some(request) => pending.push(request),
                     None => break,
                 },
+                () = self.dirty.notified() => {}
                 () = tokio::time::sleep_until(deadline) => {}
             }
             let mut bytes: usize = pending.iter().map(Request::payload_bytes).sum();
@@ -245,35 +406,80 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            self.metrics.queue_depth.set(queue.len() as i64);
-            if !pending.is_empty() {
-                self.process(&mut pending);
+            if !pending.is_empty() && self.needs_rotation() {
+                self.rotate_unlocked();
             }
-            self.maintain();
+            {
+                let mut worker = self.lock();
+                worker.metrics.queue_depth.set(queue.len() as i64);
+                if !pending.is_empty() {
+                    worker.process(&mut pending);
+                }
+                worker.maintain();
+            }
+            self.checkpoint_if_due();
         }
+        self.lock().closed = true;
         queue.close();
         let mut bytes = 0;
         while let Ok(request) = queue.try_recv() {
             bytes += request.payload_bytes();
             pending.push(request);
             if pending.len() >= MAX_BATCH_REQUESTS || bytes >= MAX_BATCH_BYTES {
-                self.process(&mut pending);
+                self.lock().process(&mut pending);
                 bytes = 0;
             }
         }
-        self.process(&mut pending);
-        self.metrics.queue_depth.set(0);
-        if self.sync_in_flight {
+        let sync_in_flight = {
+            let mut worker = self.lock();
+            worker.process(&mut pending);
+            worker.metrics.queue_depth.set(0);
+            worker.sync_in_flight
+        };
+        if sync_in_flight {
             if let Some(report) = done.recv().await {
-                self.synced(report);
+                self.lock().synced(report);
             }
         }
-        if let Some(syncer) = self.syncer.take() {
+        let syncer = self.lock().syncer.take();
+        if let Some(syncer) = syncer {
             syncer.stop();
         }
-        self.finish()
+        let mut worker = self.lock();
+        let result = worker.finish();
+        worker.lock = None;
+        result
     }
 
+    /// Writes a checkpoint when one is due, its files without the mutex held.
+    fn checkpoint_if_due(&self) {
+        let pending = {
+            let mut worker = self.lock();
+            if !worker.checkpoint_due() {
+                return;
+            }
+            worker.prepare_checkpoint()
+        };
+        match pending.and_then(|pending| pending.map(PendingCheckpoint::write).transpose()) {
+            Ok(Some(checkpoint)) => self.lock().checkpoint_written(checkpoint),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::error!(error = %err, "failed to write a journal checkpoint; will retry");
+            }
+        }
+    }
+
+    /// Whether the open segment is full (so the writer thread rotates before writing what was
+    /// queued, without holding the mutex during the syncs).
+    fn needs_rotation(&self) -> bool {
+        if self.full.load(Ordering::Acquire) {
+            return true;
+        }
+        !self.lock().has_room()
+    }
+}
+
+impl Worker {
     /// Takes the report of a background sync.
     fn synced(&mut self, report: SyncReport) {
         self.sync_in_flight = false;
@@ -366,11 +572,22 @@ impl Worker {
             self.flush_buffer(*seq)?;
             self.rotate(*seq)?;
         }
+        self.encode(seq, record, leaf);
+        Ok(())
+    }
+
+    /// Whether more frames go in the open segment: it has not reached its size yet (as in
+    /// [`Worker::add_frame`], the last append can take it past that size).
+    fn has_room(&self) -> bool {
+        self.segment.len < self.segment_max_bytes
+    }
+
+    /// Encodes one record into the buffer (the segment has room for it).
+    fn encode(&mut self, seq: &mut u64, record: &[u8], leaf: Hash) {
         self.segment.last_frame = Some(self.segment.len + self.buf.len() as u64);
         encode_frame(&mut self.buf, *seq, record);
         self.frontier.push(leaf);
         *seq += 1;
-        Ok(())
     }
 
     /// Writes the buffer, which holds the frames up to (excluding) `seq`.
@@ -387,6 +604,7 @@ impl Worker {
         self.written = seq;
         if self.dirty_since.is_none() {
             self.dirty_since = Some(Instant::now());
+            self.dirty.notify_one();
         }
         Ok(())
     }
@@ -429,7 +647,7 @@ impl Worker {
         Ok(())
     }
 
-    /// Runs the timed duties: the interval sync and the checkpoint.
+    /// Runs the interval sync when it is due (checkpoints: [`Shared::checkpoint_if_due`]).
     fn maintain(&mut self) {
         if self.failure.is_some() {
             return;
@@ -451,29 +669,44 @@ impl Worker {
                             self.dirty_since = None;
                         } else if let Err(err) = self.sync() {
                             self.fail(err);
-                            return;
                         }
                     }
                     None => {
                         if let Err(err) = self.sync() {
                             self.fail(err);
-                            return;
                         }
                     }
                 }
             }
         }
-        if now >= self.next_checkpoint_at {
-            self.next_checkpoint_at = now + self.checkpoint_interval;
-            if let Err(err) = self.checkpoint() {
-                tracing::error!(error = %err, "failed to write a journal checkpoint; will retry");
-            }
-        }
     }
 
-    /// Signs a checkpoint of the durable tree if it grew since the last one. Without the
-    /// background sync, syncs first, so the checkpoint covers every record written.
+    /// Whether a checkpoint is due; moves the next one's time on if so.
+    fn checkpoint_due(&mut self) -> bool {
+        if self.failure.is_some() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= self.next_checkpoint_at {
+            self.next_checkpoint_at = now + self.checkpoint_interval;
+            return true;
+        }
+        false
+    }
+
+    /// Writes a checkpoint now (with the state held throughout: at shutdown).
     fn checkpoint(&mut self) -> Result<()> {
+        if let Some(pending) = self.prepare_checkpoint()? {
+            let checkpoint = pending.write()?;
+            self.checkpoint_written(checkpoint);
+        }
+        Ok(())
+    }
+
+    /// Signs a checkpoint of the durable tree if it grew since the last one (none otherwise).
+    /// Without the background sync, syncs first, so the checkpoint covers every record
+    /// written. The files are written by [`PendingCheckpoint::write`], which needs no state.
+    fn prepare_checkpoint(&mut self) -> Result<Option<PendingCheckpoint>> {
         let covered = self
             .last_checkpoint
             .as_ref()
@@ -495,35 +728,30 @@ impl Worker {
         // With background syncs, what the last completed one made durable.
         let size = self.synced.frontier.size();
         if size <= covered {
-            return Ok(());
+            return Ok(None);
         }
         let root = self.synced.frontier.root();
         let checkpoint = Checkpoint::sign(size, root, OffsetDateTime::now_utc(), &self.signing_key);
-        let path = checkpoints_path(&self.data_dir);
-        append_line(&path, &checkpoint).map_err(|source| Error::CheckpointFile {
-            action: "write",
-            path,
-            source,
-        })?;
-        if let Some(witness) = &self.witness_file {
-            if let Err(err) = append_line(witness, &checkpoint) {
-                tracing::warn!(witness = %witness.display(), error = %err, "failed to copy a checkpoint to the witness file");
-            }
-        }
-        // Where this checkpoint's tree ends, so the next open need not re-hash it.
-        if let Err(err) = resume::write(&self.data_dir, &self.synced, &self.segments) {
-            tracing::warn!(error = %err, "failed to write the journal's resume mark; the next open scans every record");
-        }
+        Ok(Some(PendingCheckpoint {
+            checkpoint,
+            data_dir: self.data_dir.clone(),
+            witness_file: self.witness_file.clone(),
+            mark: self.synced.clone(),
+            segments: self.segments.clone(),
+        }))
+    }
+
+    /// Takes note of a checkpoint written.
+    fn checkpoint_written(&mut self, checkpoint: Checkpoint) {
         self.metrics.checkpoints.inc();
         tracing::debug!(
             tree_size = checkpoint.tree_size,
             "wrote a journal checkpoint"
         );
         self.last_checkpoint = Some(checkpoint);
-        Ok(())
     }
 
-    fn finish(mut self) -> Result<Option<Checkpoint>> {
+    fn finish(&mut self) -> Result<Option<Checkpoint>> {
         if let Some(failure) = &self.failure {
             return Err(Error::Segment {
                 action: "write",
@@ -548,6 +776,40 @@ impl Worker {
         let failure = Arc::new(err);
         self.failure = Some(Arc::clone(&failure));
         failure
+    }
+}
+
+/// A signed checkpoint and what its files need: written without the writer's state held, so
+/// producers do not wait on its `fsync`.
+struct PendingCheckpoint {
+    checkpoint: Checkpoint,
+    data_dir: PathBuf,
+    witness_file: Option<PathBuf>,
+    /// Where the checkpoint's tree ends (for the resume mark).
+    mark: Mark,
+    segments: Vec<u64>,
+}
+
+impl PendingCheckpoint {
+    /// Appends the checkpoint to the checkpoints file (synced) and the witness file, and
+    /// writes the resume mark.
+    fn write(self) -> Result<Checkpoint> {
+        let path = checkpoints_path(&self.data_dir);
+        append_line(&path, &self.checkpoint).map_err(|source| Error::CheckpointFile {
+            action: "write",
+            path,
+            source,
+        })?;
+        if let Some(witness) = &self.witness_file {
+            if let Err(err) = append_line(witness, &self.checkpoint) {
+                tracing::warn!(witness = %witness.display(), error = %err, "failed to copy a checkpoint to the witness file");
+            }
+        }
+        // Where this checkpoint's tree ends, so the next open need not re-hash it.
+        if let Err(err) = resume::write(&self.data_dir, &self.mark, &self.segments) {
+            tracing::warn!(error = %err, "failed to write the journal's resume mark; the next open scans every record");
+        }
+        Ok(self.checkpoint)
     }
 }
 

@@ -21,12 +21,12 @@ use crate::config::JournalConfig;
 pub use crate::error::AppendError;
 use crate::error::{Error, Result};
 use crate::keys::{load_or_create_signing_key, sync_dir};
-use crate::merkle::leaf_hash;
+use crate::merkle::{Hash, leaf_hash};
 use crate::metrics::JournalMetrics;
 pub use crate::recovery::RecoveryReport;
 use crate::recovery::recover;
 use crate::segment::{MAX_RECORD_LEN, journal_dir};
-use crate::worker::{Request, Worker};
+use crate::worker::{Inline, Request, Shared, Worker};
 
 /// Name of the lock file in the journal directory; a writer holds an exclusive `flock` on it.
 pub const LOCK_FILE: &str = "LOCK";
@@ -70,6 +70,8 @@ impl Journal {
         let metrics = JournalMetrics::new();
         let report = recovered.report.clone();
         let worker = Worker::new(&config, recovered, signing_key, metrics.clone(), lock)?;
+        let shared = Shared::new(worker);
+        let writer = Arc::clone(&shared);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -79,12 +81,13 @@ impl Journal {
         let worker_shutdown = Arc::clone(&shutdown);
         let thread = std::thread::Builder::new()
             .name("apiwatch-journal".into())
-            .spawn(move || runtime.block_on(worker.run(receiver, worker_shutdown)))
+            .spawn(move || runtime.block_on(writer.run(receiver, worker_shutdown)))
             .map_err(Error::Spawn)?;
         tracing::info!(dir = %dir.display(), report = %report, fsync = %config.fsync, "journal open");
         let appender = Appender {
             inner: Arc::new(AppenderInner {
                 sender,
+                shared,
                 metrics: metrics.clone(),
             }),
         };
@@ -177,6 +180,8 @@ pub struct Appender {
 
 struct AppenderInner {
     sender: mpsc::Sender<Request>,
+    /// The writer's state, for appends made on the caller's thread.
+    shared: Arc<Shared>,
     metrics: JournalMetrics,
 }
 
@@ -189,22 +194,37 @@ impl std::fmt::Debug for Appender {
 }
 
 impl Appender {
-    /// Queues one record and resolves with its sequence number (0-based leaf index) once it is
-    /// durable per the policy: with `Always` after the `fdatasync` of the batch holding it, with
-    /// `Interval` once written to the file.
+    /// Appends one record and resolves with its sequence number (0-based leaf index) once it
+    /// is durable per the policy: with `Interval` once written to the file (the caller's
+    /// thread writes it, taking the writer's mutex for a few microseconds), with `Always`
+    /// after the `fdatasync` of the batch holding it (the writer thread's group commit).
     ///
-    /// When the queue is full this waits for space (never drops); the wait is recorded in
-    /// `apiwatch_journal_backpressure_wait_seconds`.
+    /// When the queue is full this waits for space (never drops); the wait, and the wait for a
+    /// contended mutex, is recorded in `apiwatch_journal_backpressure_wait_seconds`.
     pub async fn append(&self, record: Vec<u8>) -> Result<u64, AppendError> {
-        let (request, done) = one_request(record)?;
-        self.enqueue(request).await?;
+        check_len(&record)?;
+        let leaf = leaf_hash(&record);
+        if let Inline::Done(result) = self.inline(&[&record], &[leaf]) {
+            return result;
+        }
+        let (ack, done) = oneshot::channel();
+        self.enqueue(Request::One { record, leaf, ack }).await?;
         done.await.map_err(|_| AppendError::Closed)?
     }
 
     /// Like [`Appender::append`] for several records: they get consecutive sequence numbers,
-    /// take one queue slot, and the call resolves with the first one.
+    /// and the call resolves with the first one.
     pub async fn append_batch(&self, records: Vec<Vec<u8>>) -> Result<u64, AppendError> {
-        let (request, done) = batch_request(records)?;
+        let leaves = batch_leaves(&records)?;
+        if let Inline::Done(result) = self.inline_batch(&records, &leaves) {
+            return result;
+        }
+        let (ack, done) = oneshot::channel();
+        let request = Request::Batch {
+            records,
+            leaves,
+            ack,
+        };
         self.enqueue(request).await?;
         done.await.map_err(|_| AppendError::Closed)?
     }
@@ -216,8 +236,13 @@ impl Appender {
     /// When called from inside an async runtime (as tokio's blocking calls do); use
     /// [`Appender::append`] there.
     pub fn append_blocking(&self, record: Vec<u8>) -> Result<u64, AppendError> {
-        let (request, done) = one_request(record)?;
-        self.enqueue_blocking(request)?;
+        check_len(&record)?;
+        let leaf = leaf_hash(&record);
+        if let Inline::Done(result) = self.inline(&[&record], &[leaf]) {
+            return result;
+        }
+        let (ack, done) = oneshot::channel();
+        self.enqueue_blocking(Request::One { record, leaf, ack })?;
         done.blocking_recv().map_err(|_| AppendError::Closed)?
     }
 
@@ -227,9 +252,32 @@ impl Appender {
     ///
     /// When called from inside an async runtime.
     pub fn append_batch_blocking(&self, records: Vec<Vec<u8>>) -> Result<u64, AppendError> {
-        let (request, done) = batch_request(records)?;
+        let leaves = batch_leaves(&records)?;
+        if let Inline::Done(result) = self.inline_batch(&records, &leaves) {
+            return result;
+        }
+        let (ack, done) = oneshot::channel();
+        let request = Request::Batch {
+            records,
+            leaves,
+            ack,
+        };
         self.enqueue_blocking(request)?;
         done.blocking_recv().map_err(|_| AppendError::Closed)?
+    }
+
+    fn inline(&self, records: &[&[u8]], leaves: &[Hash]) -> Inline {
+        self.inner.shared.append_inline(records, leaves, |waited| {
+            self.inner
+                .metrics
+                .backpressure_wait_seconds
+                .observe(waited.as_secs_f64());
+        })
+    }
+
+    fn inline_batch(&self, records: &[Vec<u8>], leaves: &[Hash]) -> Inline {
+        let records: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        self.inline(&records, leaves)
     }
 
     async fn enqueue(&self, request: Request) -> Result<(), AppendError> {
@@ -265,8 +313,6 @@ impl Appender {
     }
 }
 
-type Done = oneshot::Receiver<Result<u64, AppendError>>;
-
 fn check_len(record: &[u8]) -> Result<(), AppendError> {
     if record.len() > MAX_RECORD_LEN {
         return Err(AppendError::TooLarge {
@@ -277,28 +323,12 @@ fn check_len(record: &[u8]) -> Result<(), AppendError> {
     Ok(())
 }
 
-fn one_request(record: Vec<u8>) -> Result<(Request, Done), AppendError> {
-    check_len(&record)?;
-    let leaf = leaf_hash(&record);
-    let (ack, done) = oneshot::channel();
-    Ok((Request::One { record, leaf, ack }, done))
-}
-
-fn batch_request(records: Vec<Vec<u8>>) -> Result<(Request, Done), AppendError> {
+fn batch_leaves(records: &[Vec<u8>]) -> Result<Vec<Hash>, AppendError> {
     if records.is_empty() {
         return Err(AppendError::EmptyBatch);
     }
-    for record in &records {
+    for record in records {
         check_len(record)?;
     }
-    let leaves = records.iter().map(|record| leaf_hash(record)).collect();
-    let (ack, done) = oneshot::channel();
-    Ok((
-        Request::Batch {
-            records,
-            leaves,
-            ack,
-        },
-        done,
-    ))
+    Ok(records.iter().map(|record| leaf_hash(record)).collect())
 }
