@@ -254,6 +254,8 @@ pub struct RawGateway {
     pub capture_body: bool,
     /// Size of that prefix.
     pub capture_body_max_bytes: Option<usize>,
+    /// Threads serving connections (default: one per core; 0 = on the main runtime).
+    pub threads: Option<usize>,
     /// TLS termination.
     pub tls: Option<RawTls>,
     /// Limits.
@@ -916,6 +918,9 @@ impl RawConfig {
                 route_templates: self.gateway.route_templates,
                 capture_body: self.gateway.capture_body,
                 capture_body_max_bytes,
+                threads: self.gateway.threads.unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+                }),
             },
             fsync,
             segment_max_bytes: self.journal.segment_max_bytes,

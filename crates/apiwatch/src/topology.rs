@@ -1,8 +1,9 @@
 //! Wires the pipeline, top to bottom: journal -> gateway (emitting into the journal) -> admin.
 //!
 //! ```text
-//! clients -> gateway --(Event, bounded wait)--> JournalSink -> journal writer thread
-//!                                                              (segments, Merkle, checkpoints)
+//! clients -> gateway threads --(Event)--> JournalSink -> journal (the frame written by the
+//!            (one runtime each)                          request's thread; the writer thread
+//!                                                        rotates, syncs, checkpoints)
 //! admin: /healthz /readyz /metrics  <- registry of every stage's metrics
 //! ```
 //! The journal is opened first (recovery runs before any request is accepted) and closed last

@@ -28,6 +28,9 @@ pub struct GatewaySettings {
     pub capture_body: bool,
     /// How many body bytes to keep when capture is on.
     pub capture_body_max_bytes: usize,
+    /// Threads serving connections, each with its own runtime and upstream pool; 0 serves
+    /// them on the runtime that calls [`Gateway::serve`](crate::Gateway::serve).
+    pub threads: usize,
 }
 
 impl GatewaySettings {
@@ -43,6 +46,7 @@ impl GatewaySettings {
             route_templates: Vec::new(),
             capture_body: false,
             capture_body_max_bytes: 4096,
+            threads: 0,
         }
     }
 }

@@ -25,6 +25,9 @@ pub enum Error {
     /// Accepting connections failed.
     #[error("failed to accept connection: {0}")]
     Accept(#[source] std::io::Error),
+    /// A serving thread or its runtime could not be started, or it panicked.
+    #[error("gateway thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 /// Result alias for the gateway.

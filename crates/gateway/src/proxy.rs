@@ -28,6 +28,7 @@ use crate::metrics::GatewayMetrics;
 use crate::{EventSink, upgrade};
 
 /// State shared by every connection.
+#[derive(Clone)]
 pub struct Shared {
     pub settings: GatewaySettings,
     pub client: Client<HttpConnector, ProxyBody>,

@@ -46,16 +46,7 @@ impl Gateway {
             return Err(Error::NoRoutes);
         }
         let tls = settings.tls.as_ref().map(tls::acceptor).transpose()?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.limits.upstream_connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(settings.limits.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.limits.pool_max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .set_host(false)
-            .build(connector);
+        let client = upstream_client(&settings);
         let shared = Shared {
             redactor: Arc::new(Redactor::new(&settings.redact)),
             templater: RouteTemplater::new(&settings.route_templates),
@@ -92,7 +83,84 @@ impl Gateway {
 
     /// Serves connections from `listener` until `shutdown` resolves, then stops accepting and
     /// gives in-flight requests a bounded time to finish.
+    ///
+    /// With `settings.threads` above zero, connections are served by that many threads, each
+    /// with its own single-threaded runtime and upstream pool, all accepting from `listener`:
+    /// a connection, its requests and their upstream connections stay on one thread, so no
+    /// request wakes another thread (as nginx's workers). With zero, they are served on the
+    /// caller's runtime.
     pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let threads = self.shared.settings.threads;
+        if threads == 0 {
+            return self.serve_here(listener, shutdown).await;
+        }
+        let listener = listener.into_std().map_err(Error::Thread)?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut finished = Vec::with_capacity(threads);
+        for index in 0..threads {
+            let listener = listener.try_clone().map_err(Error::Thread)?;
+            let mut shared = (*self.shared).clone();
+            shared.client = upstream_client(&shared.settings);
+            let gateway = Gateway {
+                shared: Arc::new(shared),
+                tls: self.tls.clone(),
+            };
+            let mut stopped = stopped.clone();
+            let (done, finish) = tokio::sync::oneshot::channel();
+            finished.push(finish);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(Error::Thread)?;
+            std::thread::Builder::new()
+                .name(format!("apiwatch-gw-{index}"))
+                .spawn(move || {
+                    let result = runtime.block_on(async move {
+                        let listener = TcpListener::from_std(listener).map_err(Error::Thread)?;
+                        let stop = async move {
+                            let _ = stopped.wait_for(|stop| *stop).await;
+                        };
+                        let result = gateway.serve_here(listener, stop).await;
+                        // Emissions left running after their responses (clients gone) finish
+                        // before the runtime goes.
+                        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+                        while tokio::runtime::Handle::current()
+                            .metrics()
+                            .num_alive_tasks()
+                            > 0
+                            && tokio::time::Instant::now() < deadline
+                        {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        result
+                    });
+                    let _ = done.send(result);
+                })
+                .map_err(Error::Thread)?;
+        }
+        drop(listener);
+        shutdown.await;
+        let _ = stop.send(true);
+        let mut result = Ok(());
+        for finish in finished {
+            match finish.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => result = Err(err),
+                Err(_) => {
+                    result = Err(Error::Thread(std::io::Error::other(
+                        "a gateway thread panicked",
+                    )))
+                }
+            }
+        }
+        result
+    }
+
+    async fn serve_here(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
@@ -164,6 +232,21 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// A keep-alive client for the upstreams; its connection tasks run on the runtime that first
+/// uses it.
+fn upstream_client(settings: &GatewaySettings) -> Client<HttpConnector, crate::body::ProxyBody> {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(settings.limits.upstream_connect_timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(settings.limits.pool_idle_timeout)
+        .pool_max_idle_per_host(settings.limits.pool_max_idle_per_host)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .set_host(false)
+        .build(connector)
 }
 
 async fn serve_connection<IO>(

@@ -585,3 +585,92 @@ async fn decisions_block_with_403_and_throttle_with_429_before_forwarding() {
     assert_eq!(throttled.status_code, Some(429));
     assert_eq!(throttled.error_type.as_deref(), Some("throttled"));
 }
+
+/// Records the name of the thread each event was emitted on.
+#[derive(Clone, Default)]
+struct ThreadSink(std::sync::Arc<std::sync::Mutex<Vec<(String, apiwatch_event::Event)>>>);
+
+impl apiwatch_gateway::EventSink for ThreadSink {
+    fn emit(
+        &self,
+        event: apiwatch_event::Event,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        let thread = std::thread::current().name().unwrap_or("").to_owned();
+        self.0.lock().unwrap().push((thread, event));
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test]
+async fn serving_threads_each_with_their_own_runtime_record_every_request_and_stop() {
+    let upstream = start_upstream().await;
+    let mut settings = apiwatch_gateway::GatewaySettings::with_upstream(
+        apiwatch_gateway::Upstream::parse(&format!("http://{upstream}")).unwrap(),
+    );
+    settings.threads = 2;
+    let sink = ThreadSink::default();
+    let gateway = apiwatch_gateway::Gateway::new(
+        settings,
+        std::sync::Arc::new(sink.clone()),
+        apiwatch_event::identity::Fingerprinter::new([7; 32]),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(gateway.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    // 32 connections of 5 requests each, all at once.
+    let mut clients = Vec::new();
+    for connection in 0..32 {
+        clients.push(tokio::spawn(async move {
+            let client = http1_client();
+            for request in 0..5 {
+                let id = format!("c{connection}-r{request}");
+                let (status, headers, _) = send(
+                    &client,
+                    get(addr, &format!("/items/{connection}"))
+                        .header("x-request-id", &id)
+                        .body(empty())
+                        .unwrap(),
+                )
+                .await;
+                assert_eq!(status, StatusCode::OK);
+                assert_eq!(headers["x-request-id"], id.as_str());
+            }
+        }));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    let recorded = sink.0.lock().unwrap().clone();
+    assert_eq!(recorded.len(), 160);
+    let mut ids: Vec<String> = recorded
+        .iter()
+        .map(|(_, event)| event.request_id.clone().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 160, "every request exactly once");
+    assert!(
+        recorded
+            .iter()
+            .all(|(thread, _)| thread.starts_with("apiwatch-gw-")),
+        "events emitted on the serving threads: {:?}",
+        recorded
+            .iter()
+            .map(|(thread, _)| thread)
+            .collect::<Vec<_>>()
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), serving)
+        .await
+        .expect("serve returns after shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed once serve returns"
+    );
+}

@@ -496,7 +496,12 @@ fn producers_writing_their_own_frames_across_rotations_keep_every_record_at_its_
         .collect();
     assert_eq!(read, written);
     // 4096-byte segments of 315-byte frames: a rotation every 13 records.
-    assert!(std::fs::read_dir(dir.path().join("journal")).unwrap().count() > total / 14);
+    assert!(
+        std::fs::read_dir(dir.path().join("journal"))
+            .unwrap()
+            .count()
+            > total / 14
+    );
     let report = verify(dir.path(), &VerifyOptions::default()).unwrap();
     assert_eq!(report.records, total as u64);
     assert!(report.checkpoints_checked > 1, "{report:?}");
