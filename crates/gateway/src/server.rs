@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use apiwatch_event::identity::Fingerprinter;
@@ -16,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::GatewaySettings;
 use crate::error::{Error, Result};
@@ -96,12 +97,24 @@ impl Gateway {
     ) -> Result<()> {
         let threads = self.shared.settings.threads;
         if threads == 0 {
-            return self.serve_here(listener, shutdown).await;
+            return self.serve_here(listener, shutdown, None).await;
         }
         let listener = listener.into_std().map_err(Error::Thread)?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut finished = Vec::with_capacity(threads);
-        for index in 0..threads {
+        let (inboxes, mut receivers): (Vec<_>, Vec<_>) = (0..threads)
+            .map(|_| tokio::sync::mpsc::unbounded_channel())
+            .unzip();
+        let peers = Arc::new(Peers {
+            open: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
+            inboxes,
+        });
+        for (index, inbox) in receivers.drain(..).enumerate() {
+            let balance = Balance {
+                index,
+                peers: Arc::clone(&peers),
+                inbox,
+            };
             let listener = listener.try_clone().map_err(Error::Thread)?;
             let mut shared = (*self.shared).clone();
             shared.client = upstream_client(&shared.settings);
@@ -124,7 +137,7 @@ impl Gateway {
                         let stop = async move {
                             let _ = stopped.wait_for(|stop| *stop).await;
                         };
-                        let result = gateway.serve_here(listener, stop).await;
+                        let result = gateway.serve_here(listener, stop, Some(balance)).await;
                         // Emissions left running after their responses (clients gone) finish
                         // before the runtime goes.
                         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
@@ -160,10 +173,13 @@ impl Gateway {
         result
     }
 
+    /// The accept loop of one runtime. With `balance`, a connection accepted while another
+    /// thread serves fewer is handed to that thread.
     async fn serve_here(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
+        mut balance: Option<Balance>,
     ) -> Result<()> {
         let graceful = GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -183,10 +199,36 @@ impl Gateway {
         let builder = Arc::new(builder);
         tokio::pin!(shutdown);
         loop {
+            let handed = async {
+                match balance.as_mut() {
+                    Some(balance) => balance.inbox.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             let (stream, peer) = tokio::select! {
                 () = &mut shutdown => break,
+                Some((stream, peer)) = handed => match TcpStream::from_std(stream) {
+                    Ok(stream) => (stream, peer),
+                    Err(err) => {
+                        if let Some(balance) = &balance {
+                            balance.closed();
+                        }
+                        tracing::warn!(error = %err, "cannot take a connection handed over by another gateway thread");
+                        continue;
+                    }
+                },
                 accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let placed = match &balance {
+                            Some(balance) => balance.place(stream, peer),
+                            None => Placed::Here(stream),
+                        };
+                        match placed {
+                            Placed::Here(stream) => (stream, peer),
+                            Placed::Elsewhere => continue,
+                        }
+                    }
                     Err(err) => {
                         // Out of file descriptors and the like: back off instead of spinning.
                         tracing::warn!(error = %err, "accept failed");
@@ -196,11 +238,13 @@ impl Gateway {
                 },
             };
             let _ = stream.set_nodelay(true);
+            let open = balance.as_ref().map(Balance::guard);
             let shared = Arc::clone(&self.shared);
             let builder = Arc::clone(&builder);
             let tls = self.tls.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
+                let _open = open;
                 match tls {
                     None => serve_connection(shared, builder, watcher, stream, peer).await,
                     Some(acceptor) => {
@@ -231,6 +275,94 @@ impl Gateway {
             tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}");
         }
         Ok(())
+    }
+}
+
+/// What the serving threads know of each other: how many connections each has open, and
+/// where to hand one over.
+struct Peers {
+    open: Vec<AtomicUsize>,
+    inboxes: Vec<tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>>,
+}
+
+/// One serving thread's side of [`Peers`].
+struct Balance {
+    index: usize,
+    peers: Arc<Peers>,
+    inbox: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+}
+
+/// Where an accepted connection is served.
+enum Placed {
+    Here(TcpStream),
+    Elsewhere,
+}
+
+impl Balance {
+    /// Keeps `stream` unless another thread has fewer connections open (connections that
+    /// arrive together, as a client's pool opening, would otherwise land on whichever thread
+    /// woke first); counts it for the thread that takes it.
+    fn place(&self, stream: TcpStream, peer: SocketAddr) -> Placed {
+        let open = &self.peers.open;
+        let mine = open[self.index].load(Ordering::Relaxed);
+        let (least, fewest) = open
+            .iter()
+            .enumerate()
+            .map(|(index, count)| (index, count.load(Ordering::Relaxed)))
+            .min_by_key(|&(_, count)| count)
+            .unwrap_or((self.index, mine));
+        if least == self.index || fewest >= mine {
+            open[self.index].fetch_add(1, Ordering::Relaxed);
+            return Placed::Here(stream);
+        }
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot hand a connection to another gateway thread");
+                return Placed::Elsewhere;
+            }
+        };
+        open[least].fetch_add(1, Ordering::Relaxed);
+        match self.peers.inboxes[least].send((stream, peer)) {
+            Ok(()) => Placed::Elsewhere,
+            Err(returned) => {
+                // That thread has stopped: serve it here after all.
+                open[least].fetch_sub(1, Ordering::Relaxed);
+                match TcpStream::from_std(returned.0.0) {
+                    Ok(stream) => {
+                        open[self.index].fetch_add(1, Ordering::Relaxed);
+                        Placed::Here(stream)
+                    }
+                    Err(_) => Placed::Elsewhere,
+                }
+            }
+        }
+    }
+
+    /// Uncounts a connection served here when the guard drops (it was counted by
+    /// [`Balance::place`] on the thread that accepted it).
+    fn guard(&self) -> OpenConnection {
+        OpenConnection {
+            peers: Arc::clone(&self.peers),
+            index: self.index,
+        }
+    }
+
+    /// A connection handed over could not be taken: uncount it.
+    fn closed(&self) {
+        self.peers.open[self.index].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Uncounts a connection when it ends.
+struct OpenConnection {
+    peers: Arc<Peers>,
+    index: usize,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.peers.open[self.index].fetch_sub(1, Ordering::Relaxed);
     }
 }
 

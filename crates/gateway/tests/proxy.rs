@@ -602,7 +602,7 @@ impl apiwatch_gateway::EventSink for ThreadSink {
 }
 
 #[tokio::test]
-async fn serving_threads_each_with_their_own_runtime_record_every_request_and_stop() {
+async fn serving_threads_share_connections_record_every_request_and_stop() {
     let upstream = start_upstream().await;
     let mut settings = apiwatch_gateway::GatewaySettings::with_upstream(
         apiwatch_gateway::Upstream::parse(&format!("http://{upstream}")).unwrap(),
@@ -663,6 +663,12 @@ async fn serving_threads_each_with_their_own_runtime_record_every_request_and_st
             .map(|(thread, _)| thread)
             .collect::<Vec<_>>()
     );
+    // Connections that arrive together are spread over the threads (each one's pool keeps
+    // its connection for its five requests).
+    for thread in ["apiwatch-gw-0", "apiwatch-gw-1"] {
+        let served = recorded.iter().filter(|(name, _)| name == thread).count();
+        assert!(served >= 40, "{thread} served {served} of 160 requests");
+    }
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(15), serving)
         .await
