@@ -38,3 +38,39 @@ http {
 }
 CONF
 }
+
+# proxy_conf DIR PORT UPSTREAM_PORT: writes DIR/nginx.conf for nginx as the reverse proxy the
+# benches compare with: one worker per core, a keepalive pool to the upstream, a JSON access
+# log buffered (64 KiB, flushed every second), on 127.0.0.1:PORT.
+proxy_conf() {
+  local dir=$1 port=$2 upstream=$3
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<CONF
+worker_processes $(nproc);
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  client_body_temp_path $dir; proxy_temp_path $dir;
+  fastcgi_temp_path $dir; uwsgi_temp_path $dir; scgi_temp_path $dir;
+  keepalive_requests 1000000;
+  log_format json escape=json '{"time":"\$time_iso8601","remote_addr":"\$remote_addr",'
+    '"request_id":"\$request_id","method":"\$request_method","host":"\$host","uri":"\$request_uri",'
+    '"status":\$status,"bytes_in":\$request_length,"bytes_out":\$bytes_sent,'
+    '"duration":\$request_time,"upstream":"\$upstream_addr","user_agent":"\$http_user_agent"}';
+  access_log $dir/access.json json buffer=64k flush=1s;
+  upstream api { server 127.0.0.1:$upstream; keepalive 128; }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Request-Id \$request_id;
+    }
+  }
+}
+CONF
+}

@@ -45,39 +45,10 @@ cargo build --release -q -p apiwatch
 APIWATCH="$CARGO_TARGET_DIR/release/apiwatch"
 
 # The upstream (see bench/common.sh).
-mkdir -p "$work/proxy"
 upstream_conf "$work/upstream" "$UPSTREAM_PORT"
 
-# nginx as the reverse proxy with a JSON access log: one worker per core, a keepalive pool to
-# the upstream, the log buffered (64 KiB, flushed every second).
-cat >"$work/proxy/nginx.conf" <<EOF
-worker_processes $CORES;
-daemon off;
-pid $work/proxy/nginx.pid;
-error_log $work/proxy/error.log warn;
-events { worker_connections 4096; }
-http {
-  client_body_temp_path $work/proxy; proxy_temp_path $work/proxy;
-  fastcgi_temp_path $work/proxy; uwsgi_temp_path $work/proxy; scgi_temp_path $work/proxy;
-  keepalive_requests 1000000;
-  log_format json escape=json '{"time":"\$time_iso8601","remote_addr":"\$remote_addr",'
-    '"request_id":"\$request_id","method":"\$request_method","host":"\$host","uri":"\$request_uri",'
-    '"status":\$status,"bytes_in":\$request_length,"bytes_out":\$bytes_sent,'
-    '"duration":\$request_time,"upstream":"\$upstream_addr","user_agent":"\$http_user_agent"}';
-  access_log $work/proxy/access.json json buffer=64k flush=1s;
-  upstream api { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / {
-      proxy_pass http://api;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Request-Id \$request_id;
-    }
-  }
-}
-EOF
+# nginx as the reverse proxy with a JSON access log (see bench/common.sh).
+proxy_conf "$work/proxy" "$NGINX_PORT" "$UPSTREAM_PORT"
 
 nginx -c "$work/upstream/nginx.conf" -p "$work/upstream" & pids+=($!)
 nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" & pids+=($!)

@@ -254,8 +254,9 @@ pub struct RawGateway {
     pub capture_body: bool,
     /// Size of that prefix.
     pub capture_body_max_bytes: Option<usize>,
-    /// Threads serving connections (default: one per core; 0 = on the main runtime).
-    pub threads: Option<usize>,
+    /// Threads serving connections (default: one per core; 0 = on the main runtime; at most
+    /// [`MAX_GATEWAY_THREADS`]).
+    pub threads: Option<Spanned<usize>>,
     /// TLS termination.
     pub tls: Option<RawTls>,
     /// Limits.
@@ -508,6 +509,9 @@ impl Default for DetectSettings {
         }
     }
 }
+
+/// The most `gateway.threads` accepted (a typo such as 10000 would start as many runtimes).
+pub const MAX_GATEWAY_THREADS: usize = 256;
 
 /// One problem in the file.
 #[derive(Debug, Clone, PartialEq)]
@@ -891,6 +895,21 @@ impl RawConfig {
             Some(value) => *value.get_ref(),
             None => 256,
         };
+        let threads = match self.gateway.threads.as_ref() {
+            Some(threads) if *threads.get_ref() > MAX_GATEWAY_THREADS => {
+                check.problem(
+                    "gateway.threads",
+                    Some(threads),
+                    format!(
+                        "must be at most {MAX_GATEWAY_THREADS} (each thread runs its own runtime; \
+                         the default is one per core)"
+                    ),
+                );
+                0
+            }
+            Some(threads) => *threads.get_ref(),
+            None => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        };
         if !check.problems.is_empty() {
             return Err(check.problems);
         }
@@ -918,9 +937,7 @@ impl RawConfig {
                 route_templates: self.gateway.route_templates,
                 capture_body: self.gateway.capture_body,
                 capture_body_max_bytes,
-                threads: self.gateway.threads.unwrap_or_else(|| {
-                    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-                }),
+                threads,
             },
             fsync,
             segment_max_bytes: self.journal.segment_max_bytes,

@@ -37,15 +37,18 @@ pub struct JournalSink {
 
 impl EventSink for JournalSink {
     fn emit(&self, event: Event) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
-        let appender = self.appender.clone();
         let dropped = self.dropped.clone();
         let progress = Arc::clone(&self.progress);
+        progress
+            .submitted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Written here, on the request's thread, when the journal's policy allows (see
+        // `Appender::start_append`): a response never waits on a second task, and an emission
+        // abandoned at shutdown has already reached the journal.
+        let appending = self.appender.start_append(event.to_json());
+        let event_id = event.id;
         Box::pin(async move {
-            let event_id = event.id.clone();
-            progress
-                .submitted
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let appended = appender.append(event.to_json()).await;
+            let appended = appending.await;
             progress
                 .answered
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -232,16 +232,20 @@ fn tail_follows_new_events_live_and_metrics_count_them() {
 fn config_check_reports_every_problem_with_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");
-    std::fs::write(&file, "version = 1\n[gateway]\nlisten = \"nowhere\"\n[[gateway.routes]]\nupstream = \"ftp://x\"\n").unwrap();
+    std::fs::write(&file, "version = 1\n[gateway]\nlisten = \"nowhere\"\nthreads = 10000\n[[gateway.routes]]\nupstream = \"ftp://x\"\n").unwrap();
     let output = run(&["config", "check", file.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     let text = stdout_of(&output);
     assert!(text.contains("bad.toml:3:10: gateway.listen"), "{text}");
     assert!(
-        text.contains("bad.toml:5:12: gateway.routes[0].upstream"),
+        text.contains("bad.toml:4:11: gateway.threads: must be at most 256"),
         "{text}"
     );
-    assert!(text.contains("2 problem(s)"), "{text}");
+    assert!(
+        text.contains("bad.toml:6:12: gateway.routes[0].upstream"),
+        "{text}"
+    );
+    assert!(text.contains("3 problem(s)"), "{text}");
 
     let good = env!("CARGO_MANIFEST_DIR").to_owned() + "/tests/fixtures/full.toml";
     let output = run(&["config", "check", &good]);

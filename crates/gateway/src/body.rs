@@ -255,7 +255,7 @@ impl Body for ObservedBody {
                     this.finished = true;
                     let message = format!("upstream response body failed: {err}");
                     if let Some(pending) = this.pending.take() {
-                        tokio::spawn(
+                        spawn_detached(
                             pending.complete(this.bytes, Ending::Failed("upstream_body", message)),
                         );
                     }
@@ -304,12 +304,33 @@ impl Drop for ObservedBody {
     }
 }
 
-/// Runs an emission that nobody waits for (the client is gone). Outside a runtime (shutdown),
-/// the event still reaches the sink's queue because `emit` enqueues before returning its future.
-pub fn spawn_detached(future: Pin<Box<dyn Future<Output = ()> + Send>>) {
+/// Runs an emission that nobody waits for (the client is gone): at once if the sink has
+/// already taken the event, else on a task of its own. Outside a runtime (shutdown), the event
+/// is still journaled when the sink writes it in `emit` (as the journal sink does with an
+/// interval fsync).
+pub fn spawn_detached(mut future: Pin<Box<dyn Future<Output = ()> + Send>>) {
+    if poll_once(&mut future) {
+        return;
+    }
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(future);
     }
+}
+
+/// Runs an emission to its end, waiting for it: at once if the sink has already taken the
+/// event (the usual case: no task, no trip through the scheduler), else on a task of its own so
+/// that it finishes even if the connection, and this future with it, goes.
+pub async fn finish_emission(mut future: Pin<Box<dyn Future<Output = ()> + Send>>) {
+    if !poll_once(&mut future) {
+        let _ = tokio::spawn(future).await;
+    }
+}
+
+/// Polls `future` once with a waker that does nothing; whether it completed. A future still
+/// pending is polled again by whoever runs it next, with a real waker.
+fn poll_once(future: &mut Pin<Box<dyn Future<Output = ()> + Send>>) -> bool {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    future.as_mut().poll(&mut context).is_ready()
 }
 
 /// Emits the event if a request is abandoned before a response exists (client left while the

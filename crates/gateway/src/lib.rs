@@ -79,6 +79,9 @@ pub trait Enforcer: Send + Sync + 'static {
 /// journal: written, or fsynced with `fsync = "always"`). It may take a while when the sink is
 /// saturated: that wait is the gateway's backpressure, and it never drops an event itself.
 pub trait EventSink: Send + Sync + 'static {
-    /// Accepts one event; resolves when it is safe per the sink's policy.
+    /// Accepts one event; resolves when it is safe per the sink's policy. A sink should take
+    /// the event before returning where it can: the future may be dropped unpolled when the
+    /// runtime goes (shutdown), and the gateway polls it once before giving it a task of its
+    /// own (a future already complete costs no task).
     fn emit(&self, event: Event) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 }

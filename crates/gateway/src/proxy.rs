@@ -215,7 +215,7 @@ pub async fn handle(
     };
     // hyper enforces Content-Length on the upstream body, so `length` is what was read.
     // Its own task: the event is recorded even if the client leaves while it is journaled.
-    let _ = tokio::spawn(pending.complete(length, Ending::Complete)).await;
+    crate::body::finish_emission(pending.complete(length, Ending::Complete)).await;
     let body = ObservedBody::new(collected.map_err(|never| match never {}).boxed(), None);
     Ok(Response::from_parts(parts, body))
 }

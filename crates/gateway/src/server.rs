@@ -134,20 +134,29 @@ impl Gateway {
                 .spawn(move || {
                     let result = runtime.block_on(async move {
                         let listener = TcpListener::from_std(listener).map_err(Error::Thread)?;
-                        let stop = async move {
-                            let _ = stopped.wait_for(|stop| *stop).await;
+                        let stop_asked = std::rc::Rc::new(std::cell::Cell::new(None));
+                        let stop = {
+                            let stop_asked = std::rc::Rc::clone(&stop_asked);
+                            async move {
+                                let _ = stopped.wait_for(|stop| *stop).await;
+                                stop_asked.set(Some(tokio::time::Instant::now()));
+                            }
                         };
                         let result = gateway.serve_here(listener, stop, Some(balance)).await;
                         // Emissions left running after their responses (clients gone) finish
-                        // before the runtime goes.
-                        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-                        while tokio::runtime::Handle::current()
-                            .metrics()
-                            .num_alive_tasks()
-                            > 0
-                            && tokio::time::Instant::now() < deadline
-                        {
+                        // before the runtime goes, within one drain time from the stop.
+                        let deadline = stop_asked.get().unwrap_or_else(tokio::time::Instant::now)
+                            + DRAIN_TIMEOUT;
+                        let alive =
+                            || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+                        while alive() > 0 && tokio::time::Instant::now() < deadline {
                             tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        if alive() > 0 {
+                            tracing::warn!(
+                                tasks = alive(),
+                                "gateway tasks still running {DRAIN_TIMEOUT:?} after the stop are cancelled"
+                            );
                         }
                         result
                     });
@@ -237,37 +246,27 @@ impl Gateway {
                     }
                 },
             };
-            let _ = stream.set_nodelay(true);
             let open = balance.as_ref().map(Balance::guard);
-            let shared = Arc::clone(&self.shared);
-            let builder = Arc::clone(&builder);
-            let tls = self.tls.clone();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let _open = open;
-                match tls {
-                    None => serve_connection(shared, builder, watcher, stream, peer).await,
-                    Some(acceptor) => {
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(stream)) => {
-                                serve_connection(shared, builder, watcher, stream, peer).await
-                            }
-                            Ok(Err(err)) => {
-                                shared.metrics.connection_errors.inc();
-                                tracing::debug!(%peer, error = %err, "tls handshake failed");
-                            }
-                            Err(_) => {
-                                shared.metrics.connection_errors.inc();
-                                tracing::debug!(%peer, "tls handshake timed out");
-                            }
-                        }
-                    }
-                }
-            });
+            self.spawn_connection(&builder, &graceful, stream, peer, open);
         }
         drop(listener);
+        if let Some(balance) = balance.as_mut() {
+            // Peers still accepting may hand over connections until they stop too: refuse
+            // further ones (they are served where accepted) and serve those already sent.
+            balance.inbox.close();
+            while let Ok((stream, peer)) = balance.inbox.try_recv() {
+                match TcpStream::from_std(stream) {
+                    Ok(stream) => {
+                        let open = balance.guard();
+                        self.spawn_connection(&builder, &graceful, stream, peer, Some(open));
+                    }
+                    Err(err) => {
+                        balance.closed();
+                        tracing::warn!(error = %err, "cannot take a connection handed over by another gateway thread");
+                    }
+                }
+            }
+        }
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
             .await
             .is_err()
@@ -275,6 +274,44 @@ impl Gateway {
             tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}");
         }
         Ok(())
+    }
+
+    /// Serves one accepted connection on a task of its own (TLS first when configured).
+    fn spawn_connection(
+        &self,
+        builder: &Arc<auto::Builder<TokioExecutor>>,
+        graceful: &GracefulShutdown,
+        stream: TcpStream,
+        peer: SocketAddr,
+        open: Option<OpenConnection>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&self.shared);
+        let builder = Arc::clone(builder);
+        let tls = self.tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _open = open;
+            match tls {
+                None => serve_connection(shared, builder, watcher, stream, peer).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => {
+                            serve_connection(shared, builder, watcher, stream, peer).await
+                        }
+                        Ok(Err(err)) => {
+                            shared.metrics.connection_errors.inc();
+                            tracing::debug!(%peer, error = %err, "tls handshake failed");
+                        }
+                        Err(_) => {
+                            shared.metrics.connection_errors.inc();
+                            tracing::debug!(%peer, "tls handshake timed out");
+                        }
+                    }
+                }
+            }
+        });
     }
 }
 

@@ -152,6 +152,17 @@ impl Shared {
             self.full.store(true, Ordering::Release);
             return Inline::Queue;
         }
+        if records.len() > 1 {
+            let bytes: u64 = records
+                .iter()
+                .map(|record| crate::segment::FRAME_HEADER_LEN + record.len() as u64)
+                .sum();
+            if worker.segment.len + bytes > worker.segment_max_bytes {
+                // A batch that overflows the segment goes through the writer thread, which
+                // splits it across segments (see `add_frame`).
+                return Inline::Queue;
+            }
+        }
         let first = worker.frontier.size();
         let mut seq = first;
         worker.buf.clear();
@@ -364,6 +375,7 @@ impl Shared {
         mut queue: mpsc::Receiver<Request>,
         shutdown: Arc<Notify>,
     ) -> Result<Option<Checkpoint>> {
+        let _closed_on_panic = ClosedOnPanic(&self);
         let (done_sender, mut done) = mpsc::unbounded_channel();
         {
             let mut worker = self.lock();
@@ -479,6 +491,19 @@ impl Shared {
     }
 }
 
+/// Closes the journal if the writer thread panics (a bug): appends then fail with
+/// [`AppendError::Closed`] instead of being written with nobody left to sync, rotate or
+/// checkpoint them.
+struct ClosedOnPanic<'a>(&'a Shared);
+
+impl Drop for ClosedOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().closed = true;
+        }
+    }
+}
+
 impl Worker {
     /// Takes the report of a background sync.
     fn synced(&mut self, report: SyncReport) {
@@ -496,9 +521,14 @@ impl Worker {
         }
     }
 
+    /// When the writer thread next has something to do unprompted. A sync already running
+    /// is waited for (its report wakes the thread), not timed: with its deadline past, the
+    /// thread would otherwise spin, taking the mutex, until the sync reports.
     fn next_deadline(&self) -> Instant {
         let sync_at = match (self.fsync, self.dirty_since) {
-            (FsyncPolicy::Interval(interval), Some(since)) => Some(since + interval),
+            (FsyncPolicy::Interval(interval), Some(since)) if !self.sync_in_flight => {
+                Some(since + interval)
+            }
             _ => None,
         };
         match sync_at {
@@ -566,7 +596,10 @@ impl Worker {
         }
     }
 
-    /// Encodes one record into the buffer, rotating first if the segment is full.
+    /// Encodes one record into the buffer, rotating first if the segment is full. The writer
+    /// thread rotates a full segment before writing what was queued (without the mutex), so
+    /// this rotates, with the mutex held, only inside queued work larger than what a segment
+    /// has left: bulk batches (`gen`, imports), not the gateway's single events.
     fn add_frame(&mut self, seq: &mut u64, record: &[u8], leaf: Hash) -> io::Result<()> {
         if self.segment.len + self.buf.len() as u64 >= self.segment_max_bytes {
             self.flush_buffer(*seq)?;

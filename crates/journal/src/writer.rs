@@ -202,14 +202,31 @@ impl Appender {
     /// When the queue is full this waits for space (never drops); the wait, and the wait for a
     /// contended mutex, is recorded in `apiwatch_journal_backpressure_wait_seconds`.
     pub async fn append(&self, record: Vec<u8>) -> Result<u64, AppendError> {
-        check_len(&record)?;
-        let leaf = leaf_hash(&record);
-        if let Inline::Done(result) = self.inline(&[&record], &[leaf]) {
-            return result;
+        self.start_append(record).await
+    }
+
+    /// Like [`Appender::append`], but the record is written before this returns whenever the
+    /// caller's thread writes it (`Interval` policy, room in the segment): the future then
+    /// only hands over the result, and dropping it unpolled loses nothing. Otherwise the
+    /// record is queued when the future is first polled.
+    pub fn start_append(
+        &self,
+        record: Vec<u8>,
+    ) -> impl Future<Output = Result<u64, AppendError>> + Send + 'static {
+        let started = check_len(&record).map(|()| {
+            let leaf = leaf_hash(&record);
+            (leaf, self.inline(&[&record], &[leaf]))
+        });
+        let appender = self.clone();
+        async move {
+            let (leaf, inline) = started?;
+            if let Inline::Done(result) = inline {
+                return result;
+            }
+            let (ack, done) = oneshot::channel();
+            appender.enqueue(Request::One { record, leaf, ack }).await?;
+            done.await.map_err(|_| AppendError::Closed)?
         }
-        let (ack, done) = oneshot::channel();
-        self.enqueue(Request::One { record, leaf, ack }).await?;
-        done.await.map_err(|_| AppendError::Closed)?
     }
 
     /// Like [`Appender::append`] for several records: they get consecutive sequence numbers,

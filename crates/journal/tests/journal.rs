@@ -495,14 +495,63 @@ fn producers_writing_their_own_frames_across_rotations_keep_every_record_at_its_
         .map(Result::unwrap)
         .collect();
     assert_eq!(read, written);
-    // 4096-byte segments of 315-byte frames: a rotation every 13 records.
+    // 4096-byte segments of 315-byte frames: a rotation every 13 records, and no segment
+    // more than one frame past its size (a batch that would overflow it is split across
+    // segments, not written whole by its producer).
+    let files: Vec<u64> = segments(dir.path())
+        .iter()
+        .map(|path| std::fs::metadata(path).unwrap().len())
+        .collect();
+    assert!(files.len() > total / 14, "{} segments", files.len());
     assert!(
-        std::fs::read_dir(dir.path().join("journal"))
-            .unwrap()
-            .count()
-            > total / 14
+        files.iter().all(|&len| len < 4096 + 315),
+        "segment sizes {files:?}"
     );
     let report = verify(dir.path(), &VerifyOptions::default()).unwrap();
     assert_eq!(report.records, total as u64);
     assert!(report.checkpoints_checked > 1, "{report:?}");
+}
+
+#[test]
+fn start_append_writes_before_its_future_is_polled_unless_it_must_queue() {
+    // With an interval sync the caller's thread writes the record inside `start_append`, so a
+    // future dropped unpolled (a runtime stopped at shutdown) loses nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(config(dir.path())).unwrap();
+    let appender = journal.appender();
+    for seq in 0..3 {
+        drop(appender.start_append(record(seq)));
+    }
+    journal.shutdown().unwrap();
+    let read: Vec<(u64, Vec<u8>)> = JournalReader::open(dir.path())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        read,
+        (0..3).map(|seq| (seq, record(seq))).collect::<Vec<_>>()
+    );
+
+    // With `always` the record is queued for the writer's group commit when the future is
+    // first polled: unpolled, nothing is written; polled, it is.
+    let dir = tempfile::tempdir().unwrap();
+    let mut always = config(dir.path());
+    always.fsync = FsyncPolicy::Always;
+    let (journal, _) = Journal::open(always).unwrap();
+    let appender = journal.appender();
+    drop(appender.start_append(record(7)));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(
+        runtime.block_on(appender.start_append(record(8))).unwrap(),
+        0
+    );
+    journal.shutdown().unwrap();
+    let read: Vec<(u64, Vec<u8>)> = JournalReader::open(dir.path())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(read, vec![(0, record(8))]);
 }

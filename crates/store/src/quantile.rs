@@ -464,6 +464,14 @@ mod tests {
         sorted[(q * (sorted.len() - 1) as f64).round() as usize]
     }
 
+    /// The batches of a query that must succeed.
+    async fn run(
+        context: &datafusion::prelude::SessionContext,
+        sql: &str,
+    ) -> Vec<datafusion::arrow::array::RecordBatch> {
+        context.sql(sql).await.unwrap().collect().await.unwrap()
+    }
+
     fn close(got: f64, want: f64) -> bool {
         (got - want).abs() <= want.abs() * 0.004 + f64::MIN_POSITIVE
     }
@@ -551,16 +559,12 @@ mod tests {
         context.register_udaf(approx_quantile());
         let table = MemTable::try_new(Arc::clone(&schema), partitions).unwrap();
         context.register_table("t", Arc::new(table)).unwrap();
-        let batches = context
-            .sql(
-                "SELECT route, approx_quantile(duration, 0.99) AS p99, \
+        let batches = run(
+            &context,
+            "SELECT route, approx_quantile(duration, 0.99) AS p99, \
                  approx_quantile(duration, 0.5) AS p50 FROM t GROUP BY route ORDER BY route",
-            )
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        )
+        .await;
         let mut answers = Vec::new();
         for batch in &batches {
             let p99 = batch.column(1).as_primitive::<Float64Type>();
@@ -577,13 +581,7 @@ mod tests {
             assert!(close(p50, scale * 5001.0), "route {r}: p50 {p50}");
         }
         // Without GROUP BY, and a bad quantile is refused with the reason.
-        let whole = context
-            .sql("SELECT approx_quantile(duration, 1) FROM t")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        let whole = run(&context, "SELECT approx_quantile(duration, 1) FROM t").await;
         let max = whole[0].column(0).as_primitive::<Float64Type>().value(0);
         assert!(close(max, 30_000.0), "max {max}");
         let error = context
@@ -594,5 +592,48 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.to_string().contains("between 0 and 1"), "{error}");
+
+        // FILTER (WHERE ...) with GROUP BY: only even durations count. Route 0 keeps 2, 4, ..,
+        // 10_000 (median rank round(0.5 * 4999) = 2500, value 5002), route 1 keeps all its
+        // values (all even), route 2 keeps 6, 12, .., 30_000 (value 3 * 5002); a row whose
+        // filter is null (the null duration) counts as filtered out.
+        let filtered = run(
+            &context,
+            "SELECT route, approx_quantile(duration, 0.5) FILTER (WHERE duration % 2 = 0), \
+             count(duration) FILTER (WHERE duration % 2 = 0) \
+             FROM t GROUP BY route ORDER BY route",
+        )
+        .await;
+        let mut medians = Vec::new();
+        for batch in &filtered {
+            let p50 = batch.column(1).as_primitive::<Float64Type>();
+            let count = batch
+                .column(2)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            for row in 0..batch.num_rows() {
+                medians.push((p50.value(row), count.value(row)));
+            }
+        }
+        assert_eq!(medians.len(), 3);
+        let want = [(5002.0, 5000), (2.0 * 5001.0, 10_000), (3.0 * 5002.0, 5000)];
+        for (r, ((p50, count), (want_p50, want_count))) in medians.into_iter().zip(want).enumerate()
+        {
+            assert_eq!(count, want_count, "route {r}: rows passing the filter");
+            assert!(
+                close(p50, want_p50),
+                "route {r}: filtered p50 {p50}, want {want_p50}"
+            );
+        }
+        // And without GROUP BY: the maximum of route 0 alone, and a filter no row passes
+        // gives null rather than a number.
+        let whole = run(
+            &context,
+            "SELECT approx_quantile(duration, 1) FILTER (WHERE route = '/r0'), \
+                 approx_quantile(duration, 0.5) FILTER (WHERE duration > 1000000) FROM t",
+        )
+        .await;
+        let max = whole[0].column(0).as_primitive::<Float64Type>().value(0);
+        assert!(close(max, 10_000.0), "filtered max {max}");
+        assert!(whole[0].column(1).is_null(0), "an empty filter gives null");
     }
 }
