@@ -1,4 +1,5 @@
-# Shared by the bench scripts (sourced, not run): package checks and the nginx upstream.
+# Shared by the bench scripts (sourced, not run): package checks, the scratch directory and
+# the processes started, the release build, waiting for a server, and the nginx configs.
 
 # need COMMAND PACKAGE: installs the Debian package when the command is missing (as root),
 # otherwise says what to install and exits.
@@ -73,4 +74,35 @@ http {
   }
 }
 CONF
+}
+
+# start_work NAME: a scratch directory in $work; on exit every pid in $pids is killed and the
+# directory removed (kept, and its path printed, when KEEP is set).
+start_work() {
+  work="$(mktemp -d "/tmp/$1.XXXXXX")"
+  pids=()
+  trap cleanup EXIT
+}
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
+}
+
+# build_apiwatch: a release build of this checkout, its path in $APIWATCH.
+build_apiwatch() {
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+  cargo build --release -q -p apiwatch
+  APIWATCH="$CARGO_TARGET_DIR/release/apiwatch"
+}
+
+# wait_http PORT PATH: waits up to 10 s for http://127.0.0.1:PORT/PATH to answer 2xx; exits
+# the script if it does not.
+wait_http() {
+  for _ in $(seq 1 100); do
+    if curl -fsS -o /dev/null "http://127.0.0.1:$1$2" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing answers on port $1" >&2
+  exit 1
 }

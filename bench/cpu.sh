@@ -31,20 +31,9 @@ ADMIN_PORT=18194
 need wrk wrk
 need nginx nginx-light
 
-work="$(mktemp -d /tmp/apiwatch-cpu.XXXXXX)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+start_work apiwatch-cpu
 
-if [ -z "${APIWATCH:-}" ]; then
-  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-  cargo build --release -q -p apiwatch
-  APIWATCH="$CARGO_TARGET_DIR/release/apiwatch"
-fi
+[ -n "${APIWATCH:-}" ] || build_apiwatch
 
 upstream_conf "$work/upstream" "$UPSTREAM_PORT"
 proxy_conf "$work/proxy" "$NGINX_PORT" "$UPSTREAM_PORT"
@@ -59,10 +48,7 @@ printf 'version = 1\n[respond]\nallowlist = ["127.0.0.1"]\n%s\n' "${EXTRA:-}" >"
   >"$work/apiwatch.out" 2>"$work/apiwatch.err" & apiwatch_pid=$!; pids+=($apiwatch_pid)
 
 for port in $UPSTREAM_PORT $NGINX_PORT $APIWATCH_PORT; do
-  for _ in $(seq 1 100); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$port$BODY_PATH" 2>/dev/null && break
-    sleep 0.1
-  done
+  wait_http "$port" "$BODY_PATH"
   wrk -t1 -c8 -d2s "http://127.0.0.1:$port$BODY_PATH" >/dev/null
 done
 

@@ -40,18 +40,9 @@ need wrk wrk
 need nginx nginx-light
 need python3 python3
 
-work="$(mktemp -d /tmp/apiwatch-detect-bench.XXXXXX)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
+start_work apiwatch-detect-bench
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release -q -p apiwatch
-APIWATCH="$CARGO_TARGET_DIR/release/apiwatch"
+build_apiwatch
 
 upstream_conf "$work/upstream" "$UPSTREAM_PORT"
 nginx -c "$work/upstream/nginx.conf" -p "$work/upstream" & pids+=($!)
@@ -61,11 +52,7 @@ nginx -c "$work/upstream/nginx.conf" -p "$work/upstream" & pids+=($!)
   --trusted-proxy 127.0.0.1/32 --data "$work/apiwatch-data" --fsync 100ms --log-format json \
   >"$work/apiwatch.out" 2>"$work/apiwatch.err" & pids+=($!)
 
-for _ in $(seq 1 100); do
-  if curl -fsS -o /dev/null "http://127.0.0.1:$APIWATCH_PORT/api/items/1" 2>/dev/null; then break; fi
-  sleep 0.1
-done
-curl -fsS -o /dev/null "http://127.0.0.1:$APIWATCH_PORT/api/items/1"
+wait_http "$APIWATCH_PORT" /api/items/1
 
 # The traffic: each wrk thread has its own Lua state, numbered in setup() so attacker
 # addresses never repeat across threads. `delay()` paces each connection in the fixed-rate run.

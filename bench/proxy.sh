@@ -31,18 +31,9 @@ need wrk wrk
 need nginx nginx-light
 need hey hey
 
-work="$(mktemp -d /tmp/apiwatch-bench.XXXXXX)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+start_work apiwatch-bench
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release -q -p apiwatch
-APIWATCH="$CARGO_TARGET_DIR/release/apiwatch"
+build_apiwatch
 
 # The upstream (see bench/common.sh).
 upstream_conf "$work/upstream" "$UPSTREAM_PORT"
@@ -61,17 +52,9 @@ printf 'version = 1\n[respond]\nallowlist = ["127.0.0.1"]\n' >"$work/apiwatch.to
   --data "$work/apiwatch-data" --fsync 100ms --log-format json \
   >"$work/apiwatch.out" 2>"$work/apiwatch.err" & pids+=($!)
 
-wait_port() {
-  for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null "http://127.0.0.1:$1$BODY_PATH" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing answers on port $1" >&2
-  exit 1
-}
-wait_port "$UPSTREAM_PORT"
-wait_port "$NGINX_PORT"
-wait_port "$APIWATCH_PORT"
+wait_http "$UPSTREAM_PORT" "$BODY_PATH"
+wait_http "$NGINX_PORT" "$BODY_PATH"
+wait_http "$APIWATCH_PORT" "$BODY_PATH"
 
 rps() { # port -> requests/s
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$1$BODY_PATH" \

@@ -216,16 +216,13 @@ impl Gateway {
             };
             let (stream, peer) = tokio::select! {
                 () = &mut shutdown => break,
-                Some((stream, peer)) = handed => match TcpStream::from_std(stream) {
-                    Ok(stream) => (stream, peer),
-                    Err(err) => {
-                        if let Some(balance) = &balance {
-                            balance.closed();
-                        }
-                        tracing::warn!(error = %err, "cannot take a connection handed over by another gateway thread");
+                Some((stream, peer)) = handed => {
+                    let Some(stream) = balance.as_ref().and_then(|balance| balance.adopt(stream))
+                    else {
                         continue;
-                    }
-                },
+                    };
+                    (stream, peer)
+                }
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
@@ -255,15 +252,9 @@ impl Gateway {
             // further ones (they are served where accepted) and serve those already sent.
             balance.inbox.close();
             while let Ok((stream, peer)) = balance.inbox.try_recv() {
-                match TcpStream::from_std(stream) {
-                    Ok(stream) => {
-                        let open = balance.guard();
-                        self.spawn_connection(&builder, &graceful, stream, peer, Some(open));
-                    }
-                    Err(err) => {
-                        balance.closed();
-                        tracing::warn!(error = %err, "cannot take a connection handed over by another gateway thread");
-                    }
+                if let Some(stream) = balance.adopt(stream) {
+                    let open = balance.guard();
+                    self.spawn_connection(&builder, &graceful, stream, peer, Some(open));
                 }
             }
         }
@@ -385,9 +376,17 @@ impl Balance {
         }
     }
 
-    /// A connection handed over could not be taken: uncount it.
-    fn closed(&self) {
-        self.peers.open[self.index].fetch_sub(1, Ordering::Relaxed);
+    /// Registers a connection handed over by another thread with this thread's runtime; one
+    /// that cannot be is closed, uncounted and logged.
+    fn adopt(&self, stream: std::net::TcpStream) -> Option<TcpStream> {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => Some(stream),
+            Err(err) => {
+                self.peers.open[self.index].fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!(error = %err, "cannot take a connection handed over by another gateway thread");
+                None
+            }
+        }
     }
 }
 
