@@ -100,14 +100,19 @@ async fn run_async(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
 
     let generator = tokio::spawn(generate_traffic(running.gateway_addr));
-    match args.duration {
-        Some(duration) => tokio::time::sleep(duration.into()).await,
-        None => {
-            let _ = tokio::signal::ctrl_c().await;
+    let traffic = generator.abort_handle();
+    let stop = async move {
+        match args.duration {
+            Some(duration) => tokio::time::sleep(duration.into()).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    }
+        traffic.abort();
+    };
+    let result = running.run_until(stop).await;
     generator.abort();
-    running.stop().await?;
+    result?;
     println!(
         "\ndemo stopped; the journal stays in {} (try: apiwatch verify --data {0})",
         data.display()

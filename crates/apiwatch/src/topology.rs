@@ -72,8 +72,9 @@ pub struct Running {
     store: Option<crate::store::StoreStage>,
     ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
-    gateway_task: tokio::task::JoinHandle<apiwatch_gateway::Result<()>>,
-    admin_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// `None` once it ended (see [`Running::run_until`]).
+    gateway_task: Option<tokio::task::JoinHandle<apiwatch_gateway::Result<()>>>,
+    admin_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     journal: Journal,
 }
 
@@ -279,8 +280,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         store,
         ready,
         shutdown,
-        gateway_task,
-        admin_task,
+        gateway_task: Some(gateway_task),
+        admin_task: Some(admin_task),
         journal,
     })
 }
@@ -289,7 +290,65 @@ async fn stopped(mut receiver: watch::Receiver<bool>) {
     let _ = receiver.wait_for(|stop| *stop).await;
 }
 
+/// What a serving task's end means: `what` failed, or panicked.
+fn task_outcome<E>(
+    what: &str,
+    ended: Result<Result<(), E>, tokio::task::JoinError>,
+) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    ended
+        .with_context(|| format!("{what} task panicked"))?
+        .with_context(|| format!("{what} failed"))
+}
+
 impl Running {
+    /// Serves until `signal` resolves, then stops as [`Running::stop`] does.
+    ///
+    /// When the gateway or the admin server ends first (a serving thread failed or panicked,
+    /// a listener broke), everything else is stopped the same way, the journal closed with
+    /// its checkpoint, and the error returned: the process exits non-zero and its supervisor
+    /// restarts it, rather than running on without a gateway until the next restart.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let (Some(gateway), Some(admin)) = (self.gateway_task.as_mut(), self.admin_task.as_mut())
+        else {
+            return self.stop().await;
+        };
+        let failure = tokio::select! {
+            () = signal => None,
+            ended = gateway => {
+                self.gateway_task = None;
+                Some(task_outcome("gateway", ended).and_then(|()| {
+                    Err(anyhow::anyhow!("the gateway stopped without being asked"))
+                }))
+            }
+            ended = admin => {
+                self.admin_task = None;
+                Some(task_outcome("admin server", ended).and_then(|()| {
+                    Err(anyhow::anyhow!("the admin server stopped without being asked"))
+                }))
+            }
+        };
+        match failure {
+            None => {
+                tracing::info!("shutting down");
+                self.stop().await
+            }
+            Some(Err(err)) => {
+                tracing::error!(error = format!("{err:#}"), "shutting down after a failure");
+                if let Err(stop_err) = self.stop().await {
+                    tracing::error!(
+                        error = format!("{stop_err:#}"),
+                        "shutdown after the failure also failed"
+                    );
+                }
+                Err(err)
+            }
+            Some(Ok(())) => unreachable!("an early end is always an error"),
+        }
+    }
+
     /// Stops accepting, drains in-flight requests, then closes the journal with a final
     /// checkpoint.
     pub async fn stop(self) -> anyhow::Result<()> {
@@ -297,14 +356,12 @@ impl Running {
         self.ready
             .store(false, std::sync::atomic::Ordering::Relaxed);
         let _ = self.shutdown.send(true);
-        self.gateway_task
-            .await
-            .context("gateway task panicked")?
-            .context("gateway failed")?;
-        self.admin_task
-            .await
-            .context("admin task panicked")?
-            .context("admin server failed")?;
+        if let Some(task) = self.gateway_task {
+            task_outcome("gateway", task.await)?;
+        }
+        if let Some(task) = self.admin_task {
+            task_outcome("admin server", task.await)?;
+        }
         if let Some(detect) = self.detect {
             tokio::task::spawn_blocking(move || detect.stop())
                 .await

@@ -28,6 +28,14 @@ pub enum Error {
     /// A serving thread or its runtime could not be started, or it panicked.
     #[error("gateway thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// A serving thread ended before the gateway was asked to stop; the others were stopped.
+    #[error("gateway serving thread {index} ended before the shutdown: {reason}")]
+    ThreadEnded {
+        /// The thread (`apiwatch-gw-N`).
+        index: usize,
+        /// Its error, or that it panicked.
+        reason: String,
+    },
 }
 
 /// Result alias for the gateway.

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -11,6 +12,13 @@ use prometheus_client::registry::Registry;
 pub struct StatusClassLabel {
     /// `1xx` .. `5xx`, or `none` when the client left before a response.
     pub status_class: &'static str,
+}
+
+/// Label of the per-thread gauges: the serving thread's index.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThreadLabel {
+    /// `0`, `1`, ... (the `apiwatch-gw-N` thread).
+    pub thread: String,
 }
 
 /// The gateway's metrics.
@@ -30,6 +38,9 @@ pub struct GatewayMetrics {
     pub event_wait: Histogram,
     /// Connections that failed before a request could be read (bad TLS, malformed HTTP).
     pub connection_errors: Counter,
+    /// Connections open on each serving thread (WebSocket and other upgraded tunnels
+    /// included); what new connections are balanced on. Kept when `gateway.threads > 0`.
+    pub open_connections: Family<ThreadLabel, Gauge>,
 }
 
 impl Default for GatewayMetrics {
@@ -42,6 +53,7 @@ impl Default for GatewayMetrics {
             events_emitted: Counter::default(),
             event_wait: Histogram::new(exponential_buckets(0.000_01, 4.0, 12)),
             connection_errors: Counter::default(),
+            open_connections: Family::default(),
         }
     }
 }
@@ -84,6 +96,11 @@ impl GatewayMetrics {
             "connection_errors",
             "Connections that failed before a request was read",
             self.connection_errors.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Connections open on each serving thread, upgraded tunnels included",
+            self.open_connections.clone(),
         );
     }
 

@@ -39,6 +39,8 @@ pub struct Shared {
     pub fingerprinter: Fingerprinter,
     pub scheme: &'static str,
     pub enforcer: Option<Arc<dyn crate::Enforcer>>,
+    /// Where this serving thread counts its connections (`gateway.threads > 0`).
+    pub load: Option<crate::server::ThreadLoad>,
 }
 
 /// A refusal or failure answered by the gateway itself.
@@ -163,6 +165,7 @@ pub async fn handle(
     {
         return Ok(upgrade::tunnel(
             pending,
+            shared.load.as_ref().map(crate::server::ThreadLoad::hold),
             client_upgrade,
             upstream_response,
             &request_id,

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use apiwatch_event::identity::Fingerprinter;
@@ -16,12 +15,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::GatewaySettings;
 use crate::error::{Error, Result};
-use crate::metrics::GatewayMetrics;
+use crate::metrics::{GatewayMetrics, ThreadLabel};
 use crate::proxy::{self, Shared};
 use crate::{EventSink, tls};
 
@@ -58,6 +58,7 @@ impl Gateway {
             metrics: Arc::new(GatewayMetrics::default()),
             fingerprinter,
             enforcer: None,
+            load: None,
         };
         Ok(Gateway {
             shared: Arc::new(shared),
@@ -101,30 +102,44 @@ impl Gateway {
         }
         let listener = listener.into_std().map_err(Error::Thread)?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let mut finished = Vec::with_capacity(threads);
+        let (finished, mut ended) = tokio::sync::mpsc::unbounded_channel();
         let (inboxes, mut receivers): (Vec<_>, Vec<_>) = (0..threads)
             .map(|_| tokio::sync::mpsc::unbounded_channel())
             .unzip();
         let peers = Arc::new(Peers {
-            open: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
+            open: (0..threads)
+                .map(|index| {
+                    self.shared
+                        .metrics
+                        .open_connections
+                        .get_or_create(&ThreadLabel {
+                            thread: index.to_string(),
+                        })
+                        .clone()
+                })
+                .collect(),
             inboxes,
         });
         for (index, inbox) in receivers.drain(..).enumerate() {
-            let balance = Balance {
-                index,
+            let load = ThreadLoad {
                 peers: Arc::clone(&peers),
-                inbox,
+                index,
             };
             let listener = listener.try_clone().map_err(Error::Thread)?;
             let mut shared = (*self.shared).clone();
             shared.client = upstream_client(&shared.settings);
+            shared.load = Some(load.clone());
             let gateway = Gateway {
                 shared: Arc::new(shared),
                 tls: self.tls.clone(),
             };
+            let balance = Balance { load, inbox };
             let mut stopped = stopped.clone();
-            let (done, finish) = tokio::sync::oneshot::channel();
-            finished.push(finish);
+            let done = Finished {
+                index,
+                to: finished.clone(),
+                result: None,
+            };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -132,6 +147,7 @@ impl Gateway {
             std::thread::Builder::new()
                 .name(format!("apiwatch-gw-{index}"))
                 .spawn(move || {
+                    let mut done = done;
                     let result = runtime.block_on(async move {
                         let listener = TcpListener::from_std(listener).map_err(Error::Thread)?;
                         let stop_asked = std::rc::Rc::new(std::cell::Cell::new(None));
@@ -160,26 +176,13 @@ impl Gateway {
                         }
                         result
                     });
-                    let _ = done.send(result);
+                    done.result = Some(result);
                 })
                 .map_err(Error::Thread)?;
         }
         drop(listener);
-        shutdown.await;
-        let _ = stop.send(true);
-        let mut result = Ok(());
-        for finish in finished {
-            match finish.await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => result = Err(err),
-                Err(_) => {
-                    result = Err(Error::Thread(std::io::Error::other(
-                        "a gateway thread panicked",
-                    )))
-                }
-            }
-        }
-        result
+        drop(finished);
+        supervise(threads, &mut ended, shutdown, &stop).await
     }
 
     /// The accept loop of one runtime. With `balance`, a connection accepted while another
@@ -306,17 +309,94 @@ impl Gateway {
     }
 }
 
+/// Sends a serving thread's result when the thread ends, however it ends: a thread that
+/// panicked reports so.
+struct Finished {
+    index: usize,
+    to: tokio::sync::mpsc::UnboundedSender<(usize, Result<()>)>,
+    result: Option<Result<()>>,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let result = self
+            .result
+            .take()
+            .unwrap_or_else(|| Err(Error::Thread(std::io::Error::other("the thread panicked"))));
+        let _ = self.to.send((self.index, result));
+    }
+}
+
+/// Waits for `shutdown`, then tells the `threads` serving threads to stop and waits for them.
+/// A thread that ends before the shutdown (it failed or panicked) stops the others at once,
+/// and the gateway returns that thread's error: a gateway serving on fewer threads than
+/// configured, unseen until the next restart, is worse than one that stops and is restarted.
+async fn supervise(
+    threads: usize,
+    ended: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, Result<()>)>,
+    shutdown: impl Future<Output = ()>,
+    stop: &tokio::sync::watch::Sender<bool>,
+) -> Result<()> {
+    let mut first_failure = None;
+    let mut remaining = threads;
+    tokio::select! {
+        () = shutdown => {}
+        Some((index, result)) = ended.recv() => {
+            remaining -= 1;
+            let reason = match result {
+                Ok(()) => "it stopped without being asked".to_owned(),
+                Err(err) => err.to_string(),
+            };
+            tracing::error!(thread = index, %reason, "a gateway serving thread ended; stopping the gateway");
+            first_failure = Some(Error::ThreadEnded { index, reason });
+        }
+    }
+    let _ = stop.send(true);
+    let mut result = match first_failure {
+        Some(err) => Err(err),
+        None => Ok(()),
+    };
+    while remaining > 0 {
+        let Some((_, outcome)) = ended.recv().await else {
+            break;
+        };
+        remaining -= 1;
+        if let (Err(err), Ok(())) = (outcome, &result) {
+            result = Err(err);
+        }
+    }
+    result
+}
+
 /// What the serving threads know of each other: how many connections each has open, and
 /// where to hand one over.
 struct Peers {
-    open: Vec<AtomicUsize>,
+    open: Vec<Gauge>,
     inboxes: Vec<tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>>,
+}
+
+/// One serving thread's place among its peers, where its connections are counted.
+#[derive(Clone)]
+pub struct ThreadLoad {
+    peers: Arc<Peers>,
+    index: usize,
+}
+
+impl ThreadLoad {
+    /// Counts one more connection on this thread until the guard drops: an upgraded tunnel
+    /// outlives the HTTP connection it came from and is counted on its own.
+    pub fn hold(&self) -> OpenConnection {
+        self.peers.open[self.index].inc();
+        OpenConnection {
+            peers: Arc::clone(&self.peers),
+            index: self.index,
+        }
+    }
 }
 
 /// One serving thread's side of [`Peers`].
 struct Balance {
-    index: usize,
-    peers: Arc<Peers>,
+    load: ThreadLoad,
     inbox: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
 }
 
@@ -331,16 +411,17 @@ impl Balance {
     /// arrive together, as a client's pool opening, would otherwise land on whichever thread
     /// woke first); counts it for the thread that takes it.
     fn place(&self, stream: TcpStream, peer: SocketAddr) -> Placed {
-        let open = &self.peers.open;
-        let mine = open[self.index].load(Ordering::Relaxed);
+        let ThreadLoad { peers, index: me } = &self.load;
+        let (open, me) = (&peers.open, *me);
+        let mine = open[me].get();
         let (least, fewest) = open
             .iter()
             .enumerate()
-            .map(|(index, count)| (index, count.load(Ordering::Relaxed)))
+            .map(|(index, count)| (index, count.get()))
             .min_by_key(|&(_, count)| count)
-            .unwrap_or((self.index, mine));
-        if least == self.index || fewest >= mine {
-            open[self.index].fetch_add(1, Ordering::Relaxed);
+            .unwrap_or((me, mine));
+        if least == me || fewest >= mine {
+            open[me].inc();
             return Placed::Here(stream);
         }
         let stream = match stream.into_std() {
@@ -350,15 +431,15 @@ impl Balance {
                 return Placed::Elsewhere;
             }
         };
-        open[least].fetch_add(1, Ordering::Relaxed);
-        match self.peers.inboxes[least].send((stream, peer)) {
+        open[least].inc();
+        match peers.inboxes[least].send((stream, peer)) {
             Ok(()) => Placed::Elsewhere,
             Err(returned) => {
                 // That thread has stopped: serve it here after all.
-                open[least].fetch_sub(1, Ordering::Relaxed);
+                open[least].dec();
                 match TcpStream::from_std(returned.0.0) {
                     Ok(stream) => {
-                        open[self.index].fetch_add(1, Ordering::Relaxed);
+                        open[me].inc();
                         Placed::Here(stream)
                     }
                     Err(_) => Placed::Elsewhere,
@@ -371,8 +452,8 @@ impl Balance {
     /// [`Balance::place`] on the thread that accepted it).
     fn guard(&self) -> OpenConnection {
         OpenConnection {
-            peers: Arc::clone(&self.peers),
-            index: self.index,
+            peers: Arc::clone(&self.load.peers),
+            index: self.load.index,
         }
     }
 
@@ -382,7 +463,7 @@ impl Balance {
         match TcpStream::from_std(stream) {
             Ok(stream) => Some(stream),
             Err(err) => {
-                self.peers.open[self.index].fetch_sub(1, Ordering::Relaxed);
+                self.load.peers.open[self.load.index].dec();
                 tracing::warn!(error = %err, "cannot take a connection handed over by another gateway thread");
                 None
             }
@@ -391,14 +472,14 @@ impl Balance {
 }
 
 /// Uncounts a connection when it ends.
-struct OpenConnection {
+pub struct OpenConnection {
     peers: Arc<Peers>,
     index: usize,
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.peers.open[self.index].fetch_sub(1, Ordering::Relaxed);
+        self.peers.open[self.index].dec();
     }
 }
 
@@ -475,4 +556,106 @@ fn record_connection_error(
         ));
     }
     crate::body::spawn_detached(shared.sink.emit(event));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Body = Box<dyn FnOnce(tokio::sync::watch::Receiver<bool>) -> Result<()> + Send>;
+
+    /// Stand-in serving threads that report through [`Finished`] as the real ones do.
+    fn spawn(
+        bodies: Vec<Body>,
+    ) -> (
+        tokio::sync::mpsc::UnboundedReceiver<(usize, Result<()>)>,
+        tokio::sync::watch::Sender<bool>,
+    ) {
+        let (to, ended) = tokio::sync::mpsc::unbounded_channel();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        for (index, body) in bodies.into_iter().enumerate() {
+            let done = Finished {
+                index,
+                to: to.clone(),
+                result: None,
+            };
+            let stopped = stopped.clone();
+            std::thread::spawn(move || {
+                let mut done = done;
+                done.result = Some(body(stopped));
+            });
+        }
+        (ended, stop)
+    }
+
+    /// A thread that serves until told to stop, and says when it saw the stop.
+    fn until_stopped(seen: std::sync::mpsc::Sender<()>) -> Body {
+        Box::new(move |mut stopped| {
+            while !*stopped.borrow_and_update() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = seen.send(());
+            Ok(())
+        })
+    }
+
+    #[tokio::test]
+    async fn a_panicking_serving_thread_stops_the_gateway_with_an_error() {
+        let (seen, saw) = std::sync::mpsc::channel();
+        let (mut ended, stop) = spawn(vec![
+            Box::new(|_| panic!("accept loop bug")),
+            until_stopped(seen),
+        ]);
+        let result = tokio::time::timeout(
+            Duration::from_secs(5),
+            supervise(2, &mut ended, std::future::pending(), &stop),
+        )
+        .await
+        .expect("the gateway noticed the thread without waiting for a shutdown");
+        let err = result.unwrap_err().to_string();
+        assert!(
+            err.contains("thread 0") && err.contains("panicked"),
+            "{err}"
+        );
+        saw.try_recv().expect("the other thread was told to stop");
+    }
+
+    #[tokio::test]
+    async fn a_serving_thread_that_fails_or_returns_early_stops_the_gateway() {
+        let (seen, saw) = std::sync::mpsc::channel();
+        let (mut ended, stop) = spawn(vec![
+            until_stopped(seen.clone()),
+            Box::new(|_| Err(Error::Thread(std::io::Error::other("listener refused")))),
+        ]);
+        let err = supervise(2, &mut ended, std::future::pending(), &stop)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("thread 1") && err.contains("listener refused"),
+            "{err}"
+        );
+        saw.try_recv().unwrap();
+
+        let (mut ended, stop) = spawn(vec![Box::new(|_| Ok(())), until_stopped(seen)]);
+        let err = supervise(2, &mut ended, std::future::pending(), &stop)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("without being asked"), "{err}");
+        saw.try_recv().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_stops_every_thread_and_succeeds() {
+        let (seen, saw) = std::sync::mpsc::channel();
+        let (mut ended, stop) = spawn(vec![until_stopped(seen.clone()), until_stopped(seen)]);
+        let shutdown = tokio::time::sleep(Duration::from_millis(50));
+        supervise(2, &mut ended, shutdown, &stop).await.unwrap();
+        assert_eq!(
+            saw.try_iter().count(),
+            2,
+            "both threads stopped before the return"
+        );
+    }
 }

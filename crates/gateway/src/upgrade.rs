@@ -11,14 +11,18 @@ use crate::headers;
 /// Answers the client's upgrade with the upstream's `101` and splices the two connections once
 /// both sides have switched. The request's event is emitted when the tunnel closes, with the
 /// bytes each way (client->upstream as request bytes, upstream->client as response bytes).
+/// `counted` holds the tunnel's place in its thread's connection count until it closes.
 pub fn tunnel(
     pending: PendingEvent,
+    counted: Option<crate::server::OpenConnection>,
     client_upgrade: OnUpgrade,
     mut upstream_response: Response<Incoming>,
     request_id: &str,
 ) -> Response<ObservedBody> {
     let upstream_upgrade = hyper::upgrade::on(&mut upstream_response);
     tokio::spawn(async move {
+        // The tunnel counts as a connection of this thread for as long as it is open.
+        let _counted = counted;
         let request_stats = std::sync::Arc::clone(&pending.request_stats);
         let (sent_up, sent_down, error) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
             Ok((client, upstream)) => {

@@ -397,18 +397,7 @@ async fn client_leaving_mid_response_is_recorded() {
 async fn websocket_upgrade_is_passed_through_both_ways() {
     let upstream = start_upstream().await;
     let (gateway, sink) = start_gateway(upstream, |_| {}).await;
-    let mut stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
-    stream
-        .write_all(b"GET /ws HTTP/1.1\r\nhost: test\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
+    let (mut stream, head) = open_tunnel(gateway).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(
         head.to_ascii_lowercase().contains("upgrade: websocket"),
@@ -423,6 +412,90 @@ async fn websocket_upgrade_is_passed_through_both_ways() {
     assert_eq!(event.status_code, Some(101));
     assert_eq!(event.request_bytes, 23);
     assert_eq!(event.response_bytes, 23);
+}
+
+/// Asks `gateway` for a WebSocket upgrade; the connection and the response head.
+async fn open_tunnel(gateway: std::net::SocketAddr) -> (tokio::net::TcpStream, String) {
+    let mut stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nhost: test\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    (stream, String::from_utf8(head).unwrap())
+}
+
+/// Waits until the per-thread open-connection gauges read `expected` (sorted), or fails
+/// after 3 s with what they read.
+async fn wait_for_open(metrics: &apiwatch_gateway::GatewayMetrics, expected: [i64; 2]) {
+    let read = || {
+        let mut open = [0, 1].map(|thread| {
+            metrics
+                .open_connections
+                .get_or_create(&apiwatch_gateway::ThreadLabel {
+                    thread: thread.to_string(),
+                })
+                .get()
+        });
+        open.sort_unstable();
+        open
+    };
+    for _ in 0..300 {
+        if read() == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "open connections by thread: {:?}, expected {expected:?}",
+        read()
+    );
+}
+
+#[tokio::test]
+async fn websocket_tunnels_count_as_open_connections_when_balancing_threads() {
+    let upstream = start_upstream().await;
+    let mut settings = apiwatch_gateway::GatewaySettings::with_upstream(
+        apiwatch_gateway::Upstream::parse(&format!("http://{upstream}")).unwrap(),
+    );
+    settings.threads = 2;
+    let gateway = apiwatch_gateway::Gateway::new(
+        settings,
+        std::sync::Arc::new(CollectingSink::default()),
+        apiwatch_event::identity::Fingerprinter::new([7; 32]),
+    )
+    .unwrap();
+    let metrics = gateway.metrics();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(gateway.serve(listener, std::future::pending()));
+
+    // The tunnel outlives the HTTP connection it was upgraded from, and still counts.
+    let (mut tunnel, head) = open_tunnel(addr).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    tunnel.write_all(b"ping").await.unwrap();
+    let mut echoed = [0u8; 4];
+    tunnel.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"ping");
+    wait_for_open(&metrics, [0, 1]).await;
+    // So the next connection goes to the other thread.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    plain.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    wait_for_open(&metrics, [1, 1]).await;
+    drop(tunnel);
+    drop(plain);
+    wait_for_open(&metrics, [0, 0]).await;
 }
 
 #[tokio::test]

@@ -102,9 +102,7 @@ pub fn run(args: ServeArgs, log_format: Option<&str>) -> anyhow::Result<ExitCode
                 reload.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         });
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        running.stop().await?;
+        running.run_until(wait_for_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
 }
