@@ -89,8 +89,12 @@ cleanup() {
   if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 
-# build_apiwatch: a release build of this checkout, its path in $APIWATCH.
+# build_apiwatch: a release build of this checkout, its path in $APIWATCH; an APIWATCH set
+# beforehand (a binary built elsewhere) is used as it is.
 build_apiwatch() {
+  if [ -n "${APIWATCH:-}" ]; then
+    return
+  fi
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
   cargo build --release -q -p apiwatch
   APIWATCH="$CARGO_TARGET_DIR/release/apiwatch"

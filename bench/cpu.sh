@@ -33,7 +33,7 @@ need nginx nginx-light
 
 start_work apiwatch-cpu
 
-[ -n "${APIWATCH:-}" ] || build_apiwatch
+build_apiwatch
 
 upstream_conf "$work/upstream" "$UPSTREAM_PORT"
 proxy_conf "$work/proxy" "$NGINX_PORT" "$UPSTREAM_PORT"
