@@ -275,24 +275,9 @@ impl Store {
         from: Option<i64>,
         to: Option<i64>,
     ) -> Result<(DataFrame, datafusion::prelude::SessionContext)> {
-        let parsed = apiwatch_query::Query::parse(query).map_err(|err| Error::Search {
-            column: err.column,
-            message: err.message,
-        })?;
-        let range = (from.is_some() || to.is_some())
-            .then(|| (from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX)));
-        let context = self.session(range).await?;
-        let mut frame = context.table("events").await?;
-        let mut condition = crate::filter::to_expr(&parsed.filter())?;
-        if let Some(from) = from {
-            condition = condition.and(col(TIME_COLUMN).gt_eq(time_literal(from)));
-        }
-        if let Some(to) = to {
-            condition = condition.and(col(TIME_COLUMN).lt(time_literal(to)));
-        }
-        if !parsed.matches_everything() || from.is_some() || to.is_some() {
-            frame = frame.filter(condition)?;
-        }
+        let search = Search::parse(query, from, to)?;
+        let context = self.session(search.range()).await?;
+        let frame = search.apply(&context).await?;
         Ok((frame, context))
     }
 
@@ -361,17 +346,45 @@ impl Store {
     }
 
     /// Streams the events matching a search and time range in file order (files in time
-    /// order, and within a file chunks of `StoreConfig::cluster_rows` in time order, each
-    /// sorted by source address), batch by batch, so an export of any size runs in flat
-    /// memory.
+    /// order, then the memtable; within a file chunks of `StoreConfig::cluster_rows` in time
+    /// order, each sorted by source address), batch by batch.
+    ///
+    /// Each file is read by a query of its own, started when the one before has ended, so
+    /// that an export holds one file's readers and metadata at a time: its memory does not
+    /// grow with the number of files (days) it covers.
     pub async fn export(
         &self,
         query: &str,
         from: Option<i64>,
         to: Option<i64>,
     ) -> Result<SendableRecordBatchStream> {
-        let (frame, _) = self.matching(query, from, to).await?;
-        Ok(frame.execute_stream().await?)
+        use futures::TryStreamExt;
+        let search = Search::parse(query, from, to)?;
+        let crate::store::Snapshot { files, memtable } = self.snapshot(search.range());
+        let mut parts: Vec<crate::store::Snapshot> = files
+            .into_iter()
+            .map(|file| crate::store::Snapshot {
+                files: vec![file],
+                memtable: Vec::new(),
+            })
+            .collect();
+        parts.push(crate::store::Snapshot {
+            files: Vec::new(),
+            memtable,
+        });
+        // Planning a frame reads nothing; each is executed only when the stream reaches it.
+        let mut frames = Vec::with_capacity(parts.len());
+        for part in parts {
+            let context = self.session_over(part).await?;
+            frames.push(search.apply(&context).await?);
+        }
+        let schema = std::sync::Arc::new(frames[0].schema().as_arrow().clone());
+        let batches = futures::stream::iter(frames)
+            .then(DataFrame::execute_stream)
+            .try_flatten();
+        Ok(Box::pin(
+            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, batches),
+        ))
     }
 
     /// Writes the events matching a search and time range to `out` in `format`, batch by
@@ -438,6 +451,45 @@ impl Store {
         let context = self.session(None).await?;
         let frame = read_only_sql(&context, text).await?;
         Ok(frame.execute_stream().await?)
+    }
+}
+
+/// A parsed search with its time range, to apply to the `events` table of a session.
+struct Search {
+    parsed: apiwatch_query::Query,
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+impl Search {
+    fn parse(query: &str, from: Option<i64>, to: Option<i64>) -> Result<Search> {
+        let parsed = apiwatch_query::Query::parse(query).map_err(|err| Error::Search {
+            column: err.column,
+            message: err.message,
+        })?;
+        Ok(Search { parsed, from, to })
+    }
+
+    /// The range, in nanoseconds `[from, to)`, that files must overlap to be read.
+    fn range(&self) -> Option<(i64, i64)> {
+        (self.from.is_some() || self.to.is_some())
+            .then(|| (self.from.unwrap_or(i64::MIN), self.to.unwrap_or(i64::MAX)))
+    }
+
+    /// `context`'s events filtered by the search and the time range.
+    async fn apply(&self, context: &datafusion::prelude::SessionContext) -> Result<DataFrame> {
+        let mut frame = context.table("events").await?;
+        let mut condition = crate::filter::to_expr(&self.parsed.filter())?;
+        if let Some(from) = self.from {
+            condition = condition.and(col(TIME_COLUMN).gt_eq(time_literal(from)));
+        }
+        if let Some(to) = self.to {
+            condition = condition.and(col(TIME_COLUMN).lt(time_literal(to)));
+        }
+        if !self.parsed.matches_everything() || self.from.is_some() || self.to.is_some() {
+            frame = frame.filter(condition)?;
+        }
+        Ok(frame)
     }
 }
 

@@ -462,7 +462,11 @@ impl Store {
     /// A DataFusion session whose table `events` is the files (those overlapping `range`,
     /// nanoseconds `[from, to)`, when given) plus the memtable.
     pub async fn session(&self, range: Option<(i64, i64)>) -> Result<SessionContext> {
-        let snapshot = self.snapshot(range);
+        self.session_over(self.snapshot(range)).await
+    }
+
+    /// A DataFusion session whose table `events` is `snapshot`'s files and memtable.
+    pub(crate) async fn session_over(&self, snapshot: Snapshot) -> Result<SessionContext> {
         let mut config = SessionConfig::new()
             .with_target_partitions(2)
             .with_information_schema(false);
@@ -513,9 +517,16 @@ impl Store {
 /// "resources exhausted" instead of taking the server's memory.
 pub const QUERY_MEMORY_BYTES: usize = 1 << 30;
 
+/// Parquet footers (statistics, page indexes) kept between queries so that warm queries do
+/// not re-read them; past the bound the least recently used are dropped and read again
+/// when next needed. (DataFusion's default, named here because it is part of the memory an
+/// export or a server holds.)
+pub const METADATA_CACHE_BYTES: usize = 50 << 20;
+
 fn query_runtime() -> Arc<RuntimeEnv> {
     datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
         .with_memory_limit(QUERY_MEMORY_BYTES, 1.0)
+        .with_metadata_cache_limit(METADATA_CACHE_BYTES)
         .build_arc()
         .unwrap_or_else(|_| Arc::new(RuntimeEnv::default()))
 }
