@@ -460,20 +460,13 @@ async fn wait_for_open(metrics: &apiwatch_gateway::GatewayMetrics, expected: [i6
 #[tokio::test]
 async fn websocket_tunnels_count_as_open_connections_when_balancing_threads() {
     let upstream = start_upstream().await;
-    let mut settings = apiwatch_gateway::GatewaySettings::with_upstream(
-        apiwatch_gateway::Upstream::parse(&format!("http://{upstream}")).unwrap(),
-    );
-    settings.threads = 2;
-    let gateway = apiwatch_gateway::Gateway::new(
-        settings,
-        std::sync::Arc::new(CollectingSink::default()),
-        apiwatch_event::identity::Fingerprinter::new([7; 32]),
-    )
-    .unwrap();
-    let metrics = gateway.metrics();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(gateway.serve(listener, std::future::pending()));
+    // Held: the gateway stops when the sender goes.
+    let Threaded {
+        addr,
+        metrics,
+        stop: _running,
+        ..
+    } = start_threaded(upstream, 2, std::sync::Arc::new(CollectingSink::default())).await;
 
     // The tunnel outlives the HTTP connection it was upgraded from, and still counts.
     let (mut tunnel, head) = open_tunnel(addr).await;
@@ -677,23 +670,13 @@ impl apiwatch_gateway::EventSink for ThreadSink {
 #[tokio::test]
 async fn serving_threads_share_connections_record_every_request_and_stop() {
     let upstream = start_upstream().await;
-    let mut settings = apiwatch_gateway::GatewaySettings::with_upstream(
-        apiwatch_gateway::Upstream::parse(&format!("http://{upstream}")).unwrap(),
-    );
-    settings.threads = 2;
     let sink = ThreadSink::default();
-    let gateway = apiwatch_gateway::Gateway::new(
-        settings,
-        std::sync::Arc::new(sink.clone()),
-        apiwatch_event::identity::Fingerprinter::new([7; 32]),
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(gateway.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let Threaded {
+        addr,
+        stop,
+        served: serving,
+        ..
+    } = start_threaded(upstream, 2, std::sync::Arc::new(sink.clone())).await;
     // 32 connections of 5 requests each, all at once.
     let mut clients = Vec::new();
     for connection in 0..32 {
@@ -752,4 +735,45 @@ async fn serving_threads_share_connections_record_every_request_and_stop() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "the listener is closed once serve returns"
     );
+}
+
+#[tokio::test]
+async fn a_shutdown_keeps_the_events_of_clients_that_already_left() {
+    // Serving threads have runtimes of their own; the emission of a request whose client
+    // left is a task on that runtime, which must run to its end before the runtime goes.
+    let upstream = start_upstream().await;
+    let sink = CollectingSink {
+        delay: Some(Duration::from_millis(500)),
+        ..CollectingSink::default()
+    };
+    let Threaded {
+        addr, stop, served, ..
+    } = start_threaded(upstream, 2, std::sync::Arc::new(sink.clone())).await;
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(stream);
+    // The gateway notices the client is gone and hands the event to the (slow) sink.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        sink.events.lock().unwrap().is_empty(),
+        "the sink is slower than this"
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), served)
+        .await
+        .expect("the gateway stops within its drain time")
+        .unwrap()
+        .unwrap();
+    let events = sink.events.lock().unwrap().clone();
+    assert_eq!(
+        events.len(),
+        1,
+        "the event of the client that left was kept"
+    );
+    assert_eq!(events[0].error_type.as_deref(), Some("client_disconnect"));
 }

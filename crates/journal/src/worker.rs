@@ -926,3 +926,38 @@ impl Syncer {
         let _ = self.thread.join();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FsyncPolicy, JournalConfig};
+
+    /// A worker over a fresh journal in `dir`, as [`crate::Journal::open`] builds it.
+    fn worker(dir: &std::path::Path, fsync: FsyncPolicy) -> Worker {
+        let mut config = JournalConfig::new(dir);
+        config.fsync = fsync;
+        std::fs::create_dir_all(journal_dir(dir)).unwrap();
+        let lock = crate::writer::lock_journal(&journal_dir(dir)).unwrap();
+        let key = crate::keys::load_or_create_signing_key(dir).unwrap();
+        let recovered = crate::recovery::recover(dir, &key.verifying_key()).unwrap();
+        Worker::new(&config, recovered, key, JournalMetrics::new(), lock).unwrap()
+    }
+
+    #[test]
+    fn the_writer_waits_for_a_running_sync_instead_of_timing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut worker = worker(dir.path(), FsyncPolicy::Interval(Duration::from_millis(1)));
+        let mut seq = worker.frontier.size();
+        worker.encode(&mut seq, b"{}", crate::merkle::leaf_hash(b"{}"));
+        worker.flush_buffer(seq).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        // Written and not synced, the interval past: the sync is due now.
+        assert!(worker.next_deadline() <= Instant::now());
+        // With that sync running, the next deadline is the checkpoint's, in the future: were
+        // it the sync's (in the past), the writer thread would wake, take the mutex and find
+        // nothing to do, over and over until the sync reports (the spin this guards against).
+        worker.sync_in_flight = true;
+        assert_eq!(worker.next_deadline(), worker.next_checkpoint_at);
+        assert!(worker.next_deadline() > Instant::now());
+    }
+}

@@ -152,7 +152,7 @@ impl Drop for Journal {
 }
 
 /// Takes the exclusive lock that keeps a second writer out of the journal directory.
-fn lock_journal(dir: &Path) -> Result<File> {
+pub(crate) fn lock_journal(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)

@@ -138,3 +138,37 @@ pub async fn send(
         String::from_utf8_lossy(&bytes).into_owned(),
     )
 }
+
+/// A gateway serving on threads of its own, as `apiwatch serve` runs it.
+pub struct Threaded {
+    pub addr: SocketAddr,
+    pub metrics: Arc<apiwatch_gateway::GatewayMetrics>,
+    /// Send to stop it; `served` then ends with the gateway's result.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub served: tokio::task::JoinHandle<apiwatch_gateway::Result<()>>,
+}
+
+/// A gateway with `threads` serving threads in front of `upstream`, its events to `sink`.
+pub async fn start_threaded(
+    upstream: SocketAddr,
+    threads: usize,
+    sink: Arc<dyn EventSink>,
+) -> Threaded {
+    let mut settings =
+        GatewaySettings::with_upstream(Upstream::parse(&format!("http://{upstream}")).unwrap());
+    settings.threads = threads;
+    let gateway = Gateway::new(settings, sink, Fingerprinter::new([7; 32])).unwrap();
+    let metrics = gateway.metrics();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(gateway.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    Threaded {
+        addr,
+        metrics,
+        stop,
+        served,
+    }
+}
