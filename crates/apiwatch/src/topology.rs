@@ -228,7 +228,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     }
     gateway.metrics().register(&mut registry);
 
+    // Cleared by the gateway itself the moment it starts to stop (a failed serving thread
+    // stops it without anyone asking), and by `stop`.
     let ready = Arc::new(AtomicBool::new(false));
+    let gateway = gateway.with_readiness(Arc::clone(&ready));
     let (shutdown, _) = watch::channel(false);
     if let Some(responder) = &responder {
         tokio::spawn(responder.clone().run_expiry(shutdown.subscribe()));
@@ -351,33 +354,67 @@ impl Running {
 
     /// Stops accepting, drains in-flight requests, then closes the journal with a final
     /// checkpoint.
+    ///
+    /// Every stage is stopped even when an earlier one reports a failure (detection's last
+    /// findings, the store's memtable and the journal's checkpoint are never skipped because
+    /// the gateway ended badly); the first failure is returned, later ones are logged.
     pub async fn stop(self) -> anyhow::Result<()> {
         // Tell load balancers to stop sending traffic before the listeners close.
         self.ready
             .store(false, std::sync::atomic::Ordering::Relaxed);
         let _ = self.shutdown.send(true);
+        let mut outcome = StopOutcome::default();
         if let Some(task) = self.gateway_task {
-            task_outcome("gateway", task.await)?;
+            outcome.record(task_outcome("gateway", task.await));
         }
         if let Some(task) = self.admin_task {
-            task_outcome("admin server", task.await)?;
+            outcome.record(task_outcome("admin server", task.await));
         }
         if let Some(detect) = self.detect {
-            tokio::task::spawn_blocking(move || detect.stop())
-                .await
-                .context("detection shutdown panicked")?;
+            outcome.record(
+                tokio::task::spawn_blocking(move || detect.stop())
+                    .await
+                    .context("detection shutdown panicked"),
+            );
         }
         if let Some(store) = self.store {
-            tokio::task::spawn_blocking(move || store.stop())
-                .await
-                .context("store shutdown panicked")?;
+            outcome.record(
+                tokio::task::spawn_blocking(move || store.stop())
+                    .await
+                    .context("store shutdown panicked"),
+            );
         }
         let journal = self.journal;
-        let checkpoint = tokio::task::spawn_blocking(move || journal.shutdown())
+        match tokio::task::spawn_blocking(move || journal.shutdown())
             .await
-            .context("journal shutdown panicked")?
-            .context("failed to close the journal")?;
-        tracing::info!(?checkpoint, "journal closed");
-        Ok(())
+            .context("journal shutdown panicked")
+            .and_then(|closed| closed.context("failed to close the journal"))
+        {
+            Ok(checkpoint) => tracing::info!(?checkpoint, "journal closed"),
+            Err(err) => outcome.record(Err(err)),
+        }
+        outcome.finish()
+    }
+}
+
+/// The first failure met while stopping; the stages after it are still stopped.
+#[derive(Default)]
+struct StopOutcome {
+    first: Option<anyhow::Error>,
+}
+
+impl StopOutcome {
+    fn record(&mut self, result: anyhow::Result<()>) {
+        if let Err(err) = result {
+            if self.first.is_some() {
+                tracing::error!(error = format!("{err:#}"), "shutdown: a further failure");
+            } else {
+                self.first = Some(err);
+            }
+        }
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        self.first.map_or(Ok(()), Err)
     }
 }

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use apiwatch_event::identity::Fingerprinter;
@@ -34,6 +35,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Gateway {
     shared: Arc<Shared>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    ready: Option<Arc<AtomicBool>>,
 }
 
 impl Gateway {
@@ -63,7 +65,16 @@ impl Gateway {
         Ok(Gateway {
             shared: Arc::new(shared),
             tls,
+            ready: None,
         })
+    }
+
+    /// Clears `ready` the moment the gateway starts to stop, asked or not: a serving thread
+    /// that fails makes the whole gateway stop, and its readiness (`/readyz`) goes at once
+    /// rather than after the other threads have drained.
+    pub fn with_readiness(mut self, ready: Arc<AtomicBool>) -> Self {
+        self.ready = Some(ready);
+        self
     }
 
     /// Enforces decisions: `enforcer` is asked before every request is forwarded.
@@ -132,6 +143,7 @@ impl Gateway {
             let gateway = Gateway {
                 shared: Arc::new(shared),
                 tls: self.tls.clone(),
+                ready: None,
             };
             let balance = Balance { load, inbox };
             let mut stopped = stopped.clone();
@@ -148,7 +160,7 @@ impl Gateway {
                 .name(format!("apiwatch-gw-{index}"))
                 .spawn(move || {
                     let mut done = done;
-                    let result = runtime.block_on(async move {
+                    done.result = Some(catching_panics(|| runtime.block_on(async move {
                         let listener = TcpListener::from_std(listener).map_err(Error::Thread)?;
                         let stop_asked = std::rc::Rc::new(std::cell::Cell::new(None));
                         let stop = {
@@ -175,14 +187,19 @@ impl Gateway {
                             );
                         }
                         result
-                    });
-                    done.result = Some(result);
+                    })));
                 })
                 .map_err(Error::Thread)?;
         }
         drop(listener);
         drop(finished);
-        supervise(threads, &mut ended, shutdown, &stop).await
+        let ready = self.ready.clone();
+        supervise(threads, &mut ended, shutdown, &stop, move || {
+            if let Some(ready) = ready {
+                ready.store(false, Ordering::Relaxed);
+            }
+        })
+        .await
     }
 
     /// The accept loop of one runtime. With `balance`, a connection accepted while another
@@ -309,6 +326,20 @@ impl Gateway {
     }
 }
 
+/// Runs a serving thread's body; a panic becomes an error that carries its message.
+fn catching_panics(body: impl FnOnce() -> Result<()>) -> Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|message| (*message).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        Err(Error::Thread(std::io::Error::other(format!(
+            "the thread panicked: {message}"
+        ))))
+    })
+}
+
 /// Sends a serving thread's result when the thread ends, however it ends: a thread that
 /// panicked reports so.
 struct Finished {
@@ -336,6 +367,7 @@ async fn supervise(
     ended: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, Result<()>)>,
     shutdown: impl Future<Output = ()>,
     stop: &tokio::sync::watch::Sender<bool>,
+    stopping: impl FnOnce(),
 ) -> Result<()> {
     let mut first_failure = None;
     let mut remaining = threads;
@@ -351,6 +383,7 @@ async fn supervise(
             first_failure = Some(Error::ThreadEnded { index, reason });
         }
     }
+    stopping();
     let _ = stop.send(true);
     let mut result = match first_failure {
         Some(err) => Err(err),
@@ -582,7 +615,7 @@ mod tests {
             let stopped = stopped.clone();
             std::thread::spawn(move || {
                 let mut done = done;
-                done.result = Some(body(stopped));
+                done.result = Some(catching_panics(|| body(stopped)));
             });
         }
         (ended, stop)
@@ -606,18 +639,40 @@ mod tests {
             Box::new(|_| panic!("accept loop bug")),
             until_stopped(seen),
         ]);
+        let ready = AtomicBool::new(true);
         let result = tokio::time::timeout(
             Duration::from_secs(5),
-            supervise(2, &mut ended, std::future::pending(), &stop),
+            supervise(2, &mut ended, std::future::pending(), &stop, || {
+                ready.store(false, Ordering::Relaxed);
+            }),
         )
         .await
         .expect("the gateway noticed the thread without waiting for a shutdown");
+        assert!(
+            !ready.load(Ordering::Relaxed),
+            "readiness is cleared when a thread fails"
+        );
         let err = result.unwrap_err().to_string();
         assert!(
-            err.contains("thread 0") && err.contains("panicked"),
+            err.contains("thread 0") && err.contains("panicked: accept loop bug"),
             "{err}"
         );
         saw.try_recv().expect("the other thread was told to stop");
+    }
+
+    /// The error `supervise` returns for two threads, one of which ends without a shutdown.
+    async fn early_failure(
+        ended: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, Result<()>)>,
+        stop: &tokio::sync::watch::Sender<bool>,
+    ) -> String {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            supervise(2, ended, std::future::pending(), stop, || {}),
+        )
+        .await
+        .expect("the gateway noticed the thread without waiting for a shutdown")
+        .unwrap_err()
+        .to_string()
     }
 
     #[tokio::test]
@@ -627,10 +682,7 @@ mod tests {
             until_stopped(seen.clone()),
             Box::new(|_| Err(Error::Thread(std::io::Error::other("listener refused")))),
         ]);
-        let err = supervise(2, &mut ended, std::future::pending(), &stop)
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = early_failure(&mut ended, &stop).await;
         assert!(
             err.contains("thread 1") && err.contains("listener refused"),
             "{err}"
@@ -638,10 +690,7 @@ mod tests {
         saw.try_recv().unwrap();
 
         let (mut ended, stop) = spawn(vec![Box::new(|_| Ok(())), until_stopped(seen)]);
-        let err = supervise(2, &mut ended, std::future::pending(), &stop)
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = early_failure(&mut ended, &stop).await;
         assert!(err.contains("without being asked"), "{err}");
         saw.try_recv().unwrap();
     }
@@ -651,7 +700,17 @@ mod tests {
         let (seen, saw) = std::sync::mpsc::channel();
         let (mut ended, stop) = spawn(vec![until_stopped(seen.clone()), until_stopped(seen)]);
         let shutdown = tokio::time::sleep(Duration::from_millis(50));
-        supervise(2, &mut ended, shutdown, &stop).await.unwrap();
+        let ready = AtomicBool::new(true);
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            supervise(2, &mut ended, shutdown, &stop, || {
+                ready.store(false, Ordering::Relaxed);
+            }),
+        )
+        .await
+        .expect("the threads stopped")
+        .unwrap();
+        assert!(!ready.load(Ordering::Relaxed));
         assert_eq!(
             saw.try_iter().count(),
             2,

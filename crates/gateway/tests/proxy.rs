@@ -741,9 +741,29 @@ async fn serving_threads_share_connections_record_every_request_and_stop() {
 async fn a_shutdown_keeps_the_events_of_clients_that_already_left() {
     // Serving threads have runtimes of their own; the emission of a request whose client
     // left is a task on that runtime, which must run to its end before the runtime goes.
-    let upstream = start_upstream().await;
+
+    // An upstream that reads a request, says so, and never answers.
+    let held = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = held.local_addr().unwrap();
+    let (got, reached) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut conn, _) = held.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::io::AsyncReadExt::read(&mut conn, &mut buf)
+                .await
+                .unwrap();
+            assert!(n > 0, "the gateway closed before sending the whole request");
+            request.extend_from_slice(&buf[..n]);
+        }
+        let _ = got.send(());
+        // Hold the connection open until the test ends.
+        let _ = tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await;
+    });
     let sink = CollectingSink {
-        delay: Some(Duration::from_millis(500)),
+        // Far longer than the steps below take: the emission is still running at the stop.
+        delay: Some(Duration::from_secs(2)),
         ..CollectingSink::default()
     };
     let Threaded {
@@ -752,16 +772,26 @@ async fn a_shutdown_keeps_the_events_of_clients_that_already_left() {
 
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(b"GET /slow HTTP/1.1\r\nhost: test\r\n\r\n")
+        .write_all(b"GET /held HTTP/1.1\r\nhost: test\r\n\r\n")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once the upstream has the request (it never answers), the client leaves.
+    tokio::time::timeout(Duration::from_secs(10), reached)
+        .await
+        .expect("the request reached the upstream")
+        .unwrap();
     drop(stream);
     // The gateway notices the client is gone and hands the event to the (slow) sink.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        sink.events.lock().unwrap().is_empty(),
-        "the sink is slower than this"
+    for _ in 0..1000 {
+        if sink.emitted.load(std::sync::atomic::Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        sink.emitted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the gateway handed the abandoned request's event to the sink"
     );
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(15), served)

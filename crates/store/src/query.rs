@@ -345,9 +345,9 @@ impl Store {
         collect_capped(frame, limits).await
     }
 
-    /// Streams the events matching a search and time range in file order (files in time
-    /// order, then the memtable; within a file chunks of `StoreConfig::cluster_rows` in time
-    /// order, each sorted by source address), batch by batch.
+    /// Streams the events matching a search and time range file by file (files in time
+    /// order, then the memtable), batch by batch. Within a file the order is not promised:
+    /// DataFusion may read a large file as several byte ranges at once.
     ///
     /// Each file is read by a query of its own, started when the one before has ended, so
     /// that an export holds one file's readers and metadata at a time: its memory does not

@@ -23,12 +23,16 @@ pub use apiwatch_testkit::{TestBody, full, start_upstream};
 pub struct CollectingSink {
     pub events: Arc<Mutex<Vec<Event>>>,
     pub delay: Option<Duration>,
+    /// How many events were handed to `emit` (counted at once, before any delay).
+    pub emitted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl EventSink for CollectingSink {
     fn emit(&self, event: Event) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
         let events = Arc::clone(&self.events);
         let delay = self.delay;
+        self.emitted
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Box::pin(async move {
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
