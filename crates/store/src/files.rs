@@ -11,7 +11,8 @@
 //! the next open by the writer, so a crash never duplicates or loses an event: what the
 //! manifest does not hold is replayed from the journal from `next_seq`. Files a compaction
 //! replaced stay in `trash` for [`TRASH_GRACE`] so that a reader planning a query at that
-//! moment still finds them.
+//! moment still finds them, and past it for as long as a reader that takes its time (an
+//! export) holds a [`ReadLease`] on them.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -574,8 +575,46 @@ pub(crate) fn bounds(batch: &RecordBatch) -> Result<(i64, i64, u64, u64)> {
     ))
 }
 
+/// Shared `flock`s on the store files a reader is about to read, held until it is dropped:
+/// garbage collection (in this process or the writer's) leaves a file in the trash while any
+/// lease on it is held, however long past its grace. For readers that may outlast the grace,
+/// such as an export written to a slow pipe; one open file per leased file.
+pub(crate) struct ReadLease {
+    _files: Vec<File>,
+}
+
+impl ReadLease {
+    /// Leases `names` (paths under `store/`).
+    pub(crate) fn take<'a>(
+        store_dir: &Path,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<ReadLease> {
+        let mut files = Vec::new();
+        for name in names {
+            let path = store_dir.join(name);
+            let file = File::open(&path).map_err(Error::io("open", &path))?;
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared)
+                .map_err(|errno| Error::io("lock", &path)(errno.into()))?;
+            files.push(file);
+        }
+        Ok(ReadLease { _files: files })
+    }
+}
+
+/// Whether a reader holds a [`ReadLease`] on the file at `path`.
+fn leased(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    matches!(
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive),
+        Err(rustix::io::Errno::WOULDBLOCK)
+    )
+}
+
 /// Deletes files under `store/events` that the manifest does not name (debris of an
-/// interrupted flush or compaction), and trash past its grace. Returns how many it deleted.
+/// interrupted flush or compaction), and trash past its grace that no reader has leased.
+/// Returns how many it deleted.
 pub(crate) fn collect_garbage(store_dir: &Path, manifest: &mut Manifest) -> Result<usize> {
     let now = unix_now();
     let mut deleted = 0;
@@ -583,6 +622,7 @@ pub(crate) fn collect_garbage(store_dir: &Path, manifest: &mut Manifest) -> Resu
         .trash
         .iter()
         .filter(|entry| now.saturating_sub(entry.replaced_at) >= TRASH_GRACE.as_secs())
+        .filter(|entry| !leased(&store_dir.join(&entry.name)))
         .cloned()
         .collect();
     manifest.trash.retain(|entry| !expired.contains(entry));

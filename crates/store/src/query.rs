@@ -351,7 +351,9 @@ impl Store {
     ///
     /// Each file is read by a query of its own, started when the one before has ended, so
     /// that an export holds one file's readers and metadata at a time: its memory does not
-    /// grow with the number of files (days) it covers.
+    /// grow with the number of files (days) it covers. The files are leased
+    /// ([`crate::files::ReadLease`]) until the stream is dropped, so a compaction meanwhile
+    /// cannot delete one before the export reaches it.
     pub async fn export(
         &self,
         query: &str,
@@ -361,6 +363,12 @@ impl Store {
         use futures::TryStreamExt;
         let search = Search::parse(query, from, to)?;
         let crate::store::Snapshot { files, memtable } = self.snapshot(search.range());
+        // Held until the stream is dropped: a compaction may replace these files while the
+        // export runs, and their deletion waits for the lease, however long the export takes.
+        let lease = crate::files::ReadLease::take(
+            self.store_dir(),
+            files.iter().map(|file| file.name.as_str()),
+        )?;
         let mut parts: Vec<crate::store::Snapshot> = files
             .into_iter()
             .map(|file| crate::store::Snapshot {
@@ -381,7 +389,10 @@ impl Store {
         let schema = std::sync::Arc::new(frames[0].schema().as_arrow().clone());
         let batches = futures::stream::iter(frames)
             .then(DataFrame::execute_stream)
-            .try_flatten();
+            .try_flatten()
+            .inspect(move |_| {
+                let _held = &lease;
+            });
         Ok(Box::pin(
             datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, batches),
         ))
