@@ -234,25 +234,23 @@ impl Gateway {
                     None => std::future::pending().await,
                 }
             };
-            let (stream, peer) = tokio::select! {
+            let (stream, peer, open) = tokio::select! {
                 () = &mut shutdown => break,
-                Some((stream, peer)) = handed => {
-                    let Some(stream) = balance.as_ref().and_then(|balance| balance.adopt(stream))
-                    else {
+                Some(handed) = handed => {
+                    let Some((stream, peer, open)) = Balance::adopt(handed) else {
                         continue;
                     };
-                    (stream, peer)
+                    (stream, peer, Some(open))
                 }
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        let placed = match &balance {
-                            Some(balance) => balance.place(stream, peer),
-                            None => Placed::Here(stream),
-                        };
-                        match placed {
-                            Placed::Here(stream) => (stream, peer),
-                            Placed::Elsewhere => continue,
+                        match &balance {
+                            Some(balance) => match balance.place(stream, peer) {
+                                Placed::Here(stream, open) => (stream, peer, Some(open)),
+                                Placed::Elsewhere => continue,
+                            },
+                            None => (stream, peer, None),
                         }
                     }
                     Err(err) => {
@@ -263,7 +261,6 @@ impl Gateway {
                     }
                 },
             };
-            let open = balance.as_ref().map(Balance::guard);
             self.spawn_connection(&builder, &graceful, stream, peer, open);
         }
         drop(listener);
@@ -271,9 +268,8 @@ impl Gateway {
             // Peers still accepting may hand over connections until they stop too: refuse
             // further ones (they are served where accepted) and serve those already sent.
             balance.inbox.close();
-            while let Ok((stream, peer)) = balance.inbox.try_recv() {
-                if let Some(stream) = balance.adopt(stream) {
-                    let open = balance.guard();
+            while let Ok(handed) = balance.inbox.try_recv() {
+                if let Some((stream, peer, open)) = Balance::adopt(handed) {
                     self.spawn_connection(&builder, &graceful, stream, peer, Some(open));
                 }
             }
@@ -405,7 +401,15 @@ async fn supervise(
 /// where to hand one over.
 struct Peers {
     open: Vec<Gauge>,
-    inboxes: Vec<tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>>,
+    inboxes: Vec<tokio::sync::mpsc::UnboundedSender<Handed>>,
+}
+
+/// A connection handed to another serving thread, counted on that thread by `open` for as
+/// long as it exists: one left in the inbox of a thread that ended is uncounted when dropped.
+struct Handed {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    open: OpenConnection,
 }
 
 /// One serving thread's place among its peers, where its connections are counted.
@@ -419,23 +423,20 @@ impl ThreadLoad {
     /// Counts one more connection on this thread until the guard drops: an upgraded tunnel
     /// outlives the HTTP connection it came from and is counted on its own.
     pub fn hold(&self) -> OpenConnection {
-        self.peers.open[self.index].inc();
-        OpenConnection {
-            peers: Arc::clone(&self.peers),
-            index: self.index,
-        }
+        OpenConnection::count(&self.peers, self.index)
     }
 }
 
 /// One serving thread's side of [`Peers`].
 struct Balance {
     load: ThreadLoad,
-    inbox: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    inbox: tokio::sync::mpsc::UnboundedReceiver<Handed>,
 }
 
 /// Where an accepted connection is served.
 enum Placed {
-    Here(TcpStream),
+    /// Here, counted on this thread by the guard.
+    Here(TcpStream, OpenConnection),
     Elsewhere,
 }
 
@@ -454,8 +455,7 @@ impl Balance {
             .min_by_key(|&(_, count)| count)
             .unwrap_or((me, mine));
         if least == me || fewest >= mine {
-            open[me].inc();
-            return Placed::Here(stream);
+            return Placed::Here(stream, OpenConnection::count(peers, me));
         }
         let stream = match stream.into_std() {
             Ok(stream) => stream,
@@ -464,39 +464,31 @@ impl Balance {
                 return Placed::Elsewhere;
             }
         };
-        open[least].inc();
-        match peers.inboxes[least].send((stream, peer)) {
+        let handed = Handed {
+            stream,
+            peer,
+            open: OpenConnection::count(peers, least),
+        };
+        match peers.inboxes[least].send(handed) {
             Ok(()) => Placed::Elsewhere,
             Err(returned) => {
-                // That thread has stopped: serve it here after all.
-                open[least].dec();
-                match TcpStream::from_std(returned.0.0) {
-                    Ok(stream) => {
-                        open[me].inc();
-                        Placed::Here(stream)
-                    }
+                // That thread has stopped: serve it here after all (the returned guard
+                // uncounts it there as it drops).
+                match TcpStream::from_std(returned.0.stream) {
+                    Ok(stream) => Placed::Here(stream, OpenConnection::count(peers, me)),
                     Err(_) => Placed::Elsewhere,
                 }
             }
         }
     }
 
-    /// Uncounts a connection served here when the guard drops (it was counted by
-    /// [`Balance::place`] on the thread that accepted it).
-    fn guard(&self) -> OpenConnection {
-        OpenConnection {
-            peers: Arc::clone(&self.load.peers),
-            index: self.load.index,
-        }
-    }
-
     /// Registers a connection handed over by another thread with this thread's runtime; one
-    /// that cannot be is closed, uncounted and logged.
-    fn adopt(&self, stream: std::net::TcpStream) -> Option<TcpStream> {
+    /// that cannot be is closed, uncounted (its guard drops) and logged.
+    fn adopt(handed: Handed) -> Option<(TcpStream, SocketAddr, OpenConnection)> {
+        let Handed { stream, peer, open } = handed;
         match TcpStream::from_std(stream) {
-            Ok(stream) => Some(stream),
+            Ok(stream) => Some((stream, peer, open)),
             Err(err) => {
-                self.load.peers.open[self.load.index].dec();
                 tracing::warn!(error = %err, "cannot take a connection handed over by another gateway thread");
                 None
             }
@@ -504,10 +496,20 @@ impl Balance {
     }
 }
 
-/// Uncounts a connection when it ends.
+/// Counts a connection on a serving thread until it drops.
 pub struct OpenConnection {
     peers: Arc<Peers>,
     index: usize,
+}
+
+impl OpenConnection {
+    fn count(peers: &Arc<Peers>, index: usize) -> OpenConnection {
+        peers.open[index].inc();
+        OpenConnection {
+            peers: Arc::clone(peers),
+            index,
+        }
+    }
 }
 
 impl Drop for OpenConnection {
@@ -693,6 +695,47 @@ mod tests {
         let err = early_failure(&mut ended, &stop).await;
         assert!(err.contains("without being asked"), "{err}");
         saw.try_recv().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_queued_for_a_thread_that_ended_is_uncounted() {
+        let (to_first, first_inbox) = tokio::sync::mpsc::unbounded_channel();
+        let (to_second, second_inbox) = tokio::sync::mpsc::unbounded_channel();
+        let peers = Arc::new(Peers {
+            open: vec![Gauge::default(), Gauge::default()],
+            inboxes: vec![to_first, to_second],
+        });
+        let first = Balance {
+            load: ThreadLoad {
+                peers: Arc::clone(&peers),
+                index: 0,
+            },
+            inbox: first_inbox,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+            let _client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            listener.accept().await.unwrap()
+        }
+        // The first thread keeps a connection, then hands the next to the idle second one.
+        let (stream, peer) = accept(&listener).await;
+        let Placed::Here(_stream, kept) = first.place(stream, peer) else {
+            panic!("the first connection stays where it was accepted");
+        };
+        let (stream, peer) = accept(&listener).await;
+        assert!(matches!(first.place(stream, peer), Placed::Elsewhere));
+        assert_eq!(
+            (peers.open[0].get(), peers.open[1].get()),
+            (1, 1),
+            "each thread counts the connection it serves or will serve"
+        );
+        // The second thread ends before taking it: the queued connection is uncounted.
+        drop(second_inbox);
+        assert_eq!(peers.open[1].get(), 0);
+        drop(kept);
+        assert_eq!(peers.open[0].get(), 0);
     }
 
     #[tokio::test]
