@@ -301,9 +301,11 @@ fn task_outcome<E>(
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    ended
-        .with_context(|| format!("{what} task panicked"))?
-        .with_context(|| format!("{what} failed"))
+    match ended {
+        Ok(result) => result.with_context(|| format!("{what} failed")),
+        Err(err) if err.is_panic() => Err(anyhow::anyhow!("{what} task panicked")),
+        Err(_) => Err(anyhow::anyhow!("{what} task was cancelled")),
+    }
 }
 
 impl Running {
@@ -416,5 +418,66 @@ impl StopOutcome {
 
     fn finish(self) -> anyhow::Result<()> {
         self.first.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_gateway_that_ends_early_stops_everything_and_closes_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let overrides = crate::config::Overrides {
+            // Nothing listens there: the request is answered 502, and journaled.
+            upstream: Some("http://127.0.0.1:9".into()),
+            listen: Some("127.0.0.1:0".into()),
+            admin: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..crate::config::Overrides::default()
+        };
+        let settings = crate::config::load(None, &overrides).unwrap();
+        let running = start(settings).await.unwrap();
+        let ready = Arc::clone(&running.ready);
+        assert!(ready.load(std::sync::atomic::Ordering::Relaxed));
+
+        let mut client = tokio::net::TcpStream::connect(running.gateway_addr)
+            .await
+            .unwrap();
+        client
+            .write_all(b"GET /x HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 502"), "{answer:?}");
+
+        // The gateway ends without being asked (as when a serving thread fails).
+        running.gateway_task.as_ref().unwrap().abort();
+        let err = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            running.run_until(std::future::pending()),
+        )
+        .await
+        .expect("an early end stops apiwatch without a signal")
+        .expect_err("and is reported as a failure");
+        assert!(
+            format!("{err:#}").contains("gateway task was cancelled"),
+            "{err:#}"
+        );
+        assert!(!ready.load(std::sync::atomic::Ordering::Relaxed));
+
+        // Everything else was stopped the normal way: the journal was closed with a final
+        // checkpoint covering every record (the request's event among them).
+        let report = apiwatch_journal::verify(dir.path(), &Default::default()).unwrap();
+        assert!(report.records >= 1, "{report}");
+        assert_eq!(
+            report
+                .last_checkpoint
+                .map(|checkpoint| checkpoint.tree_size),
+            Some(report.records),
+            "the final checkpoint covers every record"
+        );
     }
 }
