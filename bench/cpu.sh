@@ -57,8 +57,11 @@ ticks() {
   local pid task
   for pid in "$@"; do
     for task in /proc/"$pid"/task/*; do
+      # A thread may end between the listing and the read (a blocking-pool thread): skip it.
+      local comm
+      comm="$(tr ' ' '_' 2>/dev/null <"$task/comm")" || continue
       # comm may hold spaces: take the fields after the closing parenthesis.
-      awk -v name="$(tr ' ' '_' <"$task/comm")" '{ sub(/^.*\) /, ""); print name, $12, $13 }' \
+      awk -v name="$comm" '{ sub(/^.*\) /, ""); print name, $12, $13 }' \
         "$task/stat" 2>/dev/null || true
     done
   done
