@@ -239,6 +239,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     if let Some(alerting) = &alerting {
         tokio::spawn(alerting.clone().run(shutdown.subscribe()));
     }
+    // Ready from here (the journal is open, the gateway's listener bound), and before the
+    // gateway runs, so that a serving thread failing at once clears it for good.
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
     let gateway_task = tokio::spawn(gateway.serve(gateway_listener, stopped(shutdown.subscribe())));
     let mut admin_state = apiwatch_server::AdminState::new(registry, Arc::clone(&ready))
         .with_api(tokens, settings.data_dir.clone());
@@ -274,7 +277,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         admin_state,
         stopped(shutdown.subscribe()),
     ));
-    ready.store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(Running {
         gateway_addr,
         admin_addr,

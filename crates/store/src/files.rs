@@ -601,15 +601,26 @@ impl ReadLease {
     }
 }
 
-/// Whether a reader holds a [`ReadLease`] on the file at `path`.
+/// Whether a reader may hold a [`ReadLease`] on the file at `path`. Only a file that is gone
+/// or that this call could lock exclusively is free; when that cannot be told (out of file
+/// descriptors, a file system without `flock`), the file is kept for a later collection.
 fn leased(path: &Path) -> bool {
-    let Ok(file) = File::open(path) else {
-        return false;
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(err) => {
+            tracing::warn!(path = %path.display(), error = %err, "cannot tell whether a reader still uses a replaced store file; kept for now");
+            return true;
+        }
     };
-    matches!(
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive),
-        Err(rustix::io::Errno::WOULDBLOCK)
-    )
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => false,
+        Err(rustix::io::Errno::WOULDBLOCK) => true,
+        Err(errno) => {
+            tracing::warn!(path = %path.display(), error = %errno, "cannot tell whether a reader still uses a replaced store file; kept for now");
+            true
+        }
+    }
 }
 
 /// Deletes files under `store/events` that the manifest does not name (debris of an
