@@ -605,19 +605,18 @@ impl ReadLease {
 /// or that this call could lock exclusively is free; when that cannot be told (out of file
 /// descriptors, a file system without `flock`), the file is kept for a later collection.
 fn leased(path: &Path) -> bool {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return false,
+    let probed = File::open(path).and_then(|file| {
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(std::io::Error::from)
+    });
+    match probed {
+        Ok(()) => false,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => false,
+        Err(err) if err.raw_os_error() == Some(rustix::io::Errno::WOULDBLOCK.raw_os_error()) => {
+            true
+        }
         Err(err) => {
             tracing::warn!(path = %path.display(), error = %err, "cannot tell whether a reader still uses a replaced store file; kept for now");
-            return true;
-        }
-    };
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => false,
-        Err(rustix::io::Errno::WOULDBLOCK) => true,
-        Err(errno) => {
-            tracing::warn!(path = %path.display(), error = %errno, "cannot tell whether a reader still uses a replaced store file; kept for now");
             true
         }
     }
