@@ -431,7 +431,7 @@ impl Store {
                     .with_header(true)
                     .build(std::io::BufWriter::new(out));
                 while let Some(batch) = stream.next().await {
-                    let batch = batch?;
+                    let batch = schema::cast_to(&batch?, &schema::schema())?;
                     rows += batch.num_rows() as u64;
                     writer.write(&batch)?;
                 }
@@ -447,7 +447,7 @@ impl Store {
                     Some(crate::files::writer_properties(131_072)),
                 )?;
                 while let Some(batch) = stream.next().await {
-                    let batch = batch?;
+                    let batch = schema::cast_to(&batch?, &schema::schema())?;
                     rows += batch.num_rows() as u64;
                     writer.write(&batch)?;
                 }

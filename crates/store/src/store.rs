@@ -485,7 +485,13 @@ impl Store {
             context.register_udf(function);
         }
         context.register_udaf(crate::quantile::approx_quantile());
-        let memtable = MemTable::try_new(schema::schema(), vec![snapshot.memtable])?;
+        let table_schema = schema::table_schema();
+        let memtable_batches = snapshot
+            .memtable
+            .iter()
+            .map(|batch| schema::cast_to(batch, &table_schema))
+            .collect::<Result<Vec<_>>>()?;
+        let memtable = MemTable::try_new(Arc::clone(&table_schema), vec![memtable_batches])?;
         let events = if snapshot.files.is_empty() {
             context.read_table(Arc::new(memtable))?
         } else {
@@ -502,7 +508,7 @@ impl Store {
             let listing = ListingTable::try_new(
                 ListingTableConfig::new_with_multi_paths(urls)
                     .with_listing_options(options)
-                    .with_schema(schema::schema()),
+                    .with_schema(table_schema),
             )?;
             context
                 .read_table(Arc::new(listing))?

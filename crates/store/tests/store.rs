@@ -811,3 +811,122 @@ async fn an_export_goes_file_by_file_and_returns_every_match_once_in_day_order()
     );
     assert!(export("status>=500", None, None).await.is_empty());
 }
+
+#[tokio::test]
+async fn routes_read_as_view_strings_answer_and_export_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = events(300);
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    let journal = records(&all);
+    let (flushed, recent) = journal.split_at(250);
+    store.ingest(flushed);
+    store.flush().unwrap();
+    store.ingest(recent);
+    assert_eq!(store.status().memtable_rows, 50);
+
+    // Files and memtable answer together, the route grouped as the table's view strings.
+    let answer = store
+        .sql(
+            "SELECT route, arrow_typeof(route) AS kind, count(*) AS n, \
+             approx_quantile(event_duration, 0.5) AS p50 FROM events GROUP BY route ORDER BY route",
+            Limits::default(),
+        )
+        .await
+        .unwrap();
+    let rows = answer.rows_json().unwrap();
+    let expected_login = all
+        .iter()
+        .filter(|event| event.route.as_deref() == Some("/api/login"))
+        .count();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["route"], "/api/login");
+    assert_eq!(rows[0]["kind"], "Utf8View");
+    assert_eq!(rows[0]["n"], expected_login);
+    assert_eq!(rows[1]["route"], "/api/users/{id}");
+    assert_eq!(rows[1]["n"], all.len() - expected_login);
+    assert!(answer.csv().unwrap().starts_with(b"route,kind,n,p50\n"));
+
+    // The search language compares and globs the view column like any text.
+    let odd: Vec<String> = all
+        .iter()
+        .filter(|event| event.route.as_deref() == Some("/api/users/{id}"))
+        .map(|event| event.id.clone())
+        .collect();
+    assert_eq!(ids(&store, "route=/api/users/{id}").await, odd);
+    assert_eq!(ids(&store, "route:/api/users*").await, odd);
+
+    // Exports write the store's own schema: the route as plain text.
+    let path = dir.path().join("export.parquet");
+    let rows = store
+        .export_to(
+            "",
+            None,
+            None,
+            apiwatch_store::ExportFormat::Parquet,
+            std::fs::File::create(&path).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows as usize, all.len());
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&path).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        reader.schema().as_ref(),
+        apiwatch_store::schema::schema().as_ref()
+    );
+    let mut csv = Vec::new();
+    store
+        .export_to("", None, None, apiwatch_store::ExportFormat::Csv, &mut csv)
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(csv).unwrap().lines().count(),
+        all.len() + 1
+    );
+}
+
+#[tokio::test]
+async fn durations_are_stored_delta_packed_without_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    store.ingest(&records(&events(300)));
+    store.flush().unwrap();
+    let manifest = apiwatch_store::files::Manifest::load(&dir.path().join("store")).unwrap();
+    assert!(!manifest.files.is_empty());
+    for file in &manifest.files {
+        let file = std::fs::File::open(dir.path().join("store").join(&file.name)).unwrap();
+        let metadata = parquet::file::reader::FileReader::metadata(
+            &parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap(),
+        )
+        .clone();
+        for group in metadata.row_groups() {
+            let duration = group
+                .columns()
+                .iter()
+                .find(|column| column.column_path().string() == "event_duration")
+                .unwrap();
+            assert_eq!(
+                duration.compression(),
+                parquet::basic::Compression::UNCOMPRESSED
+            );
+            assert!(
+                duration
+                    .encodings()
+                    .any(|encoding| encoding == parquet::basic::Encoding::DELTA_BINARY_PACKED),
+                "{:?}",
+                duration.encodings().collect::<Vec<_>>()
+            );
+            let route = group
+                .columns()
+                .iter()
+                .find(|column| column.column_path().string() == "route")
+                .unwrap();
+            assert!(matches!(
+                route.compression(),
+                parquet::basic::Compression::ZSTD(_)
+            ));
+        }
+    }
+}
