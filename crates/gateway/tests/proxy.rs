@@ -807,3 +807,90 @@ async fn a_shutdown_keeps_the_events_of_clients_that_already_left() {
     );
     assert_eq!(events[0].error_type.as_deref(), Some("client_disconnect"));
 }
+
+#[tokio::test]
+async fn readiness_goes_at_the_stop_while_requests_still_drain() {
+    // An upstream that reads a request, says so, and answers only when told.
+    let held = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = held.local_addr().unwrap();
+    let (got, reached) = tokio::sync::oneshot::channel::<()>();
+    let (answer, answer_now) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut conn, _) = held.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::io::AsyncReadExt::read(&mut conn, &mut buf)
+                .await
+                .unwrap();
+            assert!(n > 0, "the gateway closed before sending the whole request");
+            request.extend_from_slice(&buf[..n]);
+        }
+        let _ = got.send(());
+        let _ = answer_now.await;
+        conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        let _ = tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await;
+    });
+    let sink = CollectingSink::default();
+    let Threaded {
+        addr,
+        stop,
+        served,
+        ready,
+        ..
+    } = start_threaded(upstream, 2, std::sync::Arc::new(sink.clone())).await;
+    assert!(ready.load(std::sync::atomic::Ordering::SeqCst));
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), reached)
+        .await
+        .expect("the request reached the upstream")
+        .unwrap();
+    assert!(
+        ready.load(std::sync::atomic::Ordering::SeqCst),
+        "ready while serving"
+    );
+
+    // Asked to stop with a request in flight: readiness goes at once, before the drain ends.
+    stop.send(()).unwrap();
+    let mut cleared = false;
+    for _ in 0..500 {
+        if !ready.load(std::sync::atomic::Ordering::SeqCst) {
+            cleared = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(cleared, "readiness was cleared at the stop");
+    assert!(
+        !served.is_finished(),
+        "the gateway is still draining the request in flight"
+    );
+
+    // The request in flight still gets its answer, then the gateway ends.
+    answer.send(()).unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response),
+    )
+    .await
+    .expect("the drained request is answered")
+    .unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("ok"), "{response}");
+    tokio::time::timeout(Duration::from_secs(15), served)
+        .await
+        .expect("the gateway stops within its drain time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(sink.events.lock().unwrap().len(), 1);
+    assert!(!ready.load(std::sync::atomic::Ordering::SeqCst));
+}

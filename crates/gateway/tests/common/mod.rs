@@ -150,6 +150,8 @@ pub struct Threaded {
     /// Send to stop it; `served` then ends with the gateway's result.
     pub stop: tokio::sync::oneshot::Sender<()>,
     pub served: tokio::task::JoinHandle<apiwatch_gateway::Result<()>>,
+    /// The readiness the gateway was given ([`Gateway::with_readiness`]), true at the start.
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A gateway with `threads` serving threads in front of `upstream`, its events to `sink`.
@@ -161,7 +163,10 @@ pub async fn start_threaded(
     let mut settings =
         GatewaySettings::with_upstream(Upstream::parse(&format!("http://{upstream}")).unwrap());
     settings.threads = threads;
-    let gateway = Gateway::new(settings, sink, Fingerprinter::new([7; 32])).unwrap();
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let gateway = Gateway::new(settings, sink, Fingerprinter::new([7; 32]))
+        .unwrap()
+        .with_readiness(Arc::clone(&ready));
     let metrics = gateway.metrics();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -174,5 +179,6 @@ pub async fn start_threaded(
         metrics,
         stop,
         served,
+        ready,
     }
 }
