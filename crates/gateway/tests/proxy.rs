@@ -737,6 +737,17 @@ async fn serving_threads_share_connections_record_every_request_and_stop() {
     );
 }
 
+/// Reads a request's head from the gateway (a held upstream's side).
+async fn read_request_head(conn: &mut tokio::net::TcpStream) {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::io::AsyncReadExt::read(conn, &mut buf).await.unwrap();
+        assert!(n > 0, "the gateway closed before sending the whole request");
+        request.extend_from_slice(&buf[..n]);
+    }
+}
+
 #[tokio::test]
 async fn a_shutdown_keeps_the_events_of_clients_that_already_left() {
     // Serving threads have runtimes of their own; the emission of a request whose client
@@ -748,15 +759,8 @@ async fn a_shutdown_keeps_the_events_of_clients_that_already_left() {
     let (got, reached) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let (mut conn, _) = held.accept().await.unwrap();
-        let mut request = Vec::new();
+        read_request_head(&mut conn).await;
         let mut buf = [0u8; 1024];
-        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = tokio::io::AsyncReadExt::read(&mut conn, &mut buf)
-                .await
-                .unwrap();
-            assert!(n > 0, "the gateway closed before sending the whole request");
-            request.extend_from_slice(&buf[..n]);
-        }
         let _ = got.send(());
         // Hold the connection open until the test ends.
         let _ = tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await;
@@ -817,15 +821,8 @@ async fn readiness_goes_at_the_stop_while_requests_still_drain() {
     let (answer, answer_now) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let (mut conn, _) = held.accept().await.unwrap();
-        let mut request = Vec::new();
+        read_request_head(&mut conn).await;
         let mut buf = [0u8; 1024];
-        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = tokio::io::AsyncReadExt::read(&mut conn, &mut buf)
-                .await
-                .unwrap();
-            assert!(n > 0, "the gateway closed before sending the whole request");
-            request.extend_from_slice(&buf[..n]);
-        }
         let _ = got.send(());
         let _ = answer_now.await;
         conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
