@@ -171,7 +171,8 @@ pub enum ExportFormat {
     Jsonl,
     /// A header row, then one row per event (all columns).
     Csv,
-    /// Parquet with the store's schema, zstd.
+    /// Parquet with the store's schema and encodings (zstd; `event_duration` delta
+    /// bit-packed), as the store's own files.
     Parquet,
 }
 
@@ -352,7 +353,7 @@ impl Store {
     /// Each file is read by a query of its own, started when the one before has ended, so
     /// that an export holds one file's readers and metadata at a time: its memory does not
     /// grow with the number of files (days) it covers. The files are leased
-    /// ([`crate::files::ReadLease`]) until the stream is dropped, so a compaction meanwhile
+    /// (`files::ReadLease`) until the stream is dropped, so a compaction meanwhile
     /// cannot delete one before the export reaches it.
     pub async fn export(
         &self,

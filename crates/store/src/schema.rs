@@ -111,7 +111,10 @@ static TABLE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 /// The schema of the `events` table that queries see: [`schema`] with [`VIEW_COLUMNS`] as
-/// `Utf8View`.
+/// `Utf8View`. SQL answers and the batches of `Store::export` and `Store::sql_stream` carry
+/// those columns as views (`export_to` and [`events_from_batch`] cast them back); the
+/// memtable's batches are cast to it each time a query session is built (one pass over
+/// their `route` column).
 pub fn table_schema() -> SchemaRef {
     Arc::clone(&TABLE_SCHEMA)
 }
