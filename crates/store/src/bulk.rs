@@ -30,7 +30,7 @@ const PIPELINE_BATCHES: usize = 16;
 /// A bulk load into an empty store, from [`Store::bulk_load`]. Records are decoded on the
 /// calling thread (on every core) while a writer thread splits the decoded rows by day and
 /// encodes them (on every core), so the serial parts of each side overlap the other. Memory:
-/// the batches in flight between the two ([`PIPELINE_BATCHES`]) and, per open day, one chunk
+/// the batches in flight between the two (`PIPELINE_BATCHES`, 16) and, per open day, one chunk
 /// and one row group being encoded. Nothing is visible to queries, nor committed, before
 /// [`BulkLoad::finish`]; an interrupted load leaves temporary files that the next writer
 /// deletes.

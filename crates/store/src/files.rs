@@ -12,7 +12,7 @@
 //! manifest does not hold is replayed from the journal from `next_seq`. Files a compaction
 //! replaced stay in `trash` for [`TRASH_GRACE`] so that a reader planning a query at that
 //! moment still finds them, and past it for as long as a reader that takes its time (an
-//! export) holds a [`ReadLease`] on them.
+//! export) holds a `ReadLease` on them.
 
 use std::fs::{self, File};
 use std::io::Write;
