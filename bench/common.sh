@@ -110,3 +110,20 @@ wait_http() {
   echo "nothing answers on port $1" >&2
   exit 1
 }
+
+# start_apiwatch [EXTRA_TOML]: starts "$APIWATCH" serve in front of $UPSTREAM_PORT on
+# $APIWATCH_PORT (admin $ADMIN_PORT), journaling to $work/apiwatch-data with fsync every
+# 100 ms, its output in $work/apiwatch.{out,err}; its pid in $apiwatch_pid. The load
+# generators come from 127.0.0.1 at tens of thousands of requests a second, which the flood
+# rule would throttle: the allowlist lets every request through to the upstream (detection
+# still sees them all, and the decision look-up still runs on every request). EXTRA_TOML is
+# appended to the configuration.
+start_apiwatch() {
+  printf 'version = 1\n[respond]\nallowlist = ["127.0.0.1"]\n%s\n' "${1:-}" >"$work/apiwatch.toml"
+  "$APIWATCH" serve --config "$work/apiwatch.toml" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
+    --listen "127.0.0.1:$APIWATCH_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
+    --data "$work/apiwatch-data" --fsync 100ms --log-format json \
+    >"$work/apiwatch.out" 2>"$work/apiwatch.err" &
+  apiwatch_pid=$!
+  pids+=("$apiwatch_pid")
+}

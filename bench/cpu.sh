@@ -40,12 +40,7 @@ proxy_conf "$work/proxy" "$NGINX_PORT" "$UPSTREAM_PORT"
 
 nginx -c "$work/upstream/nginx.conf" -p "$work/upstream" & pids+=($!)
 nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" & nginx_pid=$!; pids+=($nginx_pid)
-# The allowlist keeps wrk's address from being throttled by the flood rule (see bench/proxy.sh).
-printf 'version = 1\n[respond]\nallowlist = ["127.0.0.1"]\n%s\n' "${EXTRA:-}" >"$work/apiwatch.toml"
-"$APIWATCH" serve --config "$work/apiwatch.toml" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
-  --listen "127.0.0.1:$APIWATCH_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
-  --data "$work/apiwatch-data" --fsync 100ms --log-format json \
-  >"$work/apiwatch.out" 2>"$work/apiwatch.err" & apiwatch_pid=$!; pids+=($apiwatch_pid)
+start_apiwatch "${EXTRA:-}"
 
 for port in $UPSTREAM_PORT $NGINX_PORT $APIWATCH_PORT; do
   wait_http "$port" "$BODY_PATH"

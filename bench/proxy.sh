@@ -51,14 +51,7 @@ proxy_conf "$work/proxy" "$NGINX_PORT" "$UPSTREAM_PORT"
 
 nginx -c "$work/upstream/nginx.conf" -p "$work/upstream" & pids+=($!)
 nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" & pids+=($!)
-# wrk comes from 127.0.0.1 at tens of thousands of requests a second, which the flood rule
-# would throttle; allowlist it so every request is proxied (detection still sees them all, and
-# the decision look-up still runs on every request).
-printf 'version = 1\n[respond]\nallowlist = ["127.0.0.1"]\n' >"$work/apiwatch.toml"
-"$APIWATCH" serve --config "$work/apiwatch.toml" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
-  --listen "127.0.0.1:$APIWATCH_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
-  --data "$work/apiwatch-data" --fsync 100ms --log-format json \
-  >"$work/apiwatch.out" 2>"$work/apiwatch.err" & pids+=($!)
+start_apiwatch
 
 wait_http "$UPSTREAM_PORT" "$BODY_PATH"
 wait_http "$NGINX_PORT" "$BODY_PATH"

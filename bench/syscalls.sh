@@ -38,11 +38,7 @@ upstream_conf "$work/upstream" "$UPSTREAM_PORT"
 proxy_conf "$work/proxy" "$NGINX_PORT" "$UPSTREAM_PORT"
 nginx -c "$work/upstream/nginx.conf" -p "$work/upstream" & pids+=($!)
 nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" & proxy_master=$!; pids+=($proxy_master)
-printf 'version = 1\n[respond]\nallowlist = ["127.0.0.1"]\n' >"$work/apiwatch.toml"
-"$APIWATCH" serve --config "$work/apiwatch.toml" --upstream "http://127.0.0.1:$UPSTREAM_PORT" \
-  --listen "127.0.0.1:$APIWATCH_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
-  --data "$work/apiwatch-data" --fsync 100ms --log-format json \
-  >"$work/apiwatch.out" 2>"$work/apiwatch.err" & apiwatch=$!; pids+=($apiwatch)
+start_apiwatch
 wait_http "$UPSTREAM_PORT" /x
 wait_http "$NGINX_PORT" /x
 wait_http "$APIWATCH_PORT" /x
@@ -77,11 +73,11 @@ PY
 echo "== $N requests at $RATE/s, $ROUNDS rounds"
 for _ in $(seq 1 "$ROUNDS"); do
   count nginx "$NGINX_PORT" "$nginx_workers"
-  count apiwatch "$APIWATCH_PORT" "$apiwatch"
+  count apiwatch "$APIWATCH_PORT" "$apiwatch_pid"
 done
 
 echo "== apiwatch's system calls by name over 10000 requests (strace -c -f)"
-strace -f -c -p "$apiwatch" -o "$work/strace.txt" 2>/dev/null & tracer=$!
+strace -f -c -p "$apiwatch_pid" -o "$work/strace.txt" 2>/dev/null & tracer=$!
 sleep 0.5
 "$OHA" -n 10000 -c 50 -q 3000 --no-tui --output-format json "http://127.0.0.1:$APIWATCH_PORT$BODY_PATH" >/dev/null
 kill -INT "$tracer"

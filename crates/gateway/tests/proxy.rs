@@ -737,14 +737,43 @@ async fn serving_threads_share_connections_record_every_request_and_stop() {
     );
 }
 
-/// Reads a request's head from the gateway (a held upstream's side).
-async fn read_request_head(conn: &mut tokio::net::TcpStream) {
-    let mut request = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::io::AsyncReadExt::read(conn, &mut buf).await.unwrap();
-        assert!(n > 0, "the gateway closed before sending the whole request");
-        request.extend_from_slice(&buf[..n]);
+/// An upstream that takes one request and holds it: `reached` fires once the request's head
+/// has arrived; it answers `200 ok` only when `answer` is sent (never if it is dropped), then
+/// keeps the connection open until the gateway closes it.
+struct HeldUpstream {
+    addr: std::net::SocketAddr,
+    reached: tokio::sync::oneshot::Receiver<()>,
+    answer: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn held_upstream() -> HeldUpstream {
+    let held = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = held.local_addr().unwrap();
+    let (got, reached) = tokio::sync::oneshot::channel::<()>();
+    let (answer, answer_now) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut conn, _) = held.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::io::AsyncReadExt::read(&mut conn, &mut buf)
+                .await
+                .unwrap();
+            assert!(n > 0, "the gateway closed before sending the whole request");
+            request.extend_from_slice(&buf[..n]);
+        }
+        let _ = got.send(());
+        if answer_now.await.is_ok() {
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+        }
+        let _ = tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await;
+    });
+    HeldUpstream {
+        addr,
+        reached,
+        answer,
     }
 }
 
@@ -753,18 +782,12 @@ async fn a_shutdown_keeps_the_events_of_clients_that_already_left() {
     // Serving threads have runtimes of their own; the emission of a request whose client
     // left is a task on that runtime, which must run to its end before the runtime goes.
 
-    // An upstream that reads a request, says so, and never answers.
-    let held = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = held.local_addr().unwrap();
-    let (got, reached) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let (mut conn, _) = held.accept().await.unwrap();
-        read_request_head(&mut conn).await;
-        let mut buf = [0u8; 1024];
-        let _ = got.send(());
-        // Hold the connection open until the test ends.
-        let _ = tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await;
-    });
+    // An upstream that reads a request, says so, and never answers (`answer` is dropped).
+    let HeldUpstream {
+        addr: upstream,
+        reached,
+        ..
+    } = held_upstream().await;
     let sink = CollectingSink {
         // Far longer than the steps below take: the emission is still running at the stop.
         delay: Some(Duration::from_secs(2)),
@@ -815,21 +838,11 @@ async fn a_shutdown_keeps_the_events_of_clients_that_already_left() {
 #[tokio::test]
 async fn readiness_goes_at_the_stop_while_requests_still_drain() {
     // An upstream that reads a request, says so, and answers only when told.
-    let held = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = held.local_addr().unwrap();
-    let (got, reached) = tokio::sync::oneshot::channel::<()>();
-    let (answer, answer_now) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let (mut conn, _) = held.accept().await.unwrap();
-        read_request_head(&mut conn).await;
-        let mut buf = [0u8; 1024];
-        let _ = got.send(());
-        let _ = answer_now.await;
-        conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-            .await
-            .unwrap();
-        let _ = tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await;
-    });
+    let HeldUpstream {
+        addr: upstream,
+        reached,
+        answer,
+    } = held_upstream().await;
     let sink = CollectingSink::default();
     let Threaded {
         addr,
