@@ -1,13 +1,16 @@
 //! Retention: by age and by size, over the journal and the query store together.
 //!
 //! Every `check_every` (and at start) the retention task of `apiwatch serve`:
-//! 1. prunes the journal's oldest sealed segments whose records are all older than `max_age`,
-//!    then more of the oldest while the journal is larger than `max_size` (the newest segment
-//!    is never touched; see `apiwatch_journal::prune_before` for how `verify` keeps working);
+//! 1. prunes the journal's oldest sealed segments whose records are all older than `max_age`
+//!    (the newest segment is never touched; see `apiwatch_journal::prune_before` for how
+//!    `verify` keeps working);
 //! 2. drops from the query store the Parquet files older than `hot` (the store is the fast,
 //!    queryable part; the journal keeps events longer, until `max_age`), and any older than
 //!    `max_age`;
-//! 3. journals what it deleted as a `system` event (`retention.prune`).
+//! 3. then, while the journal and the store together are larger than `max_size`, deletes the
+//!    oldest data of either: the journal's oldest sealed segment or the store's oldest file,
+//!    whichever ends earlier;
+//! 4. journals what it deleted as a `system` event (`retention.prune`).
 //!
 //! Deleting earlier than the policy is an admin action: `POST /api/v1/retention/prune`
 //! (`apiwatch retention prune --before ... --reason ...`), journaled as an `audit` event with
@@ -27,7 +30,8 @@ use time::OffsetDateTime;
 pub struct RetentionSettings {
     /// Keep journal records at most this long.
     pub max_age: Option<Duration>,
-    /// Keep the journal at most this many bytes (oldest sealed segments go first).
+    /// Keep the journal and the store together at most this many bytes (the oldest data of
+    /// either goes first).
     pub max_bytes: Option<u64>,
     /// Keep events queryable in the store this long.
     pub hot: Option<Duration>,
@@ -87,9 +91,10 @@ fn record_time(record: &[u8]) -> Option<i64> {
     apiwatch_store::schema::timestamp_nanos(&event.timestamp).ok()
 }
 
-/// Deletes journal segments holding only records older than `before` (nanoseconds), then more
-/// of the oldest while the journal exceeds `max_bytes`; then store files older than
-/// `store_before`. Returns what went.
+/// Deletes journal segments holding only records older than `before` (nanoseconds) and store
+/// files older than `store_before`; then, while the journal and the store together exceed
+/// `max_bytes`, the oldest of either: the journal's oldest sealed segment or the store's
+/// oldest file, whichever ends earlier. Returns what went.
 pub fn prune(
     data_dir: &Path,
     store: Option<&Store>,
@@ -99,27 +104,63 @@ pub fn prune(
     reason: &str,
 ) -> anyhow::Result<Pruned> {
     let segments = apiwatch_journal::segments(data_dir)?;
+    // When each segment's records end: where the next segment starts (unknown for the
+    // newest, which is never deleted, and for a segment whose successor has no readable
+    // first event).
+    let segment_end = |index: usize| -> Option<i64> {
+        segments
+            .get(index + 1)?
+            .first_record
+            .as_deref()
+            .and_then(record_time)
+    };
     let mut keep_index = 0;
     if let Some(before) = before {
-        // Segment i holds only records older than `before` when segment i+1 starts before it.
         // Events are journaled when their request ends, stamped when it began, so times are
         // not quite in order: an hour's margin covers any request the gateway lets run.
         let before = before - 3_600_000_000_000;
         while keep_index + 1 < segments.len()
-            && segments[keep_index + 1]
-                .first_record
-                .as_deref()
-                .and_then(record_time)
-                .is_some_and(|time| time < before)
+            && segment_end(keep_index).is_some_and(|time| time < before)
         {
             keep_index += 1;
         }
     }
+    let mut store_files = store.map(Store::files).unwrap_or_default();
+    store_files.sort_by_key(|file| file.max_time);
+    let mut store_cut = store_before;
+    let mut store_kept = match store_cut {
+        Some(cut) => store_files.partition_point(|file| file.max_time < cut),
+        None => 0,
+    };
     if let Some(max_bytes) = max_bytes {
-        let mut total: u64 = segments[keep_index..].iter().map(|s| s.bytes).sum();
-        while total > max_bytes && keep_index + 1 < segments.len() {
-            total -= segments[keep_index].bytes;
-            keep_index += 1;
+        let mut total: u64 = segments[keep_index..]
+            .iter()
+            .map(|segment| segment.bytes)
+            .chain(store_files[store_kept..].iter().map(|file| file.bytes))
+            .sum();
+        while total > max_bytes {
+            let journal_end = (keep_index + 1 < segments.len())
+                .then(|| segment_end(keep_index).unwrap_or(i64::MIN));
+            let store_end = store_files.get(store_kept).map(|file| file.max_time);
+            let journal_first = match (journal_end, store_end) {
+                (None, None) => break,
+                (Some(journal), Some(store)) => journal <= store,
+                (journal, _) => journal.is_some(),
+            };
+            if journal_first {
+                total -= segments[keep_index].bytes;
+                keep_index += 1;
+            } else if let Some(store) = store_end {
+                // Files ending at the same instant go together.
+                let cut = store.saturating_add(1);
+                let end = store_files.partition_point(|file| file.max_time < cut);
+                total -= store_files[store_kept..end]
+                    .iter()
+                    .map(|file| file.bytes)
+                    .sum::<u64>();
+                store_kept = end;
+                store_cut = Some(cut);
+            }
         }
     }
     let mut pruned = Pruned::default();
@@ -137,8 +178,8 @@ pub fn prune(
     } else {
         pruned.horizon = segments.first().map_or(0, |s| s.first_seq);
     }
-    if let (Some(store), Some(store_before)) = (store, store_before) {
-        pruned.store_files = store.drop_before(store_before)?;
+    if let (Some(store), Some(store_cut)) = (store, store_cut) {
+        pruned.store_files = store.drop_before(store_cut)?;
     }
     Ok(pruned)
 }

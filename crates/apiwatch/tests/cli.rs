@@ -60,7 +60,7 @@ fn journal_written_by_serve_verifies_and_proves_an_event_offline() {
     ]);
     assert!(verify.status.success(), "{}", stdout_of(&verify));
     assert!(
-        stdout_of(&verify).contains("20 records"),
+        stdout_of(&verify).starts_with("ok: 20 records in "),
         "{}",
         stdout_of(&verify)
     );
@@ -177,6 +177,8 @@ fn tail_follows_new_events_live_and_metrics_count_them() {
     let upstream = start_upstream();
     let data = tempfile::tempdir().unwrap();
     let apiwatch = serve(data.path(), upstream.addr, &[]);
+    // Journaled before `tail -f -n 0` starts: never printed by it.
+    get(apiwatch.gateway, "/earlier/path", &[]);
     let mut tail = Command::new(BIN)
         .args([
             "tail",
@@ -205,16 +207,25 @@ fn tail_follows_new_events_live_and_metrics_count_them() {
     let line = line.expect("tail -f printed nothing");
     assert!(line.contains("GET /followed/path 200"), "{line}");
 
+    // Without -f, -n N prints exactly the last N events, oldest first.
+    let last_two = run(&["tail", "-n", "2", "--pretty", "--data", data_arg(&data)]);
+    assert!(last_two.status.success());
+    let text = stdout_of(&last_two);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].contains("GET /earlier/path 200"), "{text}");
+    assert!(lines[1].contains("GET /followed/path 200"), "{text}");
+
     assert_eq!(get(apiwatch.admin, "/healthz", &[]).status, 200);
     assert_eq!(get(apiwatch.admin, "/readyz", &[]).status, 200);
     let metrics = String::from_utf8(get(apiwatch.admin, "/metrics", &[]).body).unwrap();
     for name in [
-        "apiwatch_gateway_requests_total{status_class=\"2xx\"} 1",
+        "apiwatch_gateway_requests_total{status_class=\"2xx\"} 2",
         "apiwatch_gateway_request_duration_seconds_bucket",
         "apiwatch_gateway_request_body_bytes_total",
         "apiwatch_gateway_response_body_bytes_total",
         "apiwatch_gateway_event_wait_seconds",
-        "apiwatch_journal_records_total 1",
+        "apiwatch_journal_records_total 2",
         "apiwatch_journal_bytes_total",
         "apiwatch_journal_fsync_seconds",
         "apiwatch_journal_backpressure_wait_seconds",

@@ -215,3 +215,92 @@ fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn a_size_limit_deletes_the_oldest_of_journal_and_store_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let output = run(&[
+        "gen",
+        "--events",
+        "20000",
+        "--days",
+        "7",
+        "--segment-max-bytes",
+        "262144",
+        "-o",
+        data_arg,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        run(&["store", "rebuild", "--data", data_arg])
+            .status
+            .success()
+    );
+    let before = status(data_arg);
+    let total = |status: &Value| {
+        status["journal_bytes"].as_u64().unwrap() + status["store_bytes"].as_u64().unwrap()
+    };
+    let oldest_stored = || {
+        let output = run(&[
+            "sql",
+            "SELECT min(timestamp) AS oldest FROM events WHERE event_kind = 'request'",
+            "--format",
+            "json",
+            "--data",
+            data_arg,
+        ]);
+        let answer: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
+        nanos(answer["oldest"].as_str().unwrap())
+    };
+    let stored_before = oldest_stored();
+    let journal_before = nanos(before["oldest_kept_event"].as_str().unwrap());
+    let max = total(&before) / 2;
+
+    let config = dir.path().join("apiwatch.toml");
+    std::fs::write(
+        &config,
+        format!("[retention]\nmax_size = \"{max}\"\ncheck_every = \"1s\"\n"),
+    )
+    .unwrap();
+    let upstream = start_upstream();
+    let apiwatch = serve(
+        &data,
+        upstream.addr,
+        &["--config", config.to_str().unwrap()],
+    );
+    let prune = poll(
+        Duration::from_secs(20),
+        || {
+            journal_events(&data)
+                .into_iter()
+                .find(|event| event["event.dataset"] == "retention.prune")
+        },
+        || format!("no prune was journaled; stderr:\n{}", apiwatch.stderr()),
+    );
+    let pruned_files: u64 = prune["labels"]["retention.store_files"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(pruned_files > 0, "{prune}");
+    assert!(apiwatch.terminate().success());
+
+    let after = status(data_arg);
+    // Within the limit, give or take what the server journaled after the prune (its own
+    // events, in the newest segment).
+    assert!(total(&after) <= max + 16 * 1024, "{before} -> {after}");
+    // About half of the data went, the oldest of both: neither side kept its oldest days.
+    let day = 86_400_000_000_000i64;
+    let journal_after = nanos(after["oldest_kept_event"].as_str().unwrap());
+    let stored_after = oldest_stored();
+    assert!(journal_after > journal_before + 2 * day, "{before} -> {after}");
+    assert!(stored_after > stored_before + day, "{stored_before} -> {stored_after}");
+    let verify = run(&["verify", "--data", data_arg]);
+    assert!(verify.status.success(), "{}", stdout_of(&verify));
+}

@@ -62,22 +62,26 @@ impl JournalReader {
         })
     }
 
+    /// The seq the next record appended to the journal under `dir` will take: the number of
+    /// complete records written so far (0 for an empty or missing journal). A follower that
+    /// starts there sees only records appended from now on.
+    pub fn end_seq(dir: &Path) -> Result<u64> {
+        let segments = segments_of(dir)?;
+        end_of(&segments)
+    }
+
     /// The last `n` records of the journal under `dir`, oldest first.
     pub fn last_n(dir: &Path, n: usize) -> Result<Vec<(u64, Vec<u8>)>> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let journal = journal_dir(dir);
-        let segments = list_segments(&journal).map_err(|source| Error::Dir {
-            path: journal.clone(),
-            source,
-        })?;
+        let segments = segments_of(dir)?;
+        if segments.is_empty() {
+            return Ok(Vec::new());
+        }
         // Segment start seqs tell how many records follow each one; only the last segment needs
         // counting. Start at the latest segment from which at least `n` records follow.
-        let Some((last_first, last_path)) = segments.last() else {
-            return Ok(Vec::new());
-        };
-        let end = last_first + count_frames(last_path)?;
+        let end = end_of(&segments)?;
         let start = segments
             .iter()
             .rev()
@@ -214,6 +218,23 @@ impl Iterator for JournalReader {
 }
 
 /// How many complete frames a segment holds.
+/// The segments of the journal under data directory `dir`, by first seq.
+fn segments_of(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let journal = journal_dir(dir);
+    list_segments(&journal).map_err(|source| Error::Dir {
+        path: journal.clone(),
+        source,
+    })
+}
+
+/// The seq after the last complete record of `segments` (0 when there are none).
+fn end_of(segments: &[(u64, PathBuf)]) -> Result<u64> {
+    match segments.last() {
+        Some((first_seq, path)) => Ok(first_seq + count_frames(path)?),
+        None => Ok(0),
+    }
+}
+
 fn count_frames(path: &Path) -> Result<u64> {
     let (mut scanner, _) = FrameScanner::open(path).map_err(|source| Error::Segment {
         action: "read",

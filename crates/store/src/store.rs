@@ -191,6 +191,11 @@ impl Store {
         Ok(())
     }
 
+    /// The Parquet files the store holds now, by name (retention plans with them).
+    pub fn files(&self) -> Vec<FileEntry> {
+        read(&self.manifest).files.clone()
+    }
+
     /// What the store holds now.
     pub fn status(&self) -> StoreStatus {
         // The seq lock first, as `ingest` takes it before the memtable's.

@@ -67,7 +67,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     match apiwatch_journal::verify(&args.data, &options) {
         Ok(report) => {
-            println!("ok: {report}");
+            println!("{report}");
             Ok(ExitCode::SUCCESS)
         }
         Err(failure) => {

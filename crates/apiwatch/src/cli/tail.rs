@@ -35,7 +35,6 @@ pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
     let mut out = stdout.lock();
     let last = apiwatch_journal::JournalReader::last_n(&args.data, args.lines)
         .with_context(|| format!("failed to read the journal in {}", args.data.display()))?;
-    let mut next_seq = last.last().map_or(0, |(seq, _)| seq + 1);
     for (_, record) in &last {
         print_record(&mut out, record, args.pretty)?;
     }
@@ -43,9 +42,13 @@ pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
     if !args.follow {
         return Ok(ExitCode::SUCCESS);
     }
-    if last.is_empty() {
-        next_seq = 0;
-    }
+    // Follow from just after what was printed; with nothing printed (`-n 0`, or an empty
+    // journal), from the journal's end, so that only new events follow.
+    let next_seq = match last.last() {
+        Some((seq, _)) => seq + 1,
+        None => apiwatch_journal::JournalReader::end_seq(&args.data)
+            .with_context(|| format!("failed to read the journal in {}", args.data.display()))?,
+    };
     let mut follower = apiwatch_journal::Follower::new(&args.data, next_seq);
     loop {
         let records = follower.poll().context("failed to follow the journal")?;

@@ -127,3 +127,44 @@ fn no_upstream_at_all_is_refused_with_a_hint() {
         .unwrap_err();
     assert!(problems[0].message.contains("--upstream"), "{problems:?}");
 }
+
+#[test]
+fn retention_presets_and_sizes_are_read_and_their_mistakes_named() {
+    let overrides = Overrides {
+        upstream: Some("http://127.0.0.1:3000".to_owned()),
+        ..Overrides::default()
+    };
+    let day = Duration::from_secs(86_400);
+    let retention = |text: &str| {
+        parse(text)
+            .unwrap()
+            .validate(text, &overrides)
+            .unwrap()
+            .retention
+    };
+    let pci = retention("[retention]\npreset = \"pci-dss\"\n");
+    assert_eq!(pci.max_age, Some(365 * day));
+    assert_eq!(pci.hot, Some(90 * day));
+    assert_eq!(pci.preset.as_deref(), Some("pci-dss"));
+    let gdpr = retention("[retention]\npreset = \"gdpr-minimal\"\nmax_size = \"500MiB\"\n");
+    assert_eq!(gdpr.max_age, Some(30 * day));
+    assert_eq!(gdpr.hot, Some(30 * day));
+    assert_eq!(gdpr.max_bytes, Some(500 * 1024 * 1024));
+    // The keys beside a preset override it.
+    let overridden = retention("[retention]\npreset = \"pci-dss\"\nhot = \"7d\"\n");
+    assert_eq!(overridden.max_age, Some(365 * day));
+    assert_eq!(overridden.hot, Some(7 * day));
+
+    let text = "[retention]\npreset = \"forever\"\nmax_size = \"lots\"\n";
+    let problems = parse(text).unwrap().validate(text, &overrides).unwrap_err();
+    let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    for expected in [
+        "2:10: retention.preset: expected \"pci-dss\" or \"gdpr-minimal\", got \"forever\"",
+        "3:12: retention.max_size: expected a size such as",
+    ] {
+        assert!(
+            rendered.iter().any(|line| line.contains(expected)),
+            "{expected} missing from {rendered:#?}"
+        );
+    }
+}
