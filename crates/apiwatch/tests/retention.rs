@@ -19,16 +19,10 @@ fn status(data: &str) -> Value {
     serde_json::from_str(stdout_of(&output).trim()).unwrap()
 }
 
-fn nanos(text: &str) -> i64 {
-    let at =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap();
-    at.unix_timestamp_nanos() as i64
-}
-
-#[test]
-fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+/// A week of generated history (20,000 events in 256 KiB journal segments) under
+/// `dir/data`, with the store rebuilt from it.
+fn generated_week(dir: &std::path::Path) -> std::path::PathBuf {
+    let data = dir.join("data");
     let data_arg = data.to_str().unwrap();
     let output = run(&[
         "gen",
@@ -51,6 +45,34 @@ fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
             .status
             .success()
     );
+    data
+}
+
+/// The time of the oldest request event the store of `data` answers with.
+fn oldest_stored(data: &str) -> i64 {
+    let output = run(&[
+        "sql",
+        "SELECT min(timestamp) AS oldest FROM events WHERE event_kind = 'request'",
+        "--format",
+        "json",
+        "--data",
+        data,
+    ]);
+    let answer: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
+    nanos(answer["oldest"].as_str().unwrap())
+}
+
+fn nanos(text: &str) -> i64 {
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap();
+    at.unix_timestamp_nanos() as i64
+}
+
+#[test]
+fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated_week(dir.path());
+    let data_arg = data.to_str().unwrap();
     let before = status(data_arg);
     assert_eq!(before["horizon"], 0);
     let segments_before = before["segments"].as_u64().unwrap();
@@ -94,16 +116,7 @@ fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
     // Whole segments go: the oldest kept event is at most one segment older than 3 days.
     assert!(oldest > now - 3 * day - day / 4, "{after}");
     assert!(after["horizon"].as_u64().unwrap() > 0);
-    let output = run(&[
-        "sql",
-        "SELECT min(timestamp) AS oldest FROM events WHERE event_kind = 'request'",
-        "--format",
-        "json",
-        "--data",
-        data_arg,
-    ]);
-    let oldest_stored: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
-    let oldest_stored = nanos(oldest_stored["oldest"].as_str().unwrap());
+    let oldest_stored = oldest_stored(data_arg);
     // The store keeps whole files: a finished day is one file, so up to a day more than
     // `hot` stays queryable; nothing older than that.
     assert!(
@@ -219,46 +232,13 @@ fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
 #[test]
 fn a_size_limit_deletes_the_oldest_of_journal_and_store_together() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let data = generated_week(dir.path());
     let data_arg = data.to_str().unwrap();
-    let output = run(&[
-        "gen",
-        "--events",
-        "20000",
-        "--days",
-        "7",
-        "--segment-max-bytes",
-        "262144",
-        "-o",
-        data_arg,
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        run(&["store", "rebuild", "--data", data_arg])
-            .status
-            .success()
-    );
     let before = status(data_arg);
     let total = |status: &Value| {
         status["journal_bytes"].as_u64().unwrap() + status["store_bytes"].as_u64().unwrap()
     };
-    let oldest_stored = || {
-        let output = run(&[
-            "sql",
-            "SELECT min(timestamp) AS oldest FROM events WHERE event_kind = 'request'",
-            "--format",
-            "json",
-            "--data",
-            data_arg,
-        ]);
-        let answer: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
-        nanos(answer["oldest"].as_str().unwrap())
-    };
-    let stored_before = oldest_stored();
+    let stored_before = oldest_stored(data_arg);
     let journal_before = nanos(before["oldest_kept_event"].as_str().unwrap());
     let max = total(&before) / 2;
 
@@ -298,9 +278,15 @@ fn a_size_limit_deletes_the_oldest_of_journal_and_store_together() {
     // About half of the data went, the oldest of both: neither side kept its oldest days.
     let day = 86_400_000_000_000i64;
     let journal_after = nanos(after["oldest_kept_event"].as_str().unwrap());
-    let stored_after = oldest_stored();
-    assert!(journal_after > journal_before + 2 * day, "{before} -> {after}");
-    assert!(stored_after > stored_before + day, "{stored_before} -> {stored_after}");
+    let stored_after = oldest_stored(data_arg);
+    assert!(
+        journal_after > journal_before + 2 * day,
+        "{before} -> {after}"
+    );
+    assert!(
+        stored_after > stored_before + day,
+        "{stored_before} -> {stored_after}"
+    );
     let verify = run(&["verify", "--data", data_arg]);
     assert!(verify.status.success(), "{}", stdout_of(&verify));
 }
