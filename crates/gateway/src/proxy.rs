@@ -74,10 +74,17 @@ pub async fn handle(
         let content_type = header_str(&request, header::CONTENT_TYPE).map(str::to_owned);
         let max_len = shared.settings.capture_body_max_bytes;
         pending.finalize = Some(Box::new(move |event: &mut Event, captured: &[u8]| {
-            if !captured.is_empty() {
-                event.request_body =
-                    Some(redactor.body(captured, content_type.as_deref(), max_len));
+            if captured.is_empty() {
+                return;
             }
+            let content_type = content_type.as_deref();
+            // A prefix cut at the cap may end inside a card number too short to be seen as one.
+            let cut = event.request_bytes > captured.len() as u64;
+            event.request_body = Some(if cut {
+                redactor.body_prefix(captured, content_type, max_len)
+            } else {
+                redactor.body(captured, content_type, max_len)
+            });
         }));
     }
 

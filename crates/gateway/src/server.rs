@@ -213,9 +213,7 @@ impl Gateway {
         let graceful = GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         let limits = &self.shared.settings.limits;
-        // hyper refuses (431, no event) headers past its read buffer; keep that buffer well above
-        // our own limit so that our limit, which is logged, is the one clients meet.
-        let read_buffer = (limits.max_header_bytes + 16 * 1024).max(8192);
+        let read_buffer = read_buffer_bytes(limits);
         builder
             .http1()
             .timer(TokioTimer::new())
@@ -518,6 +516,17 @@ impl Drop for OpenConnection {
     }
 }
 
+/// hyper refuses (431, before our handler) heads past its read buffer; that buffer is kept well
+/// above our own header limit so that our limit, with its precise message, is the one clients meet.
+fn read_buffer_bytes(limits: &crate::config::Limits) -> usize {
+    (limits.max_header_bytes + 16 * 1024).max(8192)
+}
+
+/// Header fields hyper accepts in an HTTP/1 request head (its default, kept: setting it
+/// explicitly makes hyper allocate every request's header array on the heap); more is refused
+/// with 431.
+const MAX_HEADER_FIELDS: usize = 100;
+
 /// A keep-alive client for the upstreams; its connection tasks run on the runtime that first
 /// uses it.
 fn upstream_client(settings: &GatewaySettings) -> Client<HttpConnector, crate::body::ProxyBody> {
@@ -580,8 +589,12 @@ fn record_connection_error(
     if hyper_error.is_parse_too_large() {
         event.status_code = Some(431);
         event.error_type = Some("headers_too_large".to_owned());
-        event.error_message =
-            Some("request head larger than the read buffer; refused before parsing".to_owned());
+        // hyper reports both causes as one error kind.
+        event.error_message = Some(format!(
+            "request head larger than the {} byte read buffer or with more than {MAX_HEADER_FIELDS} \
+             header fields; refused before parsing",
+            read_buffer_bytes(&shared.settings.limits)
+        ));
     } else {
         event.status_code = Some(400);
         event.error_type = Some("malformed_request".to_owned());

@@ -151,18 +151,29 @@ fn futures_chunks(count: usize, size: usize) -> TestBody {
 
 #[tokio::test]
 async fn headers_over_the_limit_are_refused_with_431_and_recorded() {
-    let upstream = start_upstream().await;
-    let (gateway, sink) =
-        start_gateway(upstream, |settings| settings.limits.max_header_bytes = 2048).await;
+    let upstream = counting_upstream().await;
+    let (gateway, sink) = start_gateway(upstream.addr, |settings| {
+        settings.limits.max_header_bytes = 2048
+    })
+    .await;
     let request = get(gateway, "/")
         .header("x-big", "b".repeat(4000))
         .body(empty())
         .unwrap();
-    let (status, _, _) = send(&http1_client(), request).await;
+    let (status, headers, body) = send(&http1_client(), request).await;
     assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert!(body.contains("headers_too_large"), "{body}");
+    assert!(body.contains(headers["x-request-id"].to_str().unwrap()));
     let event = &sink.wait_for(1).await[0];
     assert_eq!(event.status_code, Some(431));
     assert_eq!(event.error_type.as_deref(), Some("headers_too_large"));
+    let message = event.error_message.as_deref().unwrap();
+    assert!(
+        message.starts_with("request headers are ")
+            && message.ends_with("bytes, over the limit of 2048 bytes"),
+        "{message}"
+    );
+    assert_eq!(upstream.accepted(), 0, "never forwarded");
 }
 
 #[tokio::test]
@@ -903,4 +914,374 @@ async fn readiness_goes_at_the_stop_while_requests_still_drain() {
         .unwrap();
     assert_eq!(sink.events.lock().unwrap().len(), 1);
     assert!(!ready.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+/// A test upstream that counts the TCP connections it accepts; it answers a path ending in
+/// `/status/N` with status N, anything else with `200 ok` (HTTP/1.1 keep-alive).
+struct CountingUpstream {
+    addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingUpstream {
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+async fn counting_upstream() -> CountingUpstream {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let service =
+                hyper::service::service_fn(|request: Request<hyper::body::Incoming>| async move {
+                    let status = request
+                        .uri()
+                        .path()
+                        .rsplit_once("/status/")
+                        .and_then(|(_, code)| code.parse::<u16>().ok())
+                        .and_then(|code| StatusCode::from_u16(code).ok())
+                        .unwrap_or(StatusCode::OK);
+                    let mut response = http::Response::new(full("ok"));
+                    *response.status_mut() = status;
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    CountingUpstream { addr, accepted }
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_pooled_upstream_connection() {
+    let upstream = counting_upstream().await;
+    let (gateway, sink) = start_gateway(upstream.addr, |_| {}).await;
+    // Five requests over one client connection...
+    let client = http1_client();
+    for request in 0..5 {
+        let (status, _, body) = send(
+            &client,
+            get(gateway, &format!("/items/{request}"))
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "ok");
+    }
+    // ...then three more, each over a client connection of its own.
+    for request in 0..3 {
+        let (status, _, _) = send(
+            &http1_client(),
+            get(gateway, &format!("/fresh/{request}"))
+                .body(empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let events = sink.wait_for(8).await;
+    assert!(events.iter().all(|event| event.status_code == Some(200)));
+    assert_eq!(
+        upstream.accepted(),
+        1,
+        "every request went over the one pooled upstream connection"
+    );
+}
+
+#[tokio::test]
+async fn auth_failure_statuses_default_to_401_and_403_and_are_set_per_route() {
+    let upstream = counting_upstream().await;
+    let (gateway, sink) = start_gateway(upstream.addr, |settings| {
+        let mut teapot = settings.routes[0].clone();
+        teapot.path_prefix = "/teapot".into();
+        teapot.service_name = "teapot".into();
+        teapot.auth_failure_statuses = vec![418];
+        settings.routes.push(teapot);
+    })
+    .await;
+    let client = http1_client();
+    // (path, status the upstream answers); every request carries a credential.
+    let cases = [
+        ("/status/403", 403),
+        ("/status/401", 401),
+        ("/status/418", 418),
+        ("/teapot/status/403", 403),
+        ("/teapot/status/401", 401),
+        ("/teapot/status/418", 418),
+    ];
+    for (path, expected) in cases {
+        let request = get(gateway, path)
+            .header("authorization", "Basic YWxpY2U6c2VjcmV0")
+            .body(empty())
+            .unwrap();
+        assert_eq!(send(&client, request).await.0.as_u16(), expected, "{path}");
+    }
+    // Without a credential, a status that is not listed is no authentication at all.
+    let (status, _, _) = send(
+        &client,
+        get(gateway, "/teapot/status/403").body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let events = sink.wait_for(7).await;
+    let outcomes: Vec<_> = events
+        .iter()
+        .map(|event| {
+            (
+                event.url_path.clone().unwrap(),
+                event.status_code.unwrap(),
+                event.auth_outcome,
+            )
+        })
+        .collect();
+    let expected = [
+        ("/status/403", 403, AuthOutcome::Failure),
+        ("/status/401", 401, AuthOutcome::Failure),
+        ("/status/418", 418, AuthOutcome::Success),
+        ("/teapot/status/403", 403, AuthOutcome::Success),
+        ("/teapot/status/401", 401, AuthOutcome::Success),
+        ("/teapot/status/418", 418, AuthOutcome::Failure),
+        ("/teapot/status/403", 403, AuthOutcome::None),
+    ]
+    .map(|(path, status, outcome)| (path.to_owned(), status, outcome));
+    assert_eq!(outcomes, expected);
+    assert_eq!(events[5].service_name.as_deref(), Some("teapot"));
+}
+
+/// An upstream that answers every request with `response` (raw bytes) and closes.
+async fn raw_upstream(response: &'static [u8]) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = socket.write_all(response).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn hop_by_hop_response_headers_and_those_named_in_connection_are_not_passed_on() {
+    let upstream = raw_upstream(
+        b"HTTP/1.1 200 OK\r\n\
+          Connection: x-private, close\r\n\
+          Connection: x-also-private\r\n\
+          X-Private: secret-hop\r\n\
+          X-Also-Private: another-hop\r\n\
+          Keep-Alive: timeout=5, max=100\r\n\
+          Proxy-Connection: keep-alive\r\n\
+          Proxy-Authenticate: Basic realm=\"upstream\"\r\n\
+          Trailer: x-checksum\r\n\
+          Upgrade: h2c\r\n\
+          Transfer-Encoding: gzip, chunked\r\n\
+          X-End-To-End: kept\r\n\
+          Cache-Control: no-store\r\n\
+          Content-Type: text/plain\r\n\
+          \r\n\
+          5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    let (gateway, sink) = start_gateway(upstream, |_| {}).await;
+    let (status, headers, body) =
+        send(&http1_client(), get(gateway, "/hop").body(empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "hello");
+    for name in [
+        "x-private",
+        "x-also-private",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "trailer",
+        "upgrade",
+    ] {
+        assert!(
+            headers.get(name).is_none(),
+            "{name} was passed on: {headers:?}"
+        );
+    }
+    // The gateway frames the response itself: no connection option or transfer coding of the
+    // upstream's reaches the client.
+    for value in headers.get_all("connection") {
+        assert!(!value.to_str().unwrap().contains("private"), "{headers:?}");
+    }
+    for value in headers.get_all("transfer-encoding") {
+        assert_eq!(value, "chunked", "{headers:?}");
+    }
+    assert_eq!(headers["x-end-to-end"], "kept");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["content-type"], "text/plain");
+    assert!(headers.contains_key("x-request-id"));
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.status_code, Some(200));
+    assert_eq!(event.response_bytes, 5);
+    assert_eq!(event.response_mime_type.as_deref(), Some("text/plain"));
+}
+
+/// Sends raw `request` bytes to `gateway` and returns what came back before it closed (a
+/// write or read cut short by the gateway closing is not an error here).
+async fn raw_exchange(gateway: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
+    let _ = stream.write_all(request).await;
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("the gateway answered and closed")
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test]
+async fn request_head_past_the_read_buffer_is_refused_with_431_and_recorded() {
+    let upstream = counting_upstream().await;
+    // Read buffer: the header limit plus 16 KiB, so a 40 KB header is past hyper's buffer.
+    let (gateway, sink) = start_gateway(upstream.addr, |settings| {
+        settings.limits.max_header_bytes = 2048
+    })
+    .await;
+    let request = format!(
+        "GET /huge HTTP/1.1\r\nhost: test\r\nconnection: close\r\nx-huge: {}\r\n\r\n",
+        "h".repeat(40_000)
+    );
+    let response = raw_exchange(gateway, request.as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 431"), "{response}");
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.status_code, Some(431));
+    assert_eq!(event.error_type.as_deref(), Some("headers_too_large"));
+    assert_eq!(event.source_ip.as_deref(), Some("127.0.0.1"));
+    let message = event.error_message.as_deref().unwrap();
+    assert!(
+        message.contains("larger than the 18432 byte read buffer"),
+        "{message}"
+    );
+    assert_eq!(upstream.accepted(), 0, "never forwarded");
+}
+
+#[tokio::test]
+async fn request_with_more_than_100_header_fields_is_refused_with_431_and_recorded() {
+    let upstream = counting_upstream().await;
+    let (gateway, sink) = start_gateway(upstream.addr, |_| {}).await;
+    // Small in bytes (well under the header limit), but one field over hyper's 100.
+    let fields: String = (0..101).map(|n| format!("x-field-{n}: {n}\r\n")).collect();
+    let request = format!("GET /many HTTP/1.1\r\nhost: test\r\nconnection: close\r\n{fields}\r\n");
+    let response = raw_exchange(gateway, request.as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 431"), "{response}");
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.status_code, Some(431));
+    assert_eq!(event.error_type.as_deref(), Some("headers_too_large"));
+    let message = event.error_message.as_deref().unwrap();
+    assert!(message.contains("more than 100 header fields"), "{message}");
+    assert_eq!(upstream.accepted(), 0, "never forwarded");
+}
+
+/// A JSON body with a password and a long tail.
+fn login_body() -> String {
+    format!(
+        r#"{{"username":"alice","password":"hunter2-secret","note":"{}END"}}"#,
+        "a".repeat(500)
+    )
+}
+
+#[tokio::test]
+async fn request_bodies_are_not_captured_by_default() {
+    let upstream = start_upstream().await;
+    let (gateway, sink) = start_gateway(upstream, |_| {}).await;
+    let body = login_body();
+    let request = Request::post(format!("http://{gateway}/upload"))
+        .header("content-type", "application/json")
+        .body(body_of(body.clone()))
+        .unwrap();
+    let (status, _, answer) = send(&http1_client(), request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer, body.len().to_string(), "the upstream got the body");
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.request_bytes, body.len() as u64);
+    assert_eq!(event.request_body, None);
+    let json = String::from_utf8(event.to_json()).unwrap();
+    assert!(!json.contains("http.request.body.content"), "{json}");
+    assert!(!json.contains("alice"), "{json}");
+    assert!(!json.contains("hunter2"), "{json}");
+}
+
+#[tokio::test]
+async fn captured_request_body_is_cut_to_the_cap_with_secrets_redacted() {
+    let upstream = start_upstream().await;
+    let (gateway, sink) = start_gateway(upstream, |settings| {
+        settings.capture_body = true;
+        settings.capture_body_max_bytes = 80;
+    })
+    .await;
+    let body = login_body();
+    let request = Request::post(format!("http://{gateway}/upload"))
+        .header("content-type", "application/json")
+        .body(body_of(body.clone()))
+        .unwrap();
+    let (status, _, answer) = send(&http1_client(), request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        answer,
+        body.len().to_string(),
+        "the upstream got the whole body"
+    );
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.request_bytes, body.len() as u64);
+    let captured = event
+        .request_body
+        .as_deref()
+        .expect("the body was captured");
+    assert!(captured.len() <= 80, "{} bytes: {captured}", captured.len());
+    assert!(
+        captured.starts_with(r#"{"username":"alice","password":"[REDACTED]","note":"aaa"#),
+        "{captured}"
+    );
+    assert!(!captured.contains("END"), "past the cap: {captured}");
+    let json = String::from_utf8(event.to_json()).unwrap();
+    assert!(!json.contains("hunter2"), "{json}");
+}
+
+#[tokio::test]
+async fn card_number_cut_by_the_capture_cap_is_not_recorded() {
+    let upstream = start_upstream().await;
+    let note = "note=pay with ";
+    let (gateway, sink) = start_gateway(upstream, |settings| {
+        settings.capture_body = true;
+        // The cap falls after the third group of the card number: 12 digits, too few to be
+        // recognised as a card, but most of one.
+        settings.capture_body_max_bytes = note.len() + "4111 1111 1111".len();
+    })
+    .await;
+    let body = format!("{note}4111 1111 1111 1111 thanks");
+    let request = Request::post(format!("http://{gateway}/upload"))
+        .header("content-type", "text/plain")
+        .body(body_of(body.clone()))
+        .unwrap();
+    assert_eq!(send(&http1_client(), request).await.0, StatusCode::OK);
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.request_bytes, body.len() as u64);
+    let captured = event.request_body.as_deref().unwrap();
+    assert_eq!(captured, note, "the possibly cut card number is dropped");
+    let json = String::from_utf8(event.to_json()).unwrap();
+    assert!(!json.contains("4111 1111"), "{json}");
 }

@@ -689,3 +689,30 @@ mod properties {
         }
     }
 }
+
+/// The error table in `docs/search.md` ("query   column N: message") is what the parser says.
+#[test]
+fn the_documented_errors_are_the_parsers() {
+    let doc = include_str!("../../../docs/search.md");
+    let table = doc
+        .split("## Errors and limits")
+        .nth(1)
+        .and_then(|section| section.split("```text\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .expect("docs/search.md has an error table");
+    let mut checked = 0;
+    for line in table.lines().filter(|line| !line.trim().is_empty()) {
+        let (query, said) = line
+            .split_once("  column ")
+            .unwrap_or_else(|| panic!("not `query  column N: message`: {line}"));
+        let (column, message) = said.split_once(": ").unwrap();
+        let err = Query::parse(query.trim_end()).expect_err(query);
+        assert_eq!(
+            (err.column.to_string().as_str(), err.message.as_str()),
+            (column, message),
+            "{query}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 9, "{checked} documented errors");
+}
