@@ -303,3 +303,40 @@ fn demo_shows_attacks_in_the_journal() {
     assert!(brute_force >= 10, "brute force not visible: {brute_force}");
     assert!(run(&["verify", "--data", data_arg(&data)]).status.success());
 }
+
+#[test]
+fn internal_logs_are_json_lines_with_log_format_json_and_never_hold_events() {
+    let upstream = start_upstream();
+    let data = tempfile::tempdir().unwrap();
+    let apiwatch = serve(data.path(), upstream.addr, &["--log-format", "json"]);
+    assert_eq!(
+        get(apiwatch.gateway, "/logged/nowhere?password=hunter2", &[]).status,
+        200
+    );
+    // The request's event is journaled, and only there.
+    poll(
+        Duration::from_secs(5),
+        || {
+            journal_events(data.path())
+                .into_iter()
+                .find(|event| event["url.path"] == "/logged/nowhere")
+        },
+        || "the request was not journaled".to_owned(),
+    );
+    let logs = apiwatch.stderr();
+    assert!(apiwatch.terminate().success());
+    // The first start's admin token is shown to the operator once, as text, not as a log record.
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with("apiwatch: admin API token"))
+        .collect();
+    assert!(!lines.is_empty(), "no internal log lines");
+    for line in &lines {
+        let record: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("not a JSON log line ({err}): {line}"));
+        assert!(record["level"].is_string(), "{line}");
+        assert!(record["timestamp"].is_string(), "{line}");
+    }
+    assert!(!logs.contains("/logged/nowhere"), "{logs}");
+    assert!(!logs.contains("hunter2"), "{logs}");
+}

@@ -246,6 +246,13 @@ fn a_full_queue_makes_producers_wait_instead_of_dropping() {
         text.contains("apiwatch_journal_fsync_seconds_count"),
         "{text}"
     );
+    // Four producers and room for one queued record: producers waited, and the wait shows.
+    let waits: u64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("apiwatch_journal_backpressure_wait_seconds_count "))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no backpressure wait count in\n{text}"));
+    assert!(waits > 0, "{text}");
 }
 
 #[test]
