@@ -333,6 +333,25 @@ async fn gateway_listens_on_ipv6() {
 }
 
 #[tokio::test]
+async fn an_upstream_on_ipv6_is_proxied_to_and_recorded() {
+    let upstream = counting_upstream_on("[::1]:0").await;
+    let (gateway, sink) = start_gateway(upstream.addr, |_| {}).await;
+    let (status, _, body) = send(
+        &http1_client(),
+        get(gateway, "/status/201").body(empty()).unwrap(),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::CREATED, "ok"));
+    assert_eq!(upstream.accepted(), 1);
+    let event = &sink.wait_for(1).await[0];
+    assert_eq!(event.status_code, Some(201));
+    assert_eq!(
+        event.upstream_address.as_deref(),
+        Some(format!("[::1]:{}", upstream.addr.port()).as_str())
+    );
+}
+
+#[tokio::test]
 async fn upstream_401_is_an_authentication_failure() {
     let upstream = start_upstream().await;
     let (gateway, sink) = start_gateway(upstream, |_| {}).await;
@@ -930,7 +949,11 @@ impl CountingUpstream {
 }
 
 async fn counting_upstream() -> CountingUpstream {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    counting_upstream_on("127.0.0.1:0").await
+}
+
+async fn counting_upstream_on(address: &str) -> CountingUpstream {
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = std::sync::Arc::clone(&accepted);

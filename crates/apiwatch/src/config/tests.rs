@@ -168,3 +168,22 @@ fn retention_presets_and_sizes_are_read_and_their_mistakes_named() {
         );
     }
 }
+
+#[test]
+fn an_upstream_alone_runs_on_the_documented_defaults() {
+    let overrides = Overrides {
+        upstream: Some("http://[::1]:3000".to_owned()),
+        ..Overrides::default()
+    };
+    let settings = parse("").unwrap().validate("", &overrides).unwrap();
+    assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(settings.admin_listen.to_string(), "127.0.0.1:9600");
+    assert_eq!(
+        settings.data_dir,
+        std::path::PathBuf::from("./apiwatch-data")
+    );
+    assert!(
+        matches!(settings.fsync, FsyncPolicy::Interval(every) if every == Duration::from_millis(100))
+    );
+    assert_eq!(settings.gateway.routes.len(), 1);
+}
