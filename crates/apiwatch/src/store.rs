@@ -293,6 +293,11 @@ pub fn audit_event(
     event
 }
 
+/// Says in a query's audit event why the query failed or was refused.
+pub fn audit_refusal(event: &mut Event, message: &str) {
+    event.error_message = Some(apiwatch_event::sanitize::sanitize_str(message, 1024));
+}
+
 /// Leaves an audit record for the journal: appends it to the spool (one write of one line),
 /// then, when no server holds the journal, journals the spool itself.
 pub fn spool_audit(data_dir: &Path, event: &Event) -> anyhow::Result<()> {
@@ -525,6 +530,70 @@ impl QueryService {
             }
         })
     }
+
+    /// Journals the audit event of an API query that was answered, or refused with `err`
+    /// (bad parameters, a bad query, past its time limit): a refused query is audited too,
+    /// with why it was refused.
+    async fn audit<T>(
+        &self,
+        by: &str,
+        kind: &str,
+        query: &str,
+        range: (Option<i64>, Option<i64>),
+        outcome: &Result<T, ApiError>,
+        rows: impl FnOnce(&T) -> usize,
+    ) {
+        let mut event = audit_event(
+            by,
+            kind,
+            query,
+            range,
+            outcome.as_ref().ok().map(rows),
+            "api",
+        );
+        if let Err(err) = outcome {
+            audit_refusal(&mut event, &err.message);
+        }
+        self.journal(event).await;
+    }
+}
+
+/// A `GET /api/v1/events` request from its parameters, or what is wrong with them.
+fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest, ApiError> {
+    let get = |name: &str| params.get(name).map(String::as_str);
+    let range = time_range(get("since"), get("from"), get("to")).map_err(bad_request)?;
+    let limit = match get("limit") {
+        None => 100,
+        Some(text) => match text.parse::<usize>() {
+            Ok(limit) if (1..=MAX_PAGE).contains(&limit) => limit,
+            _ => {
+                return Err(bad_request(format!(
+                    "limit: expected 1 to {MAX_PAGE}, got {text:?}"
+                )));
+            }
+        },
+    };
+    let cursor = get("cursor")
+        .map(Cursor::decode)
+        .transpose()
+        .map_err(store_error)?;
+    let oldest_first = match get("order") {
+        None | Some("newest") => false,
+        Some("oldest") => true,
+        Some(other) => {
+            return Err(bad_request(format!(
+                "order: expected newest or oldest, got {other:?}"
+            )));
+        }
+    };
+    Ok(SearchRequest {
+        query: get("q").unwrap_or_default().to_owned(),
+        from: range.0,
+        to: range.1,
+        limit,
+        cursor,
+        oldest_first,
+    })
 }
 
 impl EventsApi for QueryService {
@@ -535,53 +604,31 @@ impl EventsApi for QueryService {
     ) -> BoxFuture<Result<Value, ApiError>> {
         let service = self.clone();
         Box::pin(async move {
-            let get = |name: &str| params.get(name).map(String::as_str);
-            let range = time_range(get("since"), get("from"), get("to")).map_err(bad_request)?;
-            let limit = match get("limit") {
-                None => 100,
-                Some(text) => match text.parse::<usize>() {
-                    Ok(limit) if (1..=MAX_PAGE).contains(&limit) => limit,
-                    _ => {
-                        return Err(bad_request(format!(
-                            "limit: expected 1 to {MAX_PAGE}, got {text:?}"
-                        )));
-                    }
-                },
-            };
-            let cursor = get("cursor")
-                .map(Cursor::decode)
-                .transpose()
-                .map_err(store_error)?;
-            let oldest_first = match get("order") {
-                None | Some("newest") => false,
-                Some("oldest") => true,
-                Some(other) => {
-                    return Err(bad_request(format!(
-                        "order: expected newest or oldest, got {other:?}"
-                    )));
-                }
-            };
-            let query = get("q").unwrap_or_default().to_owned();
-            let request = SearchRequest {
-                query: query.clone(),
-                from: range.0,
-                to: range.1,
-                limit,
-                cursor,
-                oldest_first,
-            };
-            let result =
-                match tokio::time::timeout(service.limits.timeout, service.store.search(&request))
-                    .await
+            let query = params.get("q").cloned().unwrap_or_default();
+            let request = search_request(&params);
+            let range = request
+                .as_ref()
+                .map_or((None, None), |request| (request.from, request.to));
+            let outcome = match request {
+                Ok(request) => match tokio::time::timeout(
+                    service.limits.timeout,
+                    service.store.search(&request),
+                )
+                .await
                 {
-                    Ok(result) => result,
-                    Err(_) => Err(apiwatch_store::Error::Timeout(service.limits.timeout)),
-                };
-            let rows = result.as_ref().ok().map(|page| page.events.len());
+                    Ok(result) => result.map_err(store_error),
+                    Err(_) => Err(store_error(apiwatch_store::Error::Timeout(
+                        service.limits.timeout,
+                    ))),
+                },
+                Err(err) => Err(err),
+            };
             service
-                .journal(audit_event(&by, "search", &query, range, rows, "api"))
+                .audit(&by, "search", &query, range, &outcome, |page| {
+                    page.events.len()
+                })
                 .await;
-            let page = result.map_err(store_error)?;
+            let page = outcome?;
             Ok(json!({
                 "events": page.events.iter().map(|(seq, event)| event_json(*seq, event)).collect::<Vec<_>>(),
                 "next_cursor": page.next_cursor.map(|cursor| cursor.encode()),
@@ -592,12 +639,15 @@ impl EventsApi for QueryService {
     fn sql(&self, text: String, by: String) -> BoxFuture<Result<Value, ApiError>> {
         let service = self.clone();
         Box::pin(async move {
-            let result = service.store.sql(&text, service.limits).await;
-            let rows = result.as_ref().ok().map(SqlAnswer::rows);
+            let outcome = service
+                .store
+                .sql(&text, service.limits)
+                .await
+                .map_err(store_error);
             service
-                .journal(audit_event(&by, "sql", &text, (None, None), rows, "api"))
+                .audit(&by, "sql", &text, (None, None), &outcome, SqlAnswer::rows)
                 .await;
-            let answer = result.map_err(store_error)?;
+            let answer = outcome?;
             let rows = answer.rows_json().map_err(internal_error)?;
             Ok(json!({ "rows": rows, "truncated": answer.truncated }))
         })
@@ -612,28 +662,48 @@ impl EventsApi for QueryService {
         let service = self.clone();
         Box::pin(async move {
             let get = |name: &str| params.get(name).map(String::as_str);
-            let range = time_range(get("since"), get("from"), get("to")).map_err(bad_request)?;
-            let request =
-                stats_request(&kind, get("bucket"), get("field"), get("n")).map_err(bad_request)?;
             let query = get("q").unwrap_or_default().to_owned();
-            let result = service
-                .store
-                .stats(&query, range.0, range.1, &request, service.limits)
-                .await;
-            let rows = result.as_ref().ok().map(SqlAnswer::rows);
+            let checked = time_range(get("since"), get("from"), get("to"))
+                .and_then(|range| {
+                    let request = stats_request(&kind, get("bucket"), get("field"), get("n"))?;
+                    Ok((range, request))
+                })
+                .map_err(bad_request);
+            let (range, outcome) = match checked {
+                Ok((range, request)) => (
+                    range,
+                    service
+                        .store
+                        .stats(&query, range.0, range.1, &request, service.limits)
+                        .await
+                        .map_err(store_error),
+                ),
+                Err(err) => ((None, None), Err(err)),
+            };
             service
-                .journal(audit_event(
+                .audit(
                     &by,
                     &format!("stats.{kind}"),
                     &query,
                     range,
-                    rows,
-                    "api",
-                ))
+                    &outcome,
+                    SqlAnswer::rows,
+                )
                 .await;
-            let answer = result.map_err(store_error)?;
+            let answer = outcome?;
             let rows = answer.rows_json().map_err(internal_error)?;
             Ok(json!({ "rows": rows }))
+        })
+    }
+
+    fn refused(&self, kind: &str, text: String, by: String, message: String) -> BoxFuture<()> {
+        let service = self.clone();
+        let kind = kind.to_owned();
+        Box::pin(async move {
+            let outcome: Result<(), ApiError> = Err(bad_request(message));
+            service
+                .audit(&by, &kind, &text, (None, None), &outcome, |()| 0)
+                .await;
         })
     }
 }

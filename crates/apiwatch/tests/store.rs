@@ -32,7 +32,15 @@ fn api(admin: std::net::SocketAddr, token: &str, path: &str) -> (u16, Value) {
 }
 
 fn sql(admin: std::net::SocketAddr, token: &str, query: &str) -> (u16, Value) {
-    let body = serde_json::json!({ "query": query }).to_string();
+    sql_body(
+        admin,
+        token,
+        &serde_json::json!({ "query": query }).to_string(),
+    )
+}
+
+/// `POST /api/v1/sql` with `body` as it is.
+fn sql_body(admin: std::net::SocketAddr, token: &str, body: &str) -> (u16, Value) {
     let request = format!(
         "POST /api/v1/sql HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
@@ -191,6 +199,12 @@ fn events_are_searchable_within_a_second_through_the_api() {
     assert!(!body["rows"].as_array().unwrap().is_empty(), "{body}");
     let (status, _) = api(apiwatch.admin, &token, "/api/v1/stats/median");
     assert_eq!(status, 400);
+    let (status, body) = sql_body(apiwatch.admin, &token, "{\"sql\": \"SELECT 1\"}");
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().starts_with("body:"),
+        "{body}"
+    );
 
     // Every query above is in the journal, with who asked and how many rows came back.
     let audits = poll(
@@ -200,10 +214,30 @@ fn events_are_searchable_within_a_second_through_the_api() {
                 .into_iter()
                 .filter(|event| event["event.dataset"] == "store.query")
                 .collect();
-            (audits.len() >= 14).then_some(audits)
+            (audits.len() >= 18).then_some(audits)
         },
         || "the queries were not all audited".to_owned(),
     );
+    // Refused ones too, with why: bad parameters, an unknown statistic, a body that is no query.
+    for (kind, text, error) in [
+        ("search", "", "limit: expected 1 to"),
+        ("search", "", "since:"),
+        ("stats.median", "", "unknown statistic"),
+        ("sql", "{\"sql\": \"SELECT 1\"}", "body: expected"),
+    ] {
+        assert!(
+            audits
+                .iter()
+                .any(|event| event["labels"]["query.kind"] == kind
+                    && event["labels"]["query.text"] == text
+                    && event["event.outcome"] == "failure"
+                    && event["user.name"] == "admin"
+                    && event["error.message"]
+                        .as_str()
+                        .is_some_and(|message| message.starts_with(error))),
+            "no refused {kind} audited with {error:?}: {audits:#?}"
+        );
+    }
     let sql_audit = audits
         .iter()
         .find(|event| event["labels"]["query.kind"] == "sql" && event["event.outcome"] == "success")
@@ -421,4 +455,362 @@ fn the_cli_asks_the_same_store_with_or_without_a_server_and_a_restart_loses_noth
         "{}",
         String::from_utf8_lossy(&verify.stdout)
     );
+}
+
+/// The value of an unlabelled metric on `/metrics`, which must be there and be a number.
+fn metric(admin: std::net::SocketAddr, name: &str) -> i64 {
+    let text = String::from_utf8(get(admin, "/metrics", &[]).body).unwrap();
+    let value = text
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} missing from metrics:\n{text}"));
+    value
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a whole number: {value:?}"))
+}
+
+/// `apiwatch search` with `args` (the data directory added), which must succeed; its stdout.
+fn search_cli(data: &std::path::Path, args: &[&str]) -> String {
+    let mut all = vec!["search"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--data", data.to_str().unwrap()]);
+    let output = run(&all);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout_of(&output)
+}
+
+/// The events a search through the API returns (one page of up to 1000), oldest first.
+fn api_events(admin: std::net::SocketAddr, token: &str, query: &str, extra: &str) -> Vec<Value> {
+    let path = format!(
+        "/api/v1/events?q={}&limit=1000&order=oldest{extra}",
+        encode(query)
+    );
+    let (status, body) = api(admin, token, &path);
+    assert_eq!(status, 200, "{path}: {body}");
+    body["events"].as_array().unwrap().clone()
+}
+
+fn paths_of(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|event| event["url.path"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_store_lag_is_a_metric_that_is_zero_once_the_store_caught_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let upstream = start_upstream();
+    let apiwatch = serve(&data, upstream.addr, &["--trusted-proxy", "127.0.0.1/32"]);
+    for i in 0..10 {
+        assert_eq!(
+            send(apiwatch.gateway, &format!("/lag/{i}"), "198.51.100.40"),
+            200
+        );
+    }
+    let (lag, journal, held) = poll(
+        Duration::from_secs(10),
+        || {
+            let lag = metric(apiwatch.admin, "apiwatch_store_lag_records");
+            let journal = metric(apiwatch.admin, "apiwatch_journal_size_records");
+            let held = metric(apiwatch.admin, "apiwatch_store_memtable_rows")
+                + metric(apiwatch.admin, "apiwatch_store_file_rows");
+            (lag == 0 && held >= 10).then_some((lag, journal, held))
+        },
+        || {
+            format!(
+                "the store never caught up: lag {}",
+                metric(apiwatch.admin, "apiwatch_store_lag_records")
+            )
+        },
+    );
+    assert_eq!(lag, 0);
+    assert!(journal >= 10, "{journal} journal records");
+    assert!(held <= journal, "{held} events held, {journal} journaled");
+    assert!(metric(apiwatch.admin, "apiwatch_store_records_ingested_total") >= 10);
+    assert!(apiwatch.terminate().success());
+}
+
+#[test]
+fn a_bad_sql_query_gets_a_400_with_the_column_datafusion_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let upstream = start_upstream();
+    let apiwatch = serve(&data, upstream.addr, &[]);
+    let token = apiwatch.token();
+    // The parser stops at the second comma, the 18th character.
+    let (status, body) = sql(
+        apiwatch.admin,
+        &token,
+        "SELECT source_ip,, user_name FROM events",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["position"], 18, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("Column: 18"),
+        "{body}"
+    );
+    let (status, body) = sql(
+        apiwatch.admin,
+        &token,
+        "SELECT count(*) AS n FROM events LIMIT 1 2",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["position"], 42, "{body}");
+    // A planning error names no column: no position rather than a wrong one.
+    let (status, body) = sql(apiwatch.admin, &token, "SELECT nope FROM events");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.get("position").is_none(), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("nope"), "{body}");
+    assert!(apiwatch.terminate().success());
+}
+
+#[test]
+fn from_and_to_restrict_cli_and_api_searches_to_their_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let upstream = start_upstream();
+    let apiwatch = serve(&data, upstream.addr, &["--trusted-proxy", "127.0.0.1/32"]);
+    let token = apiwatch.token();
+    let query = "ip=198.51.100.50";
+    for i in 0..4 {
+        send(apiwatch.gateway, &format!("/range/a{i}"), "198.51.100.50");
+    }
+    for i in 0..6 {
+        send(apiwatch.gateway, &format!("/range/b{i}"), "198.51.100.50");
+    }
+    let all = poll(
+        Duration::from_secs(5),
+        || {
+            let events = api_events(apiwatch.admin, &token, query, "");
+            (events.len() == 10).then_some(events)
+        },
+        || "the 10 requests never became searchable".to_owned(),
+    );
+    let paths = paths_of(&all);
+    let expected: Vec<String> = (0..4)
+        .map(|i| format!("/range/a{i}"))
+        .chain((0..6).map(|i| format!("/range/b{i}")))
+        .collect();
+    assert_eq!(paths, expected);
+    let time = |at: usize| all[at]["@timestamp"].as_str().unwrap().to_owned();
+    // The first b request's time: `from` includes it, `to` excludes it.
+    let boundary = time(4);
+    let instant = |text: &str| {
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    assert!(
+        instant(&time(3)) < instant(&boundary),
+        "{} {boundary}",
+        time(3)
+    );
+
+    let from = api_events(
+        apiwatch.admin,
+        &token,
+        query,
+        &format!("&from={}", encode(&boundary)),
+    );
+    assert_eq!(paths_of(&from), expected[4..]);
+    let to = api_events(
+        apiwatch.admin,
+        &token,
+        query,
+        &format!("&to={}", encode(&boundary)),
+    );
+    assert_eq!(paths_of(&to), expected[..4]);
+    let between = api_events(
+        apiwatch.admin,
+        &token,
+        query,
+        &format!("&from={}&to={}", encode(&time(1)), encode(&time(6))),
+    );
+    assert_eq!(paths_of(&between), expected[1..6]);
+
+    let cli = |range: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            query,
+            "--format",
+            "json",
+            "--limit",
+            "1000",
+            "--oldest-first",
+        ];
+        args.extend_from_slice(range);
+        search_cli(&data, &args)
+            .lines()
+            .map(|line| {
+                let event: Value = serde_json::from_str(line).unwrap();
+                event["url.path"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(cli(&[]), expected);
+    assert_eq!(cli(&["--from", &boundary]), expected[4..]);
+    assert_eq!(cli(&["--to", &boundary]), expected[..4]);
+    assert_eq!(cli(&["--from", &time(1), "--to", &time(6)]), expected[1..6]);
+    // Before any of them: nothing.
+    assert!(cli(&["--to", &time(0)]).is_empty());
+    assert!(apiwatch.terminate().success());
+}
+
+#[test]
+fn since_restricts_cli_and_api_searches_to_recent_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let upstream = start_upstream();
+    let apiwatch = serve(&data, upstream.addr, &["--trusted-proxy", "127.0.0.1/32"]);
+    let token = apiwatch.token();
+    let query = "ip=198.51.100.60";
+    for i in 0..3 {
+        send(apiwatch.gateway, &format!("/old/{i}"), "198.51.100.60");
+    }
+    poll(
+        Duration::from_secs(5),
+        || (api_events(apiwatch.admin, &token, query, "").len() == 3).then_some(()),
+        || "the first requests never became searchable".to_owned(),
+    );
+    // The first requests are older than 8 s from here on; the new ones have 8 s to be found.
+    std::thread::sleep(Duration::from_millis(8500));
+    for i in 0..5 {
+        send(apiwatch.gateway, &format!("/new/{i}"), "198.51.100.60");
+    }
+    let recent: Vec<String> = (0..5).map(|i| format!("/new/{i}")).collect();
+    let found = poll(
+        Duration::from_secs(2),
+        || {
+            let paths: Vec<String> = search_cli(
+                &data,
+                &[query, "--since", "8s", "--format", "json", "--oldest-first"],
+            )
+            .lines()
+            .map(|line| {
+                let event: Value = serde_json::from_str(line).unwrap();
+                event["url.path"].as_str().unwrap().to_owned()
+            })
+            .collect();
+            assert!(
+                paths.iter().all(|path| path.starts_with("/new/")),
+                "--since 8s found older events: {paths:?}"
+            );
+            (paths.len() == 5).then_some(paths)
+        },
+        || "the recent requests were not found with --since 8s".to_owned(),
+    );
+    assert_eq!(found, recent);
+    let found = api_events(apiwatch.admin, &token, query, "&since=8s");
+    assert_eq!(paths_of(&found), recent);
+    // Without it, all are there.
+    assert_eq!(
+        search_cli(&data, &[query, "--format", "json"])
+            .lines()
+            .count(),
+        8
+    );
+    assert_eq!(api_events(apiwatch.admin, &token, query, "").len(), 8);
+    assert!(apiwatch.terminate().success());
+}
+
+#[test]
+fn search_prints_tables_and_csv_with_a_header_and_limit_caps_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let upstream = start_upstream();
+    let apiwatch = serve(&data, upstream.addr, &["--trusted-proxy", "127.0.0.1/32"]);
+    let query = "ip=198.51.100.70";
+    for i in 0..12 {
+        send(apiwatch.gateway, &format!("/fmt/{i}"), "198.51.100.70");
+    }
+    let json = poll(
+        Duration::from_secs(5),
+        || {
+            let out = search_cli(&data, &[query, "--format", "json", "--limit", "100"]);
+            (out.lines().count() == 12).then_some(out)
+        },
+        || "the 12 requests never became searchable".to_owned(),
+    );
+    // Newest first.
+    let ids: Vec<String> = json
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line).unwrap();
+            event["event.id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+
+    // CSV: the header, then exactly --limit rows of the newest events.
+    let csv = search_cli(&data, &[query, "--format", "csv", "--limit", "5"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0], "time,source.ip,method,path,status,ms,user,event.id",
+        "{csv}"
+    );
+    assert_eq!(lines.len(), 1 + 5, "{csv}");
+    for (at, line) in lines[1..].iter().enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells.len(), 8, "{line}");
+        assert_eq!(cells[1], "198.51.100.70");
+        assert_eq!(cells[2], "GET");
+        assert_eq!(cells[3], format!("/fmt/{}", 11 - at));
+        assert_eq!(cells[4], "200");
+        assert!(cells[5].parse::<f64>().is_ok(), "{line}");
+        assert_eq!(cells[6], "");
+        assert_eq!(cells[7], ids[at]);
+        assert!(cells[0].ends_with('Z') && cells[0].contains('T'), "{line}");
+    }
+
+    // Table: the header, --limit aligned rows, and a note that more match.
+    let table = search_cli(&data, &[query, "--format", "table", "--limit", "5"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 1 + 5 + 1, "{table}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "time",
+            "source.ip",
+            "method",
+            "path",
+            "status",
+            "ms",
+            "user",
+            "event.id"
+        ],
+        "{table}"
+    );
+    let path_column = lines[0].find("path").unwrap();
+    let id_column = lines[0].find("event.id").unwrap();
+    for (at, line) in lines[1..6].iter().enumerate() {
+        assert_eq!(
+            line[path_column..].split_whitespace().next(),
+            Some(format!("/fmt/{}", 11 - at).as_str()),
+            "{table}"
+        );
+        assert_eq!(line[id_column..].trim_end(), ids[at], "{table}");
+        assert!(line.contains("198.51.100.70  GET"), "{table}");
+    }
+    assert_eq!(
+        lines[6], "(more events match; raise --limit or narrow the range)",
+        "{table}"
+    );
+    // All of them: no note.
+    let table = search_cli(&data, &[query, "--format", "table", "--limit", "12"]);
+    assert_eq!(table.lines().count(), 1 + 12, "{table}");
+    assert!(!table.contains("more events match"), "{table}");
+
+    // --limit N gives N when more match, in every format.
+    for limit in [1, 7, 11] {
+        let text = limit.to_string();
+        let json = search_cli(&data, &[query, "--format", "json", "--limit", &text]);
+        assert_eq!(json.lines().count(), limit);
+        let csv = search_cli(&data, &[query, "--format", "csv", "--limit", &text]);
+        assert_eq!(csv.lines().count(), limit + 1);
+    }
+    assert!(apiwatch.terminate().success());
 }

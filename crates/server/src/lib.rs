@@ -63,6 +63,10 @@ pub trait EventsApi: Send + Sync + 'static {
         params: std::collections::HashMap<String, String>,
         by: String,
     ) -> BoxFuture<Result<serde_json::Value, ApiError>>;
+    /// Journals the audit event of a `kind` query (`sql`) refused before it reached the
+    /// store, such as a body that is not JSON: `text` is what was sent, `message` why it was
+    /// refused.
+    fn refused(&self, kind: &str, text: String, by: String, message: String) -> BoxFuture<()>;
 }
 
 /// Early deletion (before the retention policy would delete), as the admin API sees it.
@@ -419,10 +423,10 @@ async fn run_sql(
     let body: SqlBody = match serde_json::from_slice(&body) {
         Ok(body) => body,
         Err(err) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("body: expected {{\"query\": \"SELECT ...\"}} ({err})"),
-            );
+            let message = format!("body: expected {{\"query\": \"SELECT ...\"}} ({err})");
+            let sent = String::from_utf8_lossy(&body).into_owned();
+            events.refused("sql", sent, by, message.clone()).await;
+            return error(StatusCode::BAD_REQUEST, message);
         }
     };
     match events.sql(body.query, by).await {

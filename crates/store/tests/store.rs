@@ -9,7 +9,7 @@ use datafusion::arrow::array::{Array, Int64Array, StringArray};
 const HOUR: i64 = 3_600_000_000_000;
 const BASE: i64 = 1_764_583_200_000_000_000; // 2025-12-01T10:00:00Z
 
-/// A varied stream: several addresses (IPv4, IPv6, one IPv4-mapped), paths, statuses, some
+/// A varied stream: several addresses (IPv4 and IPv6), paths, statuses, some
 /// fields missing, spread over three hours.
 fn events(n: usize) -> Vec<Event> {
     let ips = [
@@ -82,6 +82,16 @@ fn records(events: &[Event]) -> Vec<(u64, Vec<u8>)> {
         .enumerate()
         .map(|(seq, event)| (seq as u64, event.to_json()))
         .collect()
+}
+
+/// A store over `dir` holding `all`: the first `flushed` in Parquet files, the rest in the
+/// memtable.
+fn files_and_memtable(dir: &std::path::Path, all: &[Event], flushed: usize) -> Store {
+    let store = Store::open_writer(dir, small_config()).unwrap();
+    store.ingest(&records(all)[..flushed]);
+    store.flush().unwrap();
+    store.ingest(&records(all)[flushed..]);
+    store
 }
 
 fn small_config() -> StoreConfig {
@@ -181,10 +191,7 @@ async fn events_come_back_whole_with_their_journal_seq() {
 async fn pages_follow_the_cursor_newest_first_without_gaps_or_repeats() {
     let dir = tempfile::tempdir().unwrap();
     let all = events(230);
-    let store = Store::open_writer(dir.path(), small_config()).unwrap();
-    store.ingest(&records(&all)[..150]);
-    store.flush().unwrap();
-    store.ingest(&records(&all)[150..]);
+    let store = files_and_memtable(dir.path(), &all, 150);
     let mut seen = Vec::new();
     let mut cursor: Option<Cursor> = None;
     let mut pages = 0;
@@ -929,4 +936,441 @@ async fn durations_are_stored_delta_packed_without_compression() {
             ));
         }
     }
+}
+
+/// The Parquet files of the store, from its manifest.
+fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let store_dir = dir.join("store");
+    let manifest = apiwatch_store::files::Manifest::load(&store_dir).unwrap();
+    assert!(!manifest.files.is_empty(), "no file was written");
+    manifest
+        .files
+        .iter()
+        .map(|file| store_dir.join(&file.name))
+        .collect()
+}
+
+/// The text values of `column` in row group `group` of a Parquet file, nulls left out.
+fn row_group_texts(path: &std::path::Path, group: usize, column: &str) -> Vec<String> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(path).unwrap(),
+    )
+    .unwrap()
+    .with_row_groups(vec![group])
+    .build()
+    .unwrap();
+    let mut values = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let array = datafusion::arrow::compute::cast(
+            batch.column_by_name(column).unwrap(),
+            &datafusion::arrow::datatypes::DataType::Utf8,
+        )
+        .unwrap();
+        let texts = array.as_any().downcast_ref::<StringArray>().unwrap();
+        values.extend(texts.iter().flatten().map(str::to_owned));
+    }
+    values
+}
+
+#[tokio::test]
+async fn flushed_files_have_bloom_filters_on_the_looked_up_columns_only() {
+    use parquet::file::reader::FileReader;
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = events(300);
+    for (i, event) in all.iter_mut().enumerate() {
+        event.request_id = Some(format!("req-{i:04}"));
+        if i % 3 == 0 {
+            event.key_fingerprint = Some(format!("fp-{:02}", i % 11));
+        }
+    }
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    store.ingest(&records(&all));
+    assert_eq!(store.flush().unwrap(), 300);
+    let bloomed: std::collections::BTreeSet<&str> = [
+        "source_ip",
+        "user_name",
+        "auth_key_fingerprint",
+        "http_request_id",
+        "event_id",
+    ]
+    .into();
+    let options = || {
+        parquet::file::serialized_reader::ReadOptionsBuilder::new()
+            .with_reader_properties(
+                parquet::file::properties::ReaderProperties::builder()
+                    .set_read_bloom_filter(true)
+                    .build(),
+            )
+            .build()
+    };
+    let mut groups_checked = 0;
+    for path in parquet_files(dir.path()) {
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new_with_options(
+            std::fs::File::open(&path).unwrap(),
+            options(),
+        )
+        .unwrap();
+        for group in 0..reader.num_row_groups() {
+            let columns = reader.metadata().row_group(group).columns();
+            let with_filter: std::collections::BTreeSet<String> = columns
+                .iter()
+                .filter(|column| column.bloom_filter_offset().is_some())
+                .map(|column| column.column_path().string())
+                .collect();
+            let with_filter: std::collections::BTreeSet<&str> =
+                with_filter.iter().map(String::as_str).collect();
+            assert_eq!(with_filter, bloomed, "{} row group {group}", path.display());
+
+            // No false negatives: every address and request id of the row group is in its
+            // filter; and values that are not there are (nearly always) said to be absent.
+            let group_reader = reader.get_row_group(group).unwrap();
+            let index = |name: &str| {
+                columns
+                    .iter()
+                    .position(|column| column.column_path().string() == name)
+                    .unwrap()
+            };
+            let ips = group_reader
+                .get_column_bloom_filter(index("source_ip"))
+                .expect("the source_ip bloom filter is read back");
+            let present = row_group_texts(&path, group, "source_ip");
+            assert!(!present.is_empty());
+            for ip in &present {
+                assert!(ips.check(ip.as_str()), "{ip} is in row group {group}");
+            }
+            let absent_ips: Vec<String> = (0..100).map(|i| format!("192.0.2.{i}")).collect();
+            let false_positives = absent_ips
+                .iter()
+                .filter(|ip| ips.check(ip.as_str()))
+                .count();
+            assert!(false_positives <= 5, "{false_positives} of 100 absent IPs");
+
+            let request_ids = group_reader
+                .get_column_bloom_filter(index("http_request_id"))
+                .expect("the http_request_id bloom filter is read back");
+            let present = row_group_texts(&path, group, "http_request_id");
+            assert!(!present.is_empty());
+            for id in &present {
+                assert!(request_ids.check(id.as_str()), "{id}");
+            }
+            let false_positives = (0..100)
+                .map(|i| format!("absent-{i}"))
+                .filter(|id| request_ids.check(id.as_str()))
+                .count();
+            assert!(false_positives <= 5, "{false_positives} of 100 absent ids");
+            groups_checked += 1;
+        }
+    }
+    assert!(groups_checked >= 3, "{groups_checked} row groups");
+}
+
+/// Which events a query should find.
+type Keep = Box<dyn Fn(&Event) -> bool>;
+
+/// Comparisons (`<`, `<=`, `>`, `>=` on numbers and times), suffix wildcards and time
+/// bounds through the store's filter translation: the store finds exactly the events the
+/// test computes from their fields (and the matcher agrees), in files and memtable alike.
+#[tokio::test]
+async fn comparisons_wildcard_suffixes_and_time_bounds_find_exactly_the_events_they_describe() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = events(300);
+    let php_paths = [
+        "/wp-login.php",
+        "/admin/INDEX.PHP",
+        "/php/info",
+        "/x.php.bak",
+        "/xphp",
+    ];
+    for (i, event) in all.iter_mut().enumerate() {
+        if i % 8 == 3 {
+            event.url_path = Some(php_paths[(i / 8) % php_paths.len()].to_owned());
+        }
+    }
+    let nanos = |event: &Event| apiwatch_store::schema::timestamp_nanos(&event.timestamp).unwrap();
+    let status = |event: &Event| event.status_code.map(i64::from);
+    let php = |event: &Event| {
+        event
+            .url_path
+            .as_deref()
+            .is_some_and(|path| path.to_lowercase().ends_with(".php"))
+    };
+    // 300 events over three hours from 10:00: one every 36 s, so 11:00 and 12:00 are times
+    // of events (the bounds themselves are tested).
+    let cases: Vec<(&str, Keep)> = vec![
+        (
+            "status<401",
+            Box::new(move |e| status(e).is_some_and(|s| s < 401)),
+        ),
+        (
+            "status<=401",
+            Box::new(move |e| status(e).is_some_and(|s| s <= 401)),
+        ),
+        (
+            "status>404",
+            Box::new(move |e| status(e).is_some_and(|s| s > 404)),
+        ),
+        ("status>500", Box::new(|_| false)),
+        (
+            "NOT status<400",
+            Box::new(move |e| status(e).is_none_or(|s| s >= 400)),
+        ),
+        ("duration<5ms", Box::new(|e| e.duration_ns < 5_000_000)),
+        ("duration<=5ms", Box::new(|e| e.duration_ns <= 5_000_000)),
+        ("duration>45ms", Box::new(|e| e.duration_ns > 45_000_000)),
+        (
+            "duration>=45000000",
+            Box::new(|e| e.duration_ns >= 45_000_000),
+        ),
+        (
+            "http.response.body.bytes>4500",
+            Box::new(|e| e.response_bytes > 4500),
+        ),
+        (
+            "http.response.body.bytes<=370",
+            Box::new(|e| e.response_bytes <= 370),
+        ),
+        ("path:*.php", Box::new(php)),
+        ("path:*.PHP", Box::new(php)),
+        ("NOT path:*.php", Box::new(move |e| !php(e))),
+        (
+            "@timestamp<2025-12-01T11:00:00Z",
+            Box::new(move |e| nanos(e) < BASE + HOUR),
+        ),
+        (
+            "@timestamp<=2025-12-01T11:00:00Z",
+            Box::new(move |e| nanos(e) <= BASE + HOUR),
+        ),
+        (
+            "@timestamp>2025-12-01T12:00:00Z",
+            Box::new(move |e| nanos(e) > BASE + 2 * HOUR),
+        ),
+        (
+            "@timestamp>=2025-12-01T12:00:00Z",
+            Box::new(move |e| nanos(e) >= BASE + 2 * HOUR),
+        ),
+        (
+            "@timestamp=2025-12-01T11:00:00Z",
+            Box::new(move |e| nanos(e) == BASE + HOUR),
+        ),
+        (
+            // 12:30+01:00 is 11:30Z.
+            "@timestamp>=2025-12-01T12:30:00+01:00 @timestamp<2025-12-01T11:45:00Z",
+            Box::new(move |e| (BASE + 3 * HOUR / 2..BASE + 7 * HOUR / 4).contains(&nanos(e))),
+        ),
+        (
+            "status<=401 @timestamp<2025-12-01T10:30:00Z",
+            Box::new(move |e| status(e).is_some_and(|s| s <= 401) && nanos(e) < BASE + HOUR / 2),
+        ),
+    ];
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    store.ingest(&records(&all)[..150]);
+    assert_eq!(store.flush().unwrap(), 150);
+    store.ingest(&records(&all)[150..]);
+    assert_eq!(store.status().memtable_rows, 150);
+    for (query, keep) in &cases {
+        let expected: Vec<String> = all
+            .iter()
+            .filter(|event| keep(event))
+            .map(|event| event.id.clone())
+            .collect();
+        let parsed = Query::parse(query).unwrap();
+        let by_matcher: Vec<String> = all
+            .iter()
+            .filter(|event| parsed.matches(event))
+            .map(|event| event.id.clone())
+            .collect();
+        assert_eq!(by_matcher, expected, "the matcher on {query:?}");
+        assert_eq!(ids(&store, query).await, expected, "query {query:?}");
+    }
+    // Each case tells events apart (a filter ignored, or matching nothing, would fail).
+    let counts: Vec<(&str, usize)> = cases
+        .iter()
+        .map(|(query, keep)| (*query, all.iter().filter(|event| keep(event)).count()))
+        .collect();
+    for (query, count) in &counts {
+        assert!(
+            *query == "status>500" || (*count > 0 && *count < all.len()),
+            "{query}: {count}"
+        );
+    }
+    let count = |query: &str| counts.iter().find(|(q, _)| *q == query).unwrap().1;
+    assert_eq!(count("@timestamp<2025-12-01T11:00:00Z"), 100);
+    assert_eq!(count("@timestamp<=2025-12-01T11:00:00Z"), 101);
+    assert_eq!(count("@timestamp>2025-12-01T12:00:00Z"), 99);
+    assert_eq!(count("@timestamp>=2025-12-01T12:00:00Z"), 100);
+    assert_eq!(count("@timestamp=2025-12-01T11:00:00Z"), 1);
+    // i % 8 == 3 (38 events) rewrites the path; 16 of those end in .php or .PHP.
+    assert_eq!(count("path:*.php"), 16);
+    assert_eq!(count("NOT path:*.php"), 284);
+}
+
+/// The value of rank `round(q * (n - 1))` of `values` (the rank `approx_quantile` answers
+/// for, within 0.4%).
+fn exact_quantile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[(q * (sorted.len() - 1) as f64).round() as usize]
+}
+
+fn assert_close(got: &serde_json::Value, want: f64, what: &str) {
+    let got = got
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: {got} is not a number"));
+    assert!(
+        (got - want).abs() <= want.abs() * 0.005,
+        "{what}: {got}, expected {want}"
+    );
+}
+
+#[tokio::test]
+async fn percentiles_per_route_are_those_of_the_routes_durations_in_ms_and_sizes_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = events(300);
+    let store = files_and_memtable(dir.path(), &all, 200);
+    let answer = store
+        .stats(
+            "",
+            None,
+            None,
+            &StatsRequest::Percentiles,
+            Limits::default(),
+        )
+        .await
+        .unwrap();
+    let rows = answer.rows_json().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for route in ["/api/login", "/api/users/{id}"] {
+        let row = rows
+            .iter()
+            .find(|row| row["route"] == route)
+            .unwrap_or_else(|| panic!("no row for {route}: {rows:?}"));
+        let of_route: Vec<&Event> = all
+            .iter()
+            .filter(|event| event.route.as_deref() == Some(route))
+            .collect();
+        assert_eq!(row["events"], of_route.len(), "{row}");
+        let ms: Vec<f64> = of_route
+            .iter()
+            .map(|event| event.duration_ns as f64 / 1e6)
+            .collect();
+        let bytes: Vec<f64> = of_route
+            .iter()
+            .map(|event| event.response_bytes as f64)
+            .collect();
+        assert_close(&row["p50_ms"], exact_quantile(&ms, 0.5), "p50_ms");
+        assert_close(&row["p90_ms"], exact_quantile(&ms, 0.9), "p90_ms");
+        assert_close(&row["p99_ms"], exact_quantile(&ms, 0.99), "p99_ms");
+        assert_close(&row["p50_bytes"], exact_quantile(&bytes, 0.5), "p50_bytes");
+        assert_close(&row["p99_bytes"], exact_quantile(&bytes, 0.99), "p99_bytes");
+    }
+    // By hand: even events (login) last 0, 2, ... 48 ms, odd ones 1, 3, ... 49 ms, six each.
+    let login = rows
+        .iter()
+        .find(|row| row["route"] == "/api/login")
+        .unwrap();
+    let users = rows
+        .iter()
+        .find(|row| row["route"] != "/api/login")
+        .unwrap();
+    assert_close(&login["p50_ms"], 24.0, "login p50_ms");
+    assert_close(&login["p99_ms"], 48.0, "login p99_ms");
+    assert_close(&users["p50_ms"], 25.0, "users p50_ms");
+    assert_close(&users["p99_ms"], 49.0, "users p99_ms");
+
+    // A search narrows the events the percentiles are taken over.
+    let answer = store
+        .stats(
+            "duration<10ms",
+            None,
+            None,
+            &StatsRequest::Percentiles,
+            Limits::default(),
+        )
+        .await
+        .unwrap();
+    let rows = answer.rows_json().unwrap();
+    let login = rows
+        .iter()
+        .find(|row| row["route"] == "/api/login")
+        .unwrap();
+    assert_eq!(login["events"], 30, "{login}"); // 0, 2, 4, 6, 8 ms, six each
+    assert_close(&login["p99_ms"], 8.0, "narrowed p99_ms");
+}
+
+#[tokio::test]
+async fn status_classes_count_the_events_of_each_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = events(300);
+    let store = files_and_memtable(dir.path(), &all, 120);
+    let count = |events: &[Event]| {
+        let mut counts = std::collections::BTreeMap::<String, u64>::new();
+        for event in events {
+            let class = match event.status_code {
+                Some(code) => format!("{}xx", code / 100),
+                None => "none".to_owned(),
+            };
+            *counts.entry(class).or_default() += 1;
+        }
+        counts.into_iter().collect::<Vec<_>>()
+    };
+    let classes = |answer: apiwatch_store::SqlAnswer| {
+        answer
+            .rows_json()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                (
+                    row["class"].as_str().unwrap().to_owned(),
+                    row["events"].as_u64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let answer = store
+        .stats(
+            "",
+            None,
+            None,
+            &StatsRequest::StatusClasses,
+            Limits::default(),
+        )
+        .await
+        .unwrap();
+    let expected = count(&all);
+    assert_eq!(classes(answer), expected);
+    // By hand: 1 in 7 without a status; the rest cycle 200, 401, 404, 500, 302.
+    assert_eq!(
+        expected,
+        [
+            ("2xx".to_owned(), 51),
+            ("3xx".to_owned(), 51),
+            ("4xx".to_owned(), 103),
+            ("5xx".to_owned(), 52),
+            ("none".to_owned(), 43),
+        ]
+    );
+
+    // Over a search and a time range: only what they keep is counted.
+    let (from, to) = (BASE + HOUR, BASE + 2 * HOUR);
+    let answer = store
+        .stats(
+            "method=POST",
+            Some(from),
+            Some(to),
+            &StatsRequest::StatusClasses,
+            Limits::default(),
+        )
+        .await
+        .unwrap();
+    let kept: Vec<Event> = all
+        .iter()
+        .filter(|event| {
+            let nanos = apiwatch_store::schema::timestamp_nanos(&event.timestamp).unwrap();
+            event.method.as_deref() == Some("POST") && (from..to).contains(&nanos)
+        })
+        .cloned()
+        .collect();
+    assert!(kept.len() < 50 && !kept.is_empty(), "{}", kept.len());
+    assert_eq!(classes(answer), count(&kept));
 }

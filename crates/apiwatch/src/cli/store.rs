@@ -170,14 +170,26 @@ pub(super) fn who() -> String {
     format!("cli:{name}(uid={uid})")
 }
 
-fn audit(
+/// Leaves the audit record of a query that ran (its rows) or failed (why).
+fn audit<T>(
     data: &Path,
     kind: &str,
     text: &str,
     range: (Option<i64>, Option<i64>),
-    rows: Option<usize>,
+    outcome: &apiwatch_store::Result<T>,
+    rows: impl FnOnce(&T) -> usize,
 ) {
-    let event = crate::store::audit_event(&who(), kind, text, range, rows, "cli");
+    let mut event = crate::store::audit_event(
+        &who(),
+        kind,
+        text,
+        range,
+        outcome.as_ref().ok().map(rows),
+        "cli",
+    );
+    if let Err(err) = outcome {
+        crate::store::audit_refusal(&mut event, &err.to_string());
+    }
     if let Err(err) = crate::store::spool_audit(data, &event) {
         eprintln!("warning: the query ran but its audit record was not written: {err:#}");
     }
@@ -204,13 +216,9 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         oldest_first: args.oldest_first,
     };
     let result = runtime()?.block_on(store.search(&request));
-    audit(
-        &args.data,
-        "search",
-        &args.query,
-        range,
-        result.as_ref().ok().map(|page| page.events.len()),
-    );
+    audit(&args.data, "search", &args.query, range, &result, |page| {
+        page.events.len()
+    });
     let page = match result {
         Ok(page) => page,
         Err(err) => {
@@ -323,7 +331,8 @@ pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
         "sql",
         &args.query,
         (None, None),
-        result.as_ref().ok().map(SqlAnswer::rows),
+        &result,
+        SqlAnswer::rows,
     );
     let answer = match result {
         Ok(answer) => answer,
@@ -377,13 +386,9 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("failed to create {}", args.output.display()))?;
         runtime.block_on(store.export_to(&args.query, range.0, range.1, format, file))
     };
-    audit(
-        &args.data,
-        "export",
-        &args.query,
-        range,
-        result.as_ref().ok().map(|rows| *rows as usize),
-    );
+    audit(&args.data, "export", &args.query, range, &result, |rows| {
+        *rows as usize
+    });
     match result {
         Ok(rows) => {
             eprintln!("exported {rows} events");
@@ -416,7 +421,8 @@ pub fn store(command: StoreCommand) -> anyhow::Result<ExitCode> {
                 "store.rebuild",
                 "",
                 (None, None),
-                Some(events as usize),
+                &Ok(events),
+                |events| *events as usize,
             );
             Ok(ExitCode::SUCCESS)
         }
