@@ -162,6 +162,22 @@ fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
     );
     assert_eq!(early["user.name"], "admin");
     assert_eq!(early["labels"]["retention.reason"], "court order 42");
+    // The journal's segments before the time went (whole segments of about three hours
+    // here, and an hour's margin for requests stamped when they began).
+    let pruned_early: u64 = early["labels"]["retention.segments"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(pruned_early > 0, "{early}");
+    let after_early = status(data_arg);
+    let oldest_early = nanos(after_early["oldest_kept_event"].as_str().unwrap());
+    let twelve_hours_ago_nanos = twelve_hours_ago.unix_timestamp_nanos() as i64;
+    assert!(
+        oldest_early > twelve_hours_ago_nanos - 6 * 3_600_000_000_000,
+        "{after_early}"
+    );
+    assert!(oldest_early > oldest, "{after} -> {after_early}");
     let output = std::process::Command::new(common::BIN)
         .args([
             "retention",
