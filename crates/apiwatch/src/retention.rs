@@ -271,7 +271,9 @@ impl Retention {
         Ok(pruned)
     }
 
-    /// Early deletion by an admin: everything before `before`, journaled as `by`.
+    /// Early deletion by an admin: every stored event before `before` (the store rewrites
+    /// the files that hold events on both sides of it), and the journal's segments before it;
+    /// journaled as `by`.
     pub async fn prune_early(
         self: &Arc<Self>,
         before: i64,
@@ -281,14 +283,20 @@ impl Retention {
         let this = Arc::clone(self);
         let reason_for_task = reason.clone();
         let pruned = tokio::task::spawn_blocking(move || {
-            prune(
+            let store = this.store.as_deref();
+            let mut pruned = prune(
                 &this.data_dir,
-                this.store.as_deref(),
+                store,
                 Some(before),
                 None,
-                Some(before),
+                None,
                 &reason_for_task,
-            )
+            )?;
+            // The store deletes exactly; the journal only whole segments.
+            if let Some(store) = store {
+                pruned.store_files = store.delete_before(before)?;
+            }
+            anyhow::Ok(pruned)
         })
         .await??;
         let event = prune_event(EventKind::Audit, &by, &reason, &pruned);

@@ -116,15 +116,15 @@ fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
     // Whole segments go: the oldest kept event is at most one segment older than 3 days.
     assert!(oldest > now - 3 * day - day / 4, "{after}");
     assert!(after["horizon"].as_u64().unwrap() > 0);
-    let oldest_stored = oldest_stored(data_arg);
+    let stored_after_policy = oldest_stored(data_arg);
     // The store keeps whole files: a finished day is one file, so up to a day more than
     // `hot` stays queryable; nothing older than that.
     assert!(
-        oldest_stored > now - 2 * day - 3_600_000_000_000,
-        "{oldest_stored}"
+        stored_after_policy > now - 2 * day - 3_600_000_000_000,
+        "{stored_after_policy}"
     );
     assert!(
-        oldest_stored > oldest,
+        stored_after_policy > oldest,
         "the store keeps less than the journal"
     );
 
@@ -178,6 +178,12 @@ fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
         "{after_early}"
     );
     assert!(oldest_early > oldest, "{after} -> {after_early}");
+    // The store deletes exactly: nothing before the time is left to query.
+    let stored_after_early = oldest_stored(data_arg);
+    assert!(
+        stored_after_early >= twelve_hours_ago_nanos,
+        "{stored_after_early} < {twelve_hours_ago_nanos}"
+    );
     let output = std::process::Command::new(common::BIN)
         .args([
             "retention",

@@ -93,7 +93,7 @@ impl BulkLoad<'_> {
         };
         self.next_seq = last.0 + 1;
         let mut added = 0;
-        for batch in decode_parallel(&fresh) {
+        for batch in self.store.without_deleted(decode_parallel(&fresh)) {
             added += batch.num_rows();
             let sent = match &self.batches {
                 Some(batches) => batches.send(batch).is_ok(),

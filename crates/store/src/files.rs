@@ -104,6 +104,10 @@ pub struct Manifest {
     /// Replaced files awaiting deletion.
     #[serde(default)]
     pub trash: Vec<TrashEntry>,
+    /// Events older than this (nanoseconds) were deleted early (`Store::delete_before`):
+    /// ingestion and rebuilds leave them out, though the journal may still hold some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_before: Option<i64>,
 }
 
 /// Name of the manifest file in the store directory.
@@ -249,6 +253,34 @@ pub(crate) fn merge_parquet(
         .flatten()
         .map(|batch| batch.map_err(Error::from));
     write_parquet_stream(store_dir, name, batches, layout)
+}
+
+/// Writes the rows of the store file `source` that `keep` selects, batch by batch, to a new
+/// file named by `name_of` from what it holds.
+pub(crate) fn rewrite_parquet(
+    store_dir: &Path,
+    source: &Path,
+    layout: Layout,
+    keep: impl Fn(&RecordBatch) -> Result<RecordBatch>,
+    name_of: impl FnOnce(&FileEntry) -> String,
+) -> Result<FileEntry> {
+    let file = File::open(source).map_err(Error::io("open", source))?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(65_536)
+        .build()?;
+    let hint = format!(
+        "{}.rewrite",
+        source.strip_prefix(store_dir).unwrap_or(source).display()
+    );
+    let mut sink = ParquetSink::create(store_dir, &hint, layout)?;
+    for batch in reader {
+        let kept = keep(&batch?)?;
+        if kept.num_rows() > 0 {
+            sink.write(&kept)?;
+        }
+    }
+    let name = name_of(sink.entry());
+    sink.finish(&name)
 }
 
 fn write_parquet_stream(

@@ -1,6 +1,7 @@
 //! [`Store`]: the memtable, the Parquet files, and DataFusion sessions over both.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,14 @@ pub struct Store {
     memtable: RwLock<Memtable>,
     /// The next journal seq to ingest.
     next_seq: Mutex<u64>,
+    /// Held while a flush writes the memtable out, while a compaction runs and while
+    /// [`Store::delete_before`] runs: a flush cannot write rows a deletion has just removed
+    /// from the memtable, and a compaction neither merges a file being rewritten nor collects
+    /// the rewrite's temporary file as debris.
+    maintenance: Mutex<()>,
+    /// The manifest's `deleted_before` (`i64::MIN` when none), read by ingestion under the
+    /// memtable's lock.
+    deleted_before: AtomicI64,
     runtime: Arc<RuntimeEnv>,
     _lock: Option<WriteLock>,
 }
@@ -144,6 +153,7 @@ impl Store {
         lock: Option<WriteLock>,
     ) -> Store {
         let next_seq = manifest.next_seq;
+        let deleted_before = AtomicI64::new(manifest.deleted_before.unwrap_or(i64::MIN));
         Store {
             store_dir,
             config,
@@ -154,6 +164,8 @@ impl Store {
                 oldest: None,
             }),
             next_seq: Mutex::new(next_seq),
+            maintenance: Mutex::new(()),
+            deleted_before,
             runtime: query_runtime(),
             _lock: lock,
         }
@@ -224,14 +236,29 @@ impl Store {
         }
         let batches = decode_parallel(&fresh);
         *next_seq = fresh.last().map_or(*next_seq, |(seq, _)| seq + 1);
+        let mut memtable = write(&self.memtable);
+        // Read under the memtable's lock, which `delete_before` takes after setting it.
+        let batches = self.without_deleted(batches);
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if rows > 0 {
-            let mut memtable = write(&self.memtable);
             memtable.rows += rows;
             memtable.oldest.get_or_insert_with(Instant::now);
             memtable.batches.extend(batches);
         }
         rows
+    }
+
+    /// `batches` without the rows an early deletion removed (see [`Store::delete_before`]).
+    pub(crate) fn without_deleted(&self, batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
+        let floor = self.deleted_before.load(Ordering::SeqCst);
+        if floor == i64::MIN {
+            return batches;
+        }
+        batches
+            .into_iter()
+            .map(|batch| rows_from(&batch, floor).unwrap_or(batch))
+            .filter(|batch| batch.num_rows() > 0)
+            .collect()
     }
 
     /// Whether the memtable is due for a flush (size or age).
@@ -250,6 +277,7 @@ impl Store {
         if self._lock.is_none() {
             return Err(Error::Query("a read-only store cannot flush".into()));
         }
+        let maintenance = lock(&self.maintenance);
         // Under the seq lock, as `ingest` holds it while it adds a batch: every record before
         // `next_seq` is in `batches`.
         let (batches, next_seq) = {
@@ -304,6 +332,7 @@ impl Store {
                 memtable.oldest = None;
             }
         }
+        drop(maintenance);
         if self.config.compact {
             self.compact()?;
         }
@@ -315,6 +344,7 @@ impl Store {
     /// that is over into one per day (fewer, larger files: less per-file work per query).
     /// Deletes trash past its grace. Returns the files merged away.
     pub fn compact(&self) -> Result<usize> {
+        let _maintenance = lock(&self.maintenance);
         let snapshot = read(&self.manifest).clone();
         let newest = snapshot.files.iter().map(|file| file.max_time).max();
         let Some(newest) = newest else {
@@ -403,6 +433,8 @@ impl Store {
         let mut manifest = write(&self.manifest);
         let empty = Manifest {
             version: 1,
+            // A rebuild must not bring back what was deleted early.
+            deleted_before: manifest.deleted_before,
             ..Manifest::default()
         };
         empty.save(&self.store_dir)?;
@@ -444,6 +476,99 @@ impl Store {
         updated.save(&self.store_dir)?;
         *manifest = updated;
         Ok(old.len())
+    }
+
+    /// Deletes every event older than `before` (nanoseconds), exactly, for an early deletion
+    /// (a court order, a data subject's request): files wholly older leave the manifest as
+    /// with [`Store::drop_before`], files that hold older and newer events are rewritten
+    /// without the older ones (the originals go to the trash), and the memtable drops them.
+    /// The manifest remembers the time, so that events the journal still holds (it deletes
+    /// whole segments) are not ingested again, after a restart or by a rebuild. Returns the
+    /// files dropped or rewritten. Only the writer deletes.
+    pub fn delete_before(&self, before: i64) -> Result<usize> {
+        if self._lock.is_none() {
+            return Err(Error::Query("a read-only store cannot delete".into()));
+        }
+        let _maintenance = lock(&self.maintenance);
+        {
+            let mut manifest = write(&self.manifest);
+            let floor = manifest
+                .deleted_before
+                .map_or(before, |floor| floor.max(before));
+            let mut updated = manifest.clone();
+            updated.deleted_before = Some(floor);
+            updated.save(&self.store_dir)?;
+            *manifest = updated;
+            self.deleted_before.store(floor, Ordering::SeqCst);
+        }
+        {
+            // No flush is in flight (it holds `maintenance` from its copy of the batches to
+            // their removal), so batches may go.
+            let mut memtable = write(&self.memtable);
+            let kept = memtable
+                .batches
+                .iter()
+                .map(|batch| rows_from(batch, before))
+                .filter(|batch| batch.as_ref().map_or(true, |batch| batch.num_rows() > 0))
+                .collect::<Result<Vec<_>>>()?;
+            memtable.rows = kept.iter().map(RecordBatch::num_rows).sum();
+            memtable.batches = kept;
+            if memtable.batches.is_empty() {
+                memtable.oldest = None;
+            }
+        }
+        let mut changed = self.drop_before(before)?;
+        let straddling: Vec<FileEntry> = read(&self.manifest)
+            .files
+            .iter()
+            .filter(|file| file.min_time < before)
+            .cloned()
+            .collect();
+        for file in straddling {
+            if self.rewrite_from(&file, before)? {
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Rewrites `file` with only its rows at or after `before`, and swaps it in; false when
+    /// the file left the manifest meanwhile (retention dropped it).
+    fn rewrite_from(&self, file: &FileEntry, before: i64) -> Result<bool> {
+        let source = self.store_dir.join(&file.name);
+        let dir = Path::new(&file.name)
+            .parent()
+            .map_or_else(|| files::EVENTS_DIR.into(), |dir| dir.display().to_string());
+        let entry = files::rewrite_parquet(
+            &self.store_dir,
+            &source,
+            self.config.layout(),
+            |batch| rows_from(batch, before),
+            // Named after what it keeps and the deletion, unlike any file before it.
+            |kept| {
+                format!(
+                    "{dir}/{:020}-{:020}.d{before}.parquet",
+                    kept.first_seq, kept.last_seq
+                )
+            },
+        )?;
+        let mut manifest = write(&self.manifest);
+        if !manifest.files.iter().any(|live| live.name == file.name) {
+            let path = self.store_dir.join(&entry.name);
+            std::fs::remove_file(&path).map_err(Error::io("delete", &path))?;
+            return Ok(false);
+        }
+        let mut updated = manifest.clone();
+        updated.files.retain(|live| live.name != file.name);
+        updated.files.push(entry);
+        updated.files.sort_by(|a, b| a.name.cmp(&b.name));
+        updated.trash.push(TrashEntry {
+            name: file.name.clone(),
+            replaced_at: files::unix_now(),
+        });
+        updated.save(&self.store_dir)?;
+        *manifest = updated;
+        Ok(true)
     }
 
     pub(crate) fn snapshot(&self, range: Option<(i64, i64)>) -> Snapshot {
@@ -587,6 +712,21 @@ pub(crate) fn decode_parallel(records: &[&(u64, Vec<u8>)]) -> Vec<RecordBatch> {
 
 /// Splits a batch by event time into (period number, rows of that period), in period order;
 /// period `n` holds the times in `[n * period_nanos, (n + 1) * period_nanos)`.
+/// The rows of `batch` at or after `from` (nanoseconds).
+fn rows_from(batch: &RecordBatch, from: i64) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{BooleanArray, TimestampNanosecondArray};
+    let times = schema::typed_column::<TimestampNanosecondArray>(batch, schema::TIME_COLUMN)?;
+    if times.values().iter().all(|nanos| *nanos >= from) {
+        return Ok(batch.clone());
+    }
+    let keep: BooleanArray = times
+        .values()
+        .iter()
+        .map(|nanos| Some(*nanos >= from))
+        .collect();
+    Ok(filter_record_batch(batch, &keep)?)
+}
+
 pub(crate) fn split_by_period(
     batch: &RecordBatch,
     period_nanos: i64,

@@ -1374,3 +1374,75 @@ async fn status_classes_count_the_events_of_each_class() {
     assert!(kept.len() < 50 && !kept.is_empty(), "{}", kept.len());
     assert_eq!(classes(answer), count(&kept));
 }
+
+/// How many events the store answers with, and the oldest one's time (nanoseconds).
+async fn count_and_oldest(store: &Store) -> (u64, i64) {
+    let answer = store
+        .sql(
+            "SELECT count(*) AS n, CAST(min(timestamp) AS BIGINT) AS oldest FROM events",
+            Limits::default(),
+        )
+        .await
+        .unwrap();
+    let rows = answer.rows_json().unwrap();
+    (
+        rows[0]["n"].as_u64().unwrap(),
+        rows[0]["oldest"].as_i64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn an_early_deletion_removes_exactly_the_older_events_and_they_stay_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = events(300);
+    let mut times: Vec<i64> = all
+        .iter()
+        .map(|event| apiwatch_store::schema::timestamp_nanos(&event.timestamp).unwrap())
+        .collect();
+    times.sort_unstable();
+    let newer_than = |before: i64| times.iter().filter(|nanos| **nanos >= before).count() as u64;
+    let store = files_and_memtable(dir.path(), &all, 200);
+
+    // Inside an hour's file: that file holds events on both sides of it and is rewritten.
+    let before = times[100] + 1;
+    let straddling = |store: &Store| {
+        store
+            .files()
+            .iter()
+            .filter(|file| file.min_time < before && file.max_time >= before)
+            .count()
+    };
+    assert_eq!(straddling(&store), 1, "{:#?}", store.files());
+    assert!(store.delete_before(before).unwrap() > 0);
+    let (count, oldest) = count_and_oldest(&store).await;
+    assert_eq!(count, newer_than(before));
+    assert!(oldest >= before);
+    assert!(store.files().iter().all(|file| file.min_time >= before));
+
+    // Inside the memtable's events, which no file holds yet.
+    let before = times[250] + 1;
+    store.delete_before(before).unwrap();
+    let (count, oldest) = count_and_oldest(&store).await;
+    assert_eq!(count, newer_than(before));
+    assert!(oldest >= before);
+
+    // A restart replays the memtable's records from the journal, which still holds them:
+    // the deleted ones stay out.
+    drop(store);
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    assert!(store.ingest(&records(&all)) > 0);
+    assert_eq!(count_and_oldest(&store).await, (count, oldest));
+    // So does a rebuild from the whole journal.
+    store.reset().unwrap();
+    let mut load = store.bulk_load().unwrap();
+    assert_eq!(load.add(&records(&all)).unwrap() as u64, count);
+    load.finish().unwrap();
+    assert_eq!(count_and_oldest(&store).await, (count, oldest));
+    drop(store);
+    assert!(
+        Store::open_reader(dir.path())
+            .unwrap()
+            .delete_before(before)
+            .is_err()
+    );
+}
