@@ -282,26 +282,50 @@ impl Retention {
     ) -> anyhow::Result<Pruned> {
         let this = Arc::clone(self);
         let reason_for_task = reason.clone();
-        let pruned = tokio::task::spawn_blocking(move || {
+        // What was deleted before any failure is audited with it.
+        let (pruned, failed) = tokio::task::spawn_blocking(move || {
             let store = this.store.as_deref();
-            let mut pruned = prune(
+            let mut pruned = match prune(
                 &this.data_dir,
                 store,
                 Some(before),
                 None,
                 None,
                 &reason_for_task,
-            )?;
+            ) {
+                Ok(pruned) => pruned,
+                Err(err) => return (Pruned::default(), Some(err)),
+            };
             // The store deletes exactly; the journal only whole segments.
             if let Some(store) = store {
-                pruned.store_files = store.delete_before(before)?;
+                match store.delete_before(before) {
+                    Ok(files) => pruned.store_files = files,
+                    Err(err) => return (pruned, Some(err.into())),
+                }
             }
-            anyhow::Ok(pruned)
+            (pruned, None)
         })
-        .await??;
-        let event = prune_event(EventKind::Audit, &by, &reason, &pruned);
+        .await?;
+        let mut event = prune_event(EventKind::Audit, &by, &reason, &pruned);
+        event.labels.insert(
+            "retention.before".to_owned(),
+            apiwatch_store::schema::format_nanos(before),
+        );
+        if let Some(err) = &failed {
+            event.outcome = Some("failure".to_owned());
+            event.error_message = Some(apiwatch_event::sanitize::sanitize_str(
+                &format!("{err:#}"),
+                1024,
+            ));
+        }
         self.appender.append(event.to_json()).await?;
-        Ok(pruned)
+        match failed {
+            // Deleting again finishes the job: each step is idempotent.
+            Some(err) => {
+                Err(err.context("the early deletion stopped partway; ask again to finish it"))
+            }
+            None => Ok(pruned),
+        }
     }
 
     /// Applies the policy at start and every `check_every` until shutdown.
@@ -338,6 +362,18 @@ impl apiwatch_server::RetentionApi for Retention {
                     format!("before: expected an RFC 3339 time, got {before:?}"),
                 )
             })?;
+            // A time ahead of now would delete the events still to come (nothing newer than
+            // it is ever stored): refused, with five minutes for clocks apart.
+            let now = OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+            if before > now + 300_000_000_000 {
+                return Err((
+                    400,
+                    format!(
+                        "before: must not be in the future, got {}",
+                        apiwatch_store::schema::format_nanos(before)
+                    ),
+                ));
+            }
             let reason = body["reason"]
                 .as_str()
                 .filter(|reason| !reason.trim().is_empty())

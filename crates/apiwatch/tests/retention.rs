@@ -62,6 +62,21 @@ fn oldest_stored(data: &str) -> i64 {
     nanos(answer["oldest"].as_str().unwrap())
 }
 
+/// `apiwatch retention prune --before BEFORE --reason REASON` against a running server.
+fn prune_early(
+    apiwatch: &common::Apiwatch,
+    token: &str,
+    before: &str,
+    reason: &str,
+) -> std::process::Output {
+    std::process::Command::new(common::BIN)
+        .args(["retention", "prune", "--before", before, "--reason", reason])
+        .args(["--admin", &apiwatch.admin.to_string()])
+        .env("APIWATCH_TOKEN", token)
+        .output()
+        .unwrap()
+}
+
 fn nanos(text: &str) -> i64 {
     let at =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap();
@@ -133,19 +148,7 @@ fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
     let before_text = twelve_hours_ago
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    let output = std::process::Command::new(common::BIN)
-        .args([
-            "retention",
-            "prune",
-            "--before",
-            &before_text,
-            "--reason",
-            "court order 42",
-        ])
-        .args(["--admin", &apiwatch.admin.to_string()])
-        .env("APIWATCH_TOKEN", &token)
-        .output()
-        .unwrap();
+    let output = prune_early(&apiwatch, &token, &before_text, "court order 42");
     assert!(
         output.status.success(),
         "{}",
@@ -162,6 +165,11 @@ fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
     );
     assert_eq!(early["user.name"], "admin");
     assert_eq!(early["labels"]["retention.reason"], "court order 42");
+    assert_eq!(early["event.outcome"], "success");
+    assert_eq!(
+        nanos(early["labels"]["retention.before"].as_str().unwrap()),
+        twelve_hours_ago.unix_timestamp_nanos() as i64
+    );
     // The journal's segments before the time went (whole segments of about three hours
     // here, and an hour's margin for requests stamped when they began).
     let pruned_early: u64 = early["labels"]["retention.segments"]
@@ -184,21 +192,17 @@ fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
         stored_after_early >= twelve_hours_ago_nanos,
         "{stored_after_early} < {twelve_hours_ago_nanos}"
     );
-    let output = std::process::Command::new(common::BIN)
-        .args([
-            "retention",
-            "prune",
-            "--before",
-            "yesterday",
-            "--reason",
-            "x",
-        ])
-        .args(["--admin", &apiwatch.admin.to_string()])
-        .env("APIWATCH_TOKEN", &token)
-        .output()
-        .unwrap();
+    let output = prune_early(&apiwatch, &token, "yesterday", "x");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("before:"));
+    // A time ahead of now would keep every event still to come out of the store: refused.
+    let output = prune_early(&apiwatch, &token, "2062-01-01T00:00:00Z", "typo");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("before: must not be in the future"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(apiwatch.terminate().success());
 
     // A rebuild would lose what only the store still holds: refused unless forced.

@@ -151,6 +151,32 @@ impl Manifest {
     }
 }
 
+/// File in the data directory that keeps an early deletion's time (nanoseconds, as text)
+/// beside the manifest's copy, so that a store directory deleted and rebuilt from the journal
+/// still leaves those events out.
+pub const DELETED_BEFORE: &str = "store-deleted-before";
+
+/// The early-deletion time kept in `data_dir`, if any.
+pub(crate) fn load_floor(data_dir: &Path) -> Result<Option<i64>> {
+    let path = data_dir.join(DELETED_BEFORE);
+    match fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map(Some).map_err(|_| {
+            Error::Event(format!(
+                "{}: expected a time in nanoseconds since 1970, got {:?}",
+                path.display(),
+                text.trim()
+            ))
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(Error::io("read", path)(err)),
+    }
+}
+
+/// Keeps the early-deletion time `floor` in `data_dir`, durably.
+pub(crate) fn save_floor(data_dir: &Path, floor: i64) -> Result<()> {
+    write_atomically(&data_dir.join(DELETED_BEFORE), floor.to_string().as_bytes())
+}
+
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let temporary = path.with_extension("tmp");
     let mut file = File::create(&temporary).map_err(Error::io("create", &temporary))?;

@@ -129,7 +129,28 @@ impl Store {
             tracing::info!(deleted, "store: deleted files no manifest names");
             manifest.save(&store_dir)?;
         }
-        Ok(Store::new(store_dir, config, manifest, Some(lock)))
+        let floor = files::load_floor(data_dir)?;
+        if floor > manifest.deleted_before {
+            // The store directory was replaced since an early deletion: it still applies.
+            manifest.deleted_before = floor;
+            manifest.save(&store_dir)?;
+        }
+        let store = Store::new(store_dir, config, manifest, Some(lock));
+        // An early deletion that stopped partway (a full disk, a crash) is finished first.
+        if let Some(floor) = store.manifest_floor() {
+            let finished = store.rewrite_older_than(floor)?;
+            if finished > 0 {
+                tracing::info!(
+                    files = finished,
+                    "store: finished an interrupted early deletion"
+                );
+            }
+        }
+        Ok(store)
+    }
+
+    fn manifest_floor(&self) -> Option<i64> {
+        read(&self.manifest).deleted_before
     }
 
     /// Opens the store of `data_dir` for reading, whether or not a writer runs. The caller
@@ -137,7 +158,8 @@ impl Store {
     /// memory only).
     pub fn open_reader(data_dir: &Path) -> Result<Store> {
         let store_dir = data_dir.join(STORE_DIR);
-        let manifest = Manifest::load(&store_dir)?;
+        let mut manifest = Manifest::load(&store_dir)?;
+        manifest.deleted_before = manifest.deleted_before.max(files::load_floor(data_dir)?);
         Ok(Store::new(
             store_dir,
             StoreConfig::default(),
@@ -256,7 +278,14 @@ impl Store {
         }
         batches
             .into_iter()
-            .map(|batch| rows_from(&batch, floor).unwrap_or(batch))
+            .filter_map(|batch| match rows_from(&batch, floor) {
+                Ok(kept) => Some(kept),
+                Err(err) => {
+                    // Never keep what may hold deleted events.
+                    tracing::error!(error = %err, rows = batch.num_rows(), "store: a batch that cannot be checked against the early-deletion time was dropped");
+                    None
+                }
+            })
             .filter(|batch| batch.num_rows() > 0)
             .collect()
     }
@@ -495,6 +524,9 @@ impl Store {
             let floor = manifest
                 .deleted_before
                 .map_or(before, |floor| floor.max(before));
+            if let Some(data_dir) = self.store_dir.parent() {
+                files::save_floor(data_dir, floor)?;
+            }
             let mut updated = manifest.clone();
             updated.deleted_before = Some(floor);
             updated.save(&self.store_dir)?;
@@ -517,19 +549,26 @@ impl Store {
                 memtable.oldest = None;
             }
         }
-        let mut changed = self.drop_before(before)?;
+        let dropped = self.drop_before(before)?;
+        Ok(dropped + self.rewrite_older_than(before)?)
+    }
+
+    /// Rewrites every live file holding events older than `before` without them; returns
+    /// how many.
+    fn rewrite_older_than(&self, before: i64) -> Result<usize> {
         let straddling: Vec<FileEntry> = read(&self.manifest)
             .files
             .iter()
             .filter(|file| file.min_time < before)
             .cloned()
             .collect();
+        let mut rewritten = 0;
         for file in straddling {
             if self.rewrite_from(&file, before)? {
-                changed += 1;
+                rewritten += 1;
             }
         }
-        Ok(changed)
+        Ok(rewritten)
     }
 
     /// Rewrites `file` with only its rows at or after `before`, and swaps it in; false when

@@ -1445,4 +1445,39 @@ async fn an_early_deletion_removes_exactly_the_older_events_and_they_stay_gone()
             .delete_before(before)
             .is_err()
     );
+    // The time is also kept beside the store: a store directory deleted and rebuilt from
+    // the journal still leaves those events out.
+    std::fs::remove_dir_all(dir.path().join("store")).unwrap();
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    let mut load = store.bulk_load().unwrap();
+    assert_eq!(load.add(&records(&all)).unwrap() as u64, count);
+    load.finish().unwrap();
+    assert_eq!(count_and_oldest(&store).await, (count, oldest));
+}
+
+#[tokio::test]
+async fn an_early_deletion_that_stopped_partway_is_finished_when_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = events(300);
+    let store = files_and_memtable(dir.path(), &all, 300);
+    let files_before = store.files();
+    drop(store);
+    // As a deletion leaves it when it stops after recording its time (a full disk, a crash):
+    // the time is kept, the files are not rewritten yet.
+    let before = apiwatch_store::schema::timestamp_nanos(&all[150].timestamp).unwrap();
+    std::fs::write(
+        dir.path().join(apiwatch_store::files::DELETED_BEFORE),
+        before.to_string(),
+    )
+    .unwrap();
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    assert_ne!(store.files(), files_before);
+    assert!(store.files().iter().all(|file| file.min_time >= before));
+    let (count, oldest) = count_and_oldest(&store).await;
+    assert_eq!(count, 150);
+    assert_eq!(oldest, before);
+    // A reader sees the same.
+    drop(store);
+    let reader = Store::open_reader(dir.path()).unwrap();
+    assert_eq!(count_and_oldest(&reader).await, (150, before));
 }
