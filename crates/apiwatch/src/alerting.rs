@@ -203,10 +203,13 @@ impl Alerting {
         }
     }
 
-    /// Journals the changes and puts a rendered delivery per receiver in the outbox.
+    /// Puts a rendered delivery per receiver in the outbox, wakes the receivers, then
+    /// journals the changes: the outbox first, so that an alert about the journal itself
+    /// (a stalled pipeline) still goes out while the journal does not take records.
     fn dispatch(&self, notices: Vec<Notice>) {
         let inner = &self.inner;
         let mut deliveries = Vec::new();
+        let mut changes = Vec::new();
         let now = OffsetDateTime::now_utc();
         for notice in &notices {
             let muted = self
@@ -220,11 +223,13 @@ impl Alerting {
                         .labels
                         .insert("alert.silenced_by".to_owned(), silence.clone());
                 }
-                if let Err(err) = inner.appender.append_blocking(event.to_json()) {
-                    tracing::error!(error = %err, alert = %notice.alert.id, "failed to journal an alert change");
-                }
+                changes.push((notice.alert.id.clone(), event));
             }
-            if muted.is_some() {
+            // A silence mutes news of an alert, but not its end or its taking for receivers
+            // that were told of it: a paging incident would otherwise stay open for good.
+            let closing = matches!(notice.reason, Reason::Acknowledged | Reason::Resolved)
+                && notice.alert.notified;
+            if muted.is_some() && !closing {
                 continue;
             }
             for name in &notice.receivers {
@@ -269,6 +274,11 @@ impl Alerting {
         for name in woken {
             if let Some(wake) = inner.wake.get(&name) {
                 wake.notify_one();
+            }
+        }
+        for (alert, event) in changes {
+            if let Err(err) = inner.appender.append_blocking(event.to_json()) {
+                tracing::error!(error = %err, %alert, "failed to journal an alert change");
             }
         }
         let open = self.book().open_count();
@@ -530,7 +540,9 @@ fn silence_from(body: &serde_json::Value, by: &str) -> Result<Silence, String> {
         rule: pattern("rule")?,
         key: pattern("key")?,
         starts_at,
-        ends_at: starts_at + time::Duration::try_from(duration).unwrap_or(time::Duration::MAX),
+        ends_at: starts_at
+            .checked_add(time::Duration::try_from(duration).unwrap_or(time::Duration::MAX))
+            .ok_or("starts_at: too far in the future to add the duration to")?,
         created_by: by.to_owned(),
         comment: comment
             .chars()
@@ -700,5 +712,23 @@ mod tests {
         // An hour's outage is retried at least every five minutes (plus jitter), so the
         // notification goes out within about six minutes of the receiver's return.
         assert!(backoff(u32::MAX, cap) <= Duration::from_secs(360));
+    }
+
+    #[test]
+    fn a_silence_ending_past_the_last_representable_date_is_refused_not_a_panic() {
+        let body = serde_json::json!({
+            "rule": "scan.*",
+            "starts_at": "9999-12-31T23:00:00Z",
+            "duration": "2h",
+            "comment": "maintenance",
+        });
+        let err = silence_from(&body, "admin").unwrap_err();
+        assert!(err.starts_with("starts_at: too far in the future"), "{err}");
+        let body = serde_json::json!({"rule": "scan.*", "duration": "2h", "comment": "deploy"});
+        let silence = silence_from(&body, "admin").unwrap();
+        assert_eq!(
+            silence.ends_at - silence.starts_at,
+            time::Duration::hours(2)
+        );
     }
 }

@@ -110,7 +110,7 @@ impl Responder {
             reason: finding.message.clone(),
             origin: finding.rule_id.clone(),
             created: now,
-            expires: now + ttl,
+            expires: Decision::expiry(now, ttl),
             dry_run: finding.dry_run || self.settings.dry_run,
         };
         match self.table.add(decision) {
@@ -294,6 +294,10 @@ impl apiwatch_server::DecisionsApi for Responder {
     }
 }
 
+/// The longest decision a person can make by hand: ten years is "for good" for any address
+/// or key, and keeps every expiry a date that clients and tools can show.
+const MAX_MANUAL_TTL: Duration = Duration::from_secs(3650 * 24 * 3600);
+
 /// A decision from an API request body:
 /// `{"scope": "203.0.113.7", "action": "block" | "throttle", "rate": "10/s", "burst": 20,
 /// "ttl": "1h", "reason": "...", "dry_run": false}`.
@@ -304,8 +308,10 @@ pub fn manual_decision(body: &serde_json::Value, by: &str) -> Result<Decision, S
     let ttl = text("ttl").ok_or("ttl: required, e.g. \"1h\"")?;
     let ttl = humantime::parse_duration(ttl)
         .ok()
-        .filter(|ttl| !ttl.is_zero())
-        .ok_or_else(|| format!("ttl: expected a duration such as 15m or 1h, got {ttl:?}"))?;
+        .filter(|ttl| !ttl.is_zero() && *ttl <= MAX_MANUAL_TTL)
+        .ok_or_else(|| {
+            format!("ttl: expected a duration such as 15m or 1h, at most 3650 days, got {ttl:?}")
+        })?;
     let reason = text("reason")
         .filter(|reason| !reason.trim().is_empty())
         .ok_or("reason: required (why this decision is made)")?;
@@ -341,7 +347,7 @@ pub fn manual_decision(body: &serde_json::Value, by: &str) -> Result<Decision, S
         reason: reason.to_owned(),
         origin: by.to_owned(),
         created: now,
-        expires: now + ttl,
+        expires: Decision::expiry(now, ttl),
         dry_run: body
             .get("dry_run")
             .and_then(serde_json::Value::as_bool)
@@ -360,4 +366,29 @@ fn parse_rate(text: &str) -> Option<(u32, Duration)> {
         humantime::parse_duration(&format!("1{per}")).ok()?
     };
     (!per.is_zero()).then_some((count, per))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_ttl_past_ten_years_is_refused_not_a_panic() {
+        let body =
+            |ttl: &str| serde_json::json!({"scope": "192.0.2.1", "ttl": ttl, "reason": "abuse"});
+        for ttl in ["10000y", "3651days"] {
+            let err = manual_decision(&body(ttl), "admin").unwrap_err();
+            assert!(err.starts_with("ttl: "), "{ttl}: {err}");
+            assert!(err.contains("at most 3650 days"), "{ttl}: {err}");
+        }
+        let decision = manual_decision(&body("3650days"), "admin").unwrap();
+        assert_eq!(
+            decision.expires - decision.created,
+            time::Duration::days(3650)
+        );
+        // Rules' TTLs come from the configuration: they saturate instead of overflowing.
+        let now = OffsetDateTime::now_utc();
+        let far = Decision::expiry(now, Duration::from_secs(u64::MAX));
+        assert!(far > now + time::Duration::days(365 * 1000));
+    }
 }

@@ -716,6 +716,44 @@ fn silenced_alerts_are_recorded_but_not_sent() {
     assert!(!muted.is_empty(), "the muted notice is not journaled");
     let listed = alerts_cli(apiwatch.admin, &token, &["silences"]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("our own pentest"));
+
+    // A silence set after receivers heard of an alert still lets its end through.
+    let told = wait_for(hook, "the unsilenced alert", Duration::from_secs(1), |r| {
+        r.json()["alert"]["key_value"] == "198.51.100.20"
+    });
+    let id = told.json()["alert"]["id"].as_str().unwrap().to_owned();
+    let late = alerts_cli(
+        apiwatch.admin,
+        &token,
+        &[
+            "silence",
+            "--rule",
+            "auth.*",
+            "--key",
+            "198.51.100.*",
+            "--for",
+            "1h",
+            "--comment",
+            "known noisy client",
+        ],
+    );
+    assert!(late.status.success());
+    let resolved = alerts_cli(apiwatch.admin, &token, &["resolve", &id]);
+    assert!(resolved.status.success());
+    wait_for(
+        hook,
+        "the silenced alert's resolve",
+        Duration::from_secs(15),
+        |r| r.json()["alert"]["id"] == id.as_str() && webhook_reason(r) == "resolved",
+    );
+    let late: serde_json::Value = serde_json::from_slice(&late.stdout).unwrap();
+    let ended = alerts_cli(
+        apiwatch.admin,
+        &token,
+        &["unsilence", late["id"].as_str().unwrap()],
+    );
+    assert!(ended.status.success());
+
     let ended = alerts_cli(
         apiwatch.admin,
         &token,

@@ -211,6 +211,12 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// `now + ttl`, saturating at the largest representable date instead of overflowing.
+    pub fn expiry(now: OffsetDateTime, ttl: Duration) -> OffsetDateTime {
+        now.checked_add(time::Duration::try_from(ttl).unwrap_or(time::Duration::MAX))
+            .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc())
+    }
+
     /// Builds an enforced decision with a fresh UUID v7 id, made `now` and lasting `ttl`
     /// (saturating at the largest representable date).
     pub fn new(
@@ -221,9 +227,7 @@ impl Decision {
         now: OffsetDateTime,
         ttl: Duration,
     ) -> Decision {
-        let expires = now
-            .checked_add(time::Duration::try_from(ttl).unwrap_or(time::Duration::MAX))
-            .unwrap_or(time::PrimitiveDateTime::MAX.assume_utc());
+        let expires = Decision::expiry(now, ttl);
         Decision {
             id: uuid::Uuid::now_v7().to_string(),
             action,
