@@ -41,10 +41,14 @@ fn findings(data: &std::path::Path) -> Vec<serde_json::Value> {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    stdout_of(&output)
+    let found: Vec<serde_json::Value> = stdout_of(&output)
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
+        .collect();
+    for finding in &found {
+        assert_eq!(finding["event.kind"], "finding", "not a finding: {finding}");
+    }
+    found
 }
 
 fn key_of(finding: &serde_json::Value) -> &str {
@@ -115,6 +119,16 @@ fn attacks_through_the_gateway_become_findings_and_benign_clients_stay_quiet() {
         );
         assert!(status == 200 || status == 429, "{status}");
     }
+    // A request whose header spells a finding's kind is a request, never listed as a finding.
+    assert_eq!(
+        get_as(
+            gateway,
+            "10.1.0.99",
+            "/spoofed",
+            &[("event.kind", "finding")]
+        ),
+        200
+    );
 
     // Findings are journaled within a second or two of the traffic.
     let started = Instant::now();
@@ -353,4 +367,137 @@ fn rules_check_reports_each_problem_with_line_and_column() {
         listing.lines().count() > 10,
         "the built-in pack is listed too: {listing}"
     );
+}
+
+/// A rule file firing on every request for `path`, with `id`.
+fn canary_rule(id: &str, path: &str) -> String {
+    format!(
+        "[[rule]]\nid = \"{id}\"\ntitle = \"canary\"\ndescription = \"a request for {path}\"\nseverity = \"low\"\nfilter = \"path={path}\"\nkey = [\"source.ip\"]\nwindow = \"1m\"\ncondition = {{ kind = \"count\", threshold = 1 }}\n"
+    )
+}
+
+/// Waits until `rule` has fired for `client`.
+fn wait_for_finding(data: &std::path::Path, rule: &str, client: &str) {
+    poll(
+        Duration::from_secs(10),
+        || {
+            findings(data)
+                .iter()
+                .any(|finding| rule_of(finding) == rule && key_of(finding) == client)
+                .then_some(())
+        },
+        || format!("{rule} never fired for {client}"),
+    );
+}
+
+/// Requests `path` (from a new client each time) until `rule` fires: rules are reloaded by
+/// the detection thread between two passes, so the first requests may meet the old ones.
+fn fires_after_reload(
+    data: &std::path::Path,
+    gateway: SocketAddr,
+    rule: &str,
+    path: &str,
+    apiwatch: &Apiwatch,
+) {
+    let mut client = 0;
+    poll(
+        Duration::from_secs(10),
+        || {
+            client += 1;
+            assert_eq!(get_as(gateway, &format!("10.3.0.{client}"), path, &[]), 200);
+            findings(data)
+                .iter()
+                .any(|finding| rule_of(finding) == rule)
+                .then_some(())
+        },
+        || format!("{rule} was not loaded; stderr:\n{}", apiwatch.stderr()),
+    );
+}
+
+#[test]
+fn rule_files_reload_on_change_and_on_sighup_and_a_bad_file_keeps_the_running_rules() {
+    let upstream = start_upstream();
+    let data = tempfile::tempdir().unwrap();
+    let rules = tempfile::tempdir().unwrap();
+    let file = rules.path().join("site.toml");
+    std::fs::write(&file, canary_rule("site.canary-a", "/canary-a")).unwrap();
+    let config = data.path().join("apiwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\n[detect]\nbuiltin = false\nrules_dir = \"{}\"\n",
+            rules.path().display()
+        ),
+    )
+    .unwrap();
+    let apiwatch = serve(
+        &data.path().join("data"),
+        upstream.addr,
+        &[
+            "--trusted-proxy",
+            "127.0.0.1/32",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let data = data.path().join("data");
+    let gateway = apiwatch.gateway;
+    assert_eq!(get_as(gateway, "10.2.0.1", "/canary-a", &[]), 200);
+    wait_for_finding(&data, "site.canary-a", "10.2.0.1");
+
+    // Changed on disk: the new rule runs, without a signal.
+    std::fs::write(&file, canary_rule("site.canary-b", "/canary-b")).unwrap();
+    fires_after_reload(&data, gateway, "site.canary-b", "/canary-b", &apiwatch);
+
+    // A bad file is refused, and the running rules stay.
+    std::fs::write(&file, "[[rule]]\nid = \"Not Valid\"\n").unwrap();
+    poll(
+        Duration::from_secs(10),
+        || {
+            apiwatch
+                .stderr()
+                .contains("rule file refused; the running rules stay")
+                .then_some(())
+        },
+        || {
+            format!(
+                "the bad file was not reported; stderr:\n{}",
+                apiwatch.stderr()
+            )
+        },
+    );
+    assert_eq!(get_as(gateway, "10.2.0.3", "/canary-b", &[]), 200);
+    wait_for_finding(&data, "site.canary-b", "10.2.0.3");
+
+    // SIGHUP reloads too: the file is fixed with its modification time put back, so that only
+    // the signal tells.
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, canary_rule("site.canary-c", "/canary-c")).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let pid = apiwatch.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    poll(
+        Duration::from_secs(10),
+        || {
+            apiwatch
+                .stderr()
+                .contains("SIGHUP: reloading detection rules")
+                .then_some(())
+        },
+        || format!("SIGHUP was not taken; stderr:\n{}", apiwatch.stderr()),
+    );
+    // The detection thread takes the new rules at its next pass.
+    fires_after_reload(&data, gateway, "site.canary-c", "/canary-c", &apiwatch);
+    assert!(apiwatch.terminate().success());
 }

@@ -263,3 +263,28 @@ fn every_builtin_rule_has_a_description_and_valid_settings() {
         assert!(rule.source().starts_with("builtin/"));
     }
 }
+
+#[test]
+fn durations_too_long_for_the_clock_are_refused_not_dropped() {
+    let text = GOOD
+        .replace("window = \"5m\"", "window = \"300y\"\ncooldown = \"300y\"")
+        .replace("ttl = \"15m\"", "ttl = \"300y\"");
+    let errors = errors_of(&text);
+    for (position, what) in [
+        ("site.toml:9:10:", "window `300y` is too long"),
+        ("site.toml:10:12:", "cooldown `300y` is too long"),
+    ] {
+        assert!(
+            errors
+                .iter()
+                .any(|error| error.starts_with(position) && error.contains(what)),
+            "{position} {what}: {errors:#?}"
+        );
+    }
+    assert!(
+        errors
+            .iter()
+            .any(|error| error.starts_with("site.toml:12:37: ttl `300y` is too long")),
+        "{errors:#?}"
+    );
+}

@@ -2,7 +2,8 @@
 //!
 //! Findings are journal records with `"event.kind":"finding"`; this scans the journal from the
 //! start, so it costs a pass over the journal (about 1 GB/s from the page cache). Only records
-//! whose bytes contain the kind marker are parsed.
+//! whose bytes contain the kind marker are parsed, and only those whose own `event.kind` is
+//! `finding` are returned.
 
 use std::path::Path;
 
@@ -29,6 +30,11 @@ pub fn read(
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(&payload) else {
             continue;
         };
+        // The marker is only a quick filter: a request can carry the same text in a header
+        // or its query. Only the record's own kind makes it a finding.
+        if value.get("event.kind").and_then(serde_json::Value::as_str) != Some("finding") {
+            continue;
+        }
         let recent = value
             .get("@timestamp")
             .and_then(serde_json::Value::as_str)

@@ -79,6 +79,10 @@ pub fn run(args: ServeArgs, log_format: Option<&str>) -> anyhow::Result<ExitCode
         .build()
         .context("failed to start the async runtime")?;
     runtime.block_on(async move {
+        // Taken before the start (which replays the journal into the store and can take a
+        // while): a SIGHUP then would otherwise end the process, its default action.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("failed to listen for SIGHUP")?;
         let running = crate::topology::start(settings).await?;
         tracing::info!(
             gateway = %running.gateway_addr,
@@ -91,12 +95,8 @@ pub fn run(args: ServeArgs, log_format: Option<&str>) -> anyhow::Result<ExitCode
             running.gateway_addr, running.admin_addr
         );
         let reload = std::sync::Arc::clone(&running.reload_rules);
+        let mut hangup = hangup;
         tokio::spawn(async move {
-            let Ok(mut hangup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                return;
-            };
             while hangup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading detection rules");
                 reload.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -155,7 +155,16 @@ impl Checker<'_> {
     fn duration(&mut self, value: &Spanned<String>, what: &str) -> Option<(i64, String)> {
         match humantime::parse_duration(value.get_ref().trim()) {
             Ok(duration) if !duration.is_zero() => {
-                let nanos = i64::try_from(duration.as_nanos()).ok()?;
+                let Ok(nanos) = i64::try_from(duration.as_nanos()) else {
+                    self.error(
+                        value.span(),
+                        format!(
+                            "{what} `{}` is too long (at most about 292 years)",
+                            value.get_ref().trim()
+                        ),
+                    );
+                    return None;
+                };
                 Some((nanos, value.get_ref().trim().to_owned()))
             }
             Ok(_) => {
