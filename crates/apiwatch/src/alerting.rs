@@ -333,15 +333,27 @@ impl Alerting {
                     tracing::warn!(rule = %finding.rule_id, key = %finding.key_value, message = %finding.message, "watchdog");
                     self.on_finding(&finding);
                 }
-                crate::watchdog::Change::Recover { rule, key } => {
-                    let open = self.book().find_open(rule, &key);
-                    if let Some(id) = open {
-                        if let Err(err) = self.change(&id, "auto", AlertBook::resolve) {
-                            tracing::warn!(alert = %id, error = %err, "failed to resolve a recovered source's alert");
-                        }
-                    }
-                }
+                crate::watchdog::Change::Recover { rule, key } => self.recovered(rule, &key),
+                crate::watchdog::Change::KeepAlive { rule, key } => self.lasting(rule, &key),
             }
+        }
+    }
+
+    /// Resolves the open alert of an internal condition (rule, key) that is over.
+    fn recovered(&self, rule: &str, key: &str) {
+        let open = self.book().find_open(rule, key);
+        if let Some(id) = open {
+            if let Err(err) = self.change(&id, "auto", AlertBook::resolve) {
+                tracing::warn!(alert = %id, error = %err, "failed to resolve a recovered condition's alert");
+            }
+        }
+    }
+
+    /// Keeps the open alert of an internal condition (rule, key) that lasts from resolving
+    /// itself.
+    fn lasting(&self, rule: &str, key: &str) {
+        if let Err(err) = self.book().keep_alive(rule, key, OffsetDateTime::now_utc()) {
+            tracing::warn!(%rule, %key, error = %err, "failed to keep a lasting condition's alert open");
         }
     }
 
@@ -375,6 +387,8 @@ impl Alerting {
         };
         let mut failures: u32 = 0;
         let mut reported = false;
+        // A failing alert from before a restart may still be open: the first success looks.
+        let mut may_be_open = true;
         loop {
             let pending = inner.outbox.pending_for(&name);
             inner
@@ -398,18 +412,32 @@ impl Alerting {
                         tracing::warn!(receiver = %name, error = %err, "failed to record a delivery; it will be sent again");
                     }
                     failures = 0;
-                    reported = false;
+                    let was_reported = std::mem::take(&mut reported);
+                    if std::mem::take(&mut may_be_open) || was_reported {
+                        let this = self.clone();
+                        let recovered = name.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            this.recovered(RECEIVER_FAILING, &recovered);
+                        })
+                        .await;
+                    }
                 }
                 Err(err) if err.retry => {
                     inner.metrics.failed_attempts.get_or_create(&label).inc();
                     failures = failures.saturating_add(1);
                     tracing::warn!(receiver = %name, target = %receiver.safe_target(), attempt = failures, error = %err.message, "alert delivery failed; will retry");
-                    if failures >= FAILING_AFTER && !reported {
-                        reported = true;
+                    if failures >= FAILING_AFTER {
+                        // Reported once per failure streak, then kept open while it lasts
+                        // (retries are at most `retry_max` apart), resolved by the next success.
+                        let first = !std::mem::replace(&mut reported, true);
                         let this = self.clone();
                         let (failing, message) = (name.clone(), err.message.clone());
                         let _ = tokio::task::spawn_blocking(move || {
-                            this.on_finding(&receiver_failing(&failing, failures, &message));
+                            if first {
+                                this.on_finding(&receiver_failing(&failing, failures, &message));
+                            } else {
+                                this.lasting(RECEIVER_FAILING, &failing);
+                            }
                         })
                         .await;
                     }
@@ -457,12 +485,15 @@ fn backoff(failures: u32, max: Duration) -> Duration {
 
 /// The finding that makes a failing receiver an alert of its own (routed like any other, so
 /// the other receivers hear of it).
+/// The rule of [`receiver_failing`]'s findings.
+const RECEIVER_FAILING: &str = "apiwatch.receiver-failing";
+
 fn receiver_failing(name: &str, failures: u32, message: &str) -> Finding {
     let mut evidence = serde_json::Map::new();
     evidence.insert("failures".to_owned(), failures.into());
     evidence.insert("last_error".to_owned(), message.into());
     crate::watchdog::internal_finding(
-        "apiwatch.receiver-failing",
+        RECEIVER_FAILING,
         "Alert receiver failing",
         "alert.receiver",
         name,

@@ -51,7 +51,18 @@ pub enum Change {
         /// The key.
         key: String,
     },
+    /// The condition of (rule, key) lasts: its alert stays open (it would otherwise resolve
+    /// itself after the route's `resolve_after` of quiet, while the source is still silent).
+    KeepAlive {
+        /// The rule id.
+        rule: &'static str,
+        /// The key.
+        key: String,
+    },
 }
+
+/// How often a lasting condition keeps its alert open between two reports.
+pub const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(60);
 
 /// The state of the watch.
 #[derive(Debug)]
@@ -68,11 +79,33 @@ pub struct Watchdog {
 struct State {
     /// Source -> when its silence was last reported (re-reported every `silent_after`).
     reported: HashMap<String, Instant>,
+    /// (rule, key) -> when its alert was last kept open.
+    kept_alive: HashMap<(&'static str, String), Instant>,
     answered: u64,
     answered_changed: Option<Instant>,
     /// Since when requests have been waiting (reset when the journal answers).
     waiting_since: Option<Instant>,
     stall_reported: Option<Instant>,
+}
+
+impl State {
+    /// A `KeepAlive` for (rule, key) when the last one is `KEEP_ALIVE_EVERY` old.
+    fn keep_alive(
+        &mut self,
+        rule: &'static str,
+        key: &str,
+        now: Instant,
+        changes: &mut Vec<Change>,
+    ) {
+        let entry = self.kept_alive.entry((rule, key.to_owned())).or_insert(now);
+        if now.saturating_duration_since(*entry) >= KEEP_ALIVE_EVERY {
+            *entry = now;
+            changes.push(Change::KeepAlive {
+                rule,
+                key: key.to_owned(),
+            });
+        }
+    }
 }
 
 impl Watchdog {
@@ -123,7 +156,9 @@ impl Watchdog {
                 let due = state.reported.get(&beat.source).is_none_or(|reported| {
                     now.saturating_duration_since(*reported) >= beat.silent_after
                 });
-                if due {
+                if !due {
+                    state.keep_alive(SOURCE_SILENT, &beat.source, now, &mut changes);
+                } else {
                     state.reported.insert(beat.source.clone(), now);
                     changes.push(Change::Fire(Box::new(finding(
                         SOURCE_SILENT,
@@ -174,7 +209,9 @@ impl Watchdog {
             let due = state
                 .stall_reported
                 .is_none_or(|reported| now.saturating_duration_since(reported) >= self.stall_after);
-            if due {
+            if !due {
+                state.keep_alive(PIPELINE_STALLED, "journal", now, &mut changes);
+            } else {
                 state.stall_reported = Some(now);
                 changes.push(Change::Fire(Box::new(finding(
                     PIPELINE_STALLED,
@@ -246,9 +283,43 @@ mod tests {
             .iter()
             .filter_map(|change| match change {
                 Change::Fire(finding) => Some((finding.rule_id.clone(), finding.key_value.clone())),
-                Change::Recover { .. } => None,
+                Change::Recover { .. } | Change::KeepAlive { .. } => None,
             })
             .collect()
+    }
+
+    fn kept_alive(changes: &[Change]) -> Vec<&str> {
+        changes
+            .iter()
+            .filter_map(|change| match change {
+                Change::KeepAlive { key, .. } => Some(key.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_long_silence_keeps_its_alert_open_every_minute_between_reports() {
+        let hour = Duration::from_secs(3600);
+        let watchdog = Watchdog::new(
+            vec![Heartbeat {
+                source: "payments".to_owned(),
+                silent_after: hour,
+            }],
+            Duration::from_secs(30),
+        );
+        let progress = PipelineProgress::default();
+        let at = watchdog.started + hour;
+        assert_eq!(fired(&watchdog.check(&progress, at)).len(), 1);
+        let mut kept = 0;
+        for second in 1..=600 {
+            let changes = watchdog.check(&progress, at + Duration::from_secs(second));
+            assert!(fired(&changes).is_empty());
+            kept += kept_alive(&changes).len();
+        }
+        // Ten minutes: about one a minute, far more often than any route's resolve_after.
+        assert!((9..=10).contains(&kept), "{kept}");
+        assert_eq!(fired(&watchdog.check(&progress, at + hour)).len(), 1);
     }
 
     #[test]

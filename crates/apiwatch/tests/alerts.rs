@@ -450,6 +450,17 @@ url = "http://{healthy}/hook"
     );
     assert_eq!(delivered.json()["alert"]["id"], id.as_str());
     assert_eq!(delivered.json()["reason"], "opened");
+    // The receiver works again: its failing alert (opened before the crash) is resolved,
+    // and the other receivers hear of it.
+    wait_for(
+        healthy,
+        "the receiver-failing alert's resolve",
+        Duration::from_secs(15),
+        |r| {
+            r.json()["alert"]["rule_id"] == "apiwatch.receiver-failing"
+                && webhook_reason(r) == "resolved"
+        },
+    );
     drop(restarted);
 }
 

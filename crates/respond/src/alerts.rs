@@ -602,6 +602,27 @@ impl AlertBook {
         self.open.get(&(rule.to_owned(), key.to_owned())).cloned()
     }
 
+    /// Marks the open alert of (`rule`, `key`) as seen at `now` without counting a finding:
+    /// a condition that lasts (a receiver down, a source silent) keeps its alert from
+    /// resolving itself after `resolve_after` of quiet, and sends no "updated" notice for it.
+    /// Returns whether there was such an alert.
+    pub fn keep_alive(&mut self, rule: &str, key: &str, now: OffsetDateTime) -> io::Result<bool> {
+        let Some(id) = self.find_open(rule, key) else {
+            return Ok(false);
+        };
+        let Some(alert) = self.alerts.get(&id).cloned() else {
+            return Ok(false);
+        };
+        self.store_with(
+            Alert {
+                last_seen: now,
+                ..alert
+            },
+            false,
+        )?;
+        Ok(true)
+    }
+
     /// Unresolved alerts.
     pub fn open_count(&self) -> usize {
         self.open.len()
@@ -798,5 +819,40 @@ mod tests {
         let resolved = book.resolve(&id, "alice", start).unwrap();
         assert!(resolved.receivers.is_empty());
         assert!(book.tick(start + minutes(2)).is_empty());
+    }
+
+    #[test]
+    fn a_lasting_condition_keeps_its_alert_open_without_news() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut book = book(dir.path());
+        let start = OffsetDateTime::now_utc();
+        // The default route: no group wait, resolves after 30 quiet minutes.
+        let rule = "apiwatch.receiver-failing";
+        let opened = book.observe(&finding(rule, "hook", None), start).unwrap();
+        assert_eq!(opened.map(|notice| notice.reason), Some(Reason::Opened));
+        for minute in [20, 40, 60] {
+            assert!(
+                book.keep_alive(rule, "hook", start + minutes(minute))
+                    .unwrap()
+            );
+            let notices = book.tick(start + minutes(minute) + time::Duration::seconds(1));
+            // Neither resolved (30 minutes passed since the finding) nor "updated".
+            assert!(
+                notices
+                    .iter()
+                    .all(|notice| notice.reason == Reason::Reminder),
+                "{:?}",
+                notices
+                    .iter()
+                    .map(|notice| notice.reason)
+                    .collect::<Vec<_>>()
+            );
+        }
+        assert!(book.find_open(rule, "hook").is_some());
+        // Once it stops being kept alive, the usual quiet resolves it.
+        let resolved = book.tick(start + minutes(91));
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].reason, Reason::Resolved);
+        assert!(!book.keep_alive(rule, "hook", start + minutes(92)).unwrap());
     }
 }
