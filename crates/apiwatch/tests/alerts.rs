@@ -20,69 +20,6 @@ use hmac::Mac;
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 const SECRET: &str = "s3cret-hook-key";
 
-struct Recorders {
-    _runtime: tokio::runtime::Runtime,
-    list: Vec<Recorder>,
-}
-
-fn recorders(count: usize) -> Recorders {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let list = (0..count)
-        .map(|_| runtime.block_on(apiwatch_testkit::start_recorder()))
-        .collect();
-    Recorders {
-        _runtime: runtime,
-        list,
-    }
-}
-
-/// Writes `toml` as `apiwatch.toml` in `dir`; returns its path.
-fn write_config(dir: &Path, toml: impl AsRef<str>) -> std::path::PathBuf {
-    let config = dir.join("apiwatch.toml");
-    std::fs::write(&config, toml.as_ref()).unwrap();
-    config
-}
-
-/// `apiwatch serve` with `config`, trusting 127.0.0.1 as a proxy so a test picks the client
-/// address with `X-Forwarded-For`.
-fn serve_configured(data: &Path, upstream: SocketAddr, config: &Path) -> Apiwatch {
-    serve(
-        data,
-        upstream,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--trusted-proxy",
-            "127.0.0.1/32",
-        ],
-    )
-}
-
-fn login_as(gateway: SocketAddr, client: &str, password: &str) -> u16 {
-    use base64::Engine as _;
-    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("admin:{password}"));
-    get(
-        gateway,
-        "/login",
-        &[
-            ("x-forwarded-for", client),
-            ("authorization", &format!("Basic {credentials}")),
-        ],
-    )
-    .status
-}
-
-fn brute_force(gateway: SocketAddr, client: &str) {
-    for attempt in 0..15 {
-        let status = login_as(gateway, client, &format!("guess{attempt}"));
-        assert!(status == 401 || status == 403, "{status}");
-    }
-}
-
 /// Waits until `recorder` holds a request that `wanted` accepts; returns it.
 fn wait_for(
     recorder: &Recorder,

@@ -9,13 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// `GET path` as if from `client` (the gateway trusts 127.0.0.1 as a proxy).
-fn get_as(gateway: SocketAddr, client: &str, path: &str, extra: &[(&str, &str)]) -> u16 {
-    let mut headers = vec![("x-forwarded-for", client)];
-    headers.extend_from_slice(extra);
-    get(gateway, path, &headers).status
-}
-
 fn login(gateway: SocketAddr, client: &str, user: &str, password: &str) -> u16 {
     use base64::Engine as _;
     let credentials =

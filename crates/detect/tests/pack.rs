@@ -482,3 +482,424 @@ fn a_normal_morning_ramp_up_stays_quiet() {
     }
     assert_quiet(&run(events));
 }
+
+// ---- response volume spike (baseline summing a field) ----
+
+/// `key` pulling `per_interval` bytes in each of `intervals` 10-minute intervals from
+/// `start_interval` on, in 20 equal responses spread over the interval.
+fn downloads(key: &str, start_interval: u32, intervals: u32, per_interval: u64) -> Vec<Event> {
+    let mut events = Vec::new();
+    for interval in start_interval..start_interval + intervals {
+        for index in 0..20u32 {
+            let second = f64::from(interval * 600 + index * 30);
+            let mut event = with_key(request(second, "198.51.100.8", "/api/export"), key);
+            event.response_bytes = per_interval / 20;
+            events.push(event);
+        }
+    }
+    events
+}
+
+#[test]
+fn response_volume_spike_fires_when_a_key_pulls_ten_times_its_usual_bytes() {
+    // An hour and a half at 20 MB per 10 min, then 200 MB in one interval: far above its own
+    // history, still under the 1 GiB absolute threshold, and only 20 requests (the bytes are
+    // summed, not the requests counted).
+    let mut events = downloads("k-spiky", 0, 9, 20_000_000);
+    let spike = downloads("k-spiky", 9, 1, 200_000_000);
+    events.extend(spike.iter().cloned());
+    let findings = run(events);
+    assert_fires(&findings, "anomaly.response-volume-spike", "k-spiky");
+    assert!(keys(&findings, "anomaly.response-volume").is_empty());
+    let finding = findings
+        .iter()
+        .find(|finding| finding.rule_id == "anomaly.response-volume-spike")
+        .unwrap();
+    let evidence = |name: &str| finding.evidence[name].as_f64().unwrap();
+    assert!(
+        (100_000_000.0..=200_000_000.0).contains(&evidence("rate")),
+        "{:?}",
+        finding.evidence
+    );
+    assert!(
+        (evidence("mean") - 20_000_000.0).abs() < 1.0,
+        "{:?}",
+        finding.evidence
+    );
+    assert_samples_among(&findings, "anomaly.response-volume-spike", &spike);
+}
+
+#[test]
+fn response_volume_spike_stays_quiet_for_steady_small_and_new_keys() {
+    // Steady at 150 MB per 10 min (above the 100 MB floor, but its usual volume); a key
+    // tripling from 100 MB to 300 MB (far above its deviation, but under 5 times); a small key
+    // growing from 12 MB to 90 MB (7.5 times, but under the floor); a new key downloading
+    // 500 MB in its first interval (no history yet, and under 1 GiB).
+    let mut events = downloads("k-steady", 0, 12, 150_000_000);
+    events.extend(downloads("k-busier", 0, 9, 100_000_000));
+    events.extend(downloads("k-busier", 9, 1, 300_000_000));
+    events.extend(downloads("k-small", 0, 9, 12_000_000));
+    events.extend(downloads("k-small", 9, 1, 90_000_000));
+    events.extend(downloads("k-new", 10, 1, 500_000_000));
+    assert_quiet(&run(events));
+}
+
+// ---- scanner paths, one probe family at a time ----
+
+#[test]
+fn each_scanner_probe_family_alone_reaches_the_threshold() {
+    // One address per probe, each asking three times for paths of that family only, so a
+    // broken literal or regex cannot hide behind the other families' hits.
+    let families: &[(&str, [&str; 3])] = &[
+        ("/.env", ["/.env", "/app/.env", "/.env.local"]),
+        ("/.git/", ["/.git/config", "/.git/HEAD", "/app/.git/index"]),
+        (
+            "/.svn/",
+            ["/.svn/entries", "/.svn/wc.db", "/a/.svn/entries"],
+        ),
+        ("/.hg/", ["/.hg/hgrc", "/.hg/store", "/a/.hg/hgrc"]),
+        (
+            "/.aws/",
+            ["/.aws/credentials", "/.aws/config", "/a/.aws/credentials"],
+        ),
+        (
+            "/.ssh/",
+            ["/.ssh/id_rsa", "/.ssh/authorized_keys", "/a/.ssh/id_rsa"],
+        ),
+        ("/.htaccess", ["/.htaccess", "/a/.htaccess", "/b/.htaccess"]),
+        ("/.htpasswd", ["/.htpasswd", "/a/.htpasswd", "/b/.htpasswd"]),
+        ("/.ds_store", ["/.DS_Store", "/a/.DS_Store", "/b/.ds_store"]),
+        (
+            "/wp-login.php",
+            ["/wp-login.php", "/blog/wp-login.php", "/wp/wp-login.php"],
+        ),
+        (
+            "/wp-admin",
+            ["/wp-admin/", "/wp-admin/install.php", "/blog/wp-admin"],
+        ),
+        (
+            "/xmlrpc.php",
+            ["/xmlrpc.php", "/blog/xmlrpc.php", "/wp/xmlrpc.php"],
+        ),
+        (
+            "/phpmyadmin",
+            ["/phpmyadmin/", "/phpMyAdmin/index.php", "/db/phpmyadmin"],
+        ),
+        ("/pma/", ["/pma/index.php", "/pma/", "/db/pma/"]),
+        (
+            "/server-status",
+            ["/server-status", "/server-status?auto", "/a/server-status"],
+        ),
+        (
+            "/server-info",
+            ["/server-info", "/a/server-info", "/b/server-info"],
+        ),
+        (
+            "/cgi-bin/",
+            ["/cgi-bin/test.cgi", "/cgi-bin/php", "/cgi-bin/luci"],
+        ),
+        (
+            "/config.php",
+            ["/config.php", "/app/config.php", "/inc/config.php"],
+        ),
+        (
+            "/web.config",
+            ["/web.config", "/app/web.config", "/b/web.config"],
+        ),
+        (
+            "^/(h2-|jmx-|web-)?console(",
+            ["/console/login", "/console", "/h2-console/"],
+        ),
+        (
+            "/solr/admin",
+            ["/solr/admin/info", "/solr/admin/cores", "/solr/admin"],
+        ),
+        (
+            "/manager/html",
+            ["/manager/html", "/manager/html/list", "/a/manager/html"],
+        ),
+    ];
+    let backups = ["bak", "old", "orig", "save", "swp", "sql", "sqlite", "db"];
+    let archives = ["zip", "tar", "tgz", "tar.gz", "gz", "7z", "rar"];
+    let actuators = [
+        "/actuator",
+        "/actuator/",
+        "/actuator/env",
+        "/actuator/heapdump",
+        "/actuator/threaddump",
+        "/actuator/mappings",
+        "/actuator/configprops",
+        "/actuator/beans",
+        "/actuator/loggers",
+        "/actuator/jolokia",
+        "/actuator/gateway/routes",
+        "/actuator/shutdown",
+    ];
+    // Regexes are named by their start, so the check survives adding an alternative.
+    let backup_regex = r"\.(";
+    let actuator_regex = "^/actuator(";
+    let mut cases: Vec<(String, Vec<String>)> = families
+        .iter()
+        .map(|(pattern, paths)| {
+            (
+                (*pattern).to_owned(),
+                paths.iter().map(|path| (*path).to_owned()).collect(),
+            )
+        })
+        .collect();
+    for extension in backups {
+        cases.push((
+            backup_regex.to_owned(),
+            vec![
+                format!("/index.php.{extension}"),
+                format!("/backup.{extension}"),
+                format!("/site/DUMP.{}", extension.to_uppercase()),
+            ],
+        ));
+    }
+    // Archives only under a site's or a database's backup name (an API's own downloads
+    // are left alone), and database files archived under any name.
+    for extension in archives {
+        cases.push((
+            "(^|/)(".to_owned(),
+            vec![
+                format!("/backup.{extension}"),
+                format!("/www.{extension}"),
+                format!("/old/DB.{}", extension.to_uppercase()),
+            ],
+        ));
+    }
+    cases.push((
+        backup_regex.to_owned(),
+        vec![
+            "/dump.sql.gz".to_owned(),
+            "/prod.db.zip".to_owned(),
+            "/x.sqlite.7z".to_owned(),
+        ],
+    ));
+    // Editor backups.
+    cases.push((
+        "~$".to_owned(),
+        vec![
+            "/index.php~".to_owned(),
+            "/config.js~".to_owned(),
+            "/app.py~".to_owned(),
+        ],
+    ));
+    for path in actuators {
+        cases.push((actuator_regex.to_owned(), vec![path.to_owned(); 3]));
+    }
+    let mut events = Vec::new();
+    for (index, (_, paths)) in cases.iter().enumerate() {
+        let ip = format!("203.0.{}.{}", index / 200, index % 200 + 1);
+        for (offset, path) in paths.iter().enumerate() {
+            let mut event = request(index as f64 + offset as f64 * 0.1, &ip, path);
+            if let Some((path, query)) = path.split_once('?') {
+                event.url_path = Some(path.to_owned());
+                event.url_query = Some(query.to_owned());
+            }
+            events.push(event);
+        }
+    }
+    let findings = run(events);
+    for (index, (pattern, paths)) in cases.iter().enumerate() {
+        let ip = format!("203.0.{}.{}", index / 200, index % 200 + 1);
+        let finding = findings
+            .iter()
+            .find(|finding| finding.rule_id == "probe.scanner-paths" && finding.key_value == ip)
+            .unwrap_or_else(|| panic!("probe.scanner-paths should fire for {paths:?}"));
+        let matched = finding.evidence["pattern"].as_str().unwrap();
+        let expected = if pattern.ends_with('(') {
+            matched.starts_with(pattern.as_str())
+        } else {
+            matched == pattern
+        };
+        assert!(expected, "{paths:?} matched {matched}, not {pattern}");
+    }
+}
+
+#[test]
+fn paths_that_only_resemble_scanner_probes_stay_quiet() {
+    // Health and info endpoints of Spring actuator, resource names containing `env`,
+    // `backup` or `config` without the probed file, extensions that are not at the end, and
+    // an API's own downloads and consoles.
+    let paths = [
+        "/actuator/health",
+        "/actuator/health/liveness",
+        "/actuator/info",
+        "/actuator/prometheus",
+        "/api/actuator/status",
+        "/api/environment",
+        "/api/env",
+        "/api/backups/latest",
+        "/api/users/42/old",
+        "/api/files/report.sql.json",
+        "/api/.well-known/jwks.json",
+        "/api/config",
+        "/api/wordpress/posts",
+        // An API's own archives and consoles below the root.
+        "/api/orders/archive.zip",
+        "/static/app.js.gz",
+        "/api/exports/2026-12.tar.gz",
+        "/api/console/logs",
+        "/admin/console",
+    ];
+    let mut events = Vec::new();
+    for round in 0..5u32 {
+        for (index, path) in paths.iter().enumerate() {
+            let second = f64::from(round) * 20.0 + index as f64;
+            events.push(request(second, "198.51.100.40", path));
+        }
+    }
+    assert_quiet(&run(events));
+}
+
+#[test]
+fn command_injection_fires_on_a_piped_or_chained_id_command() {
+    let probe = |ip: &str, query: &str| {
+        let mut event = request(1.0, ip, "/api/ping");
+        event.url_query = Some(query.to_owned());
+        event
+    };
+    let mut body = request(2.0, "203.0.113.104", "/api/ping");
+    body.method = Some("POST".to_owned());
+    body.request_body = Some("host=example.com | id #".to_owned());
+    let events = vec![
+        probe("203.0.113.101", "host=example.com|id"),
+        probe("203.0.113.102", "host=example.com%7Cid"),
+        probe("203.0.113.103", "host=example.com%3B%20id%3B"),
+        body,
+    ];
+    let findings = run(events);
+    for ip in [
+        "203.0.113.101",
+        "203.0.113.102",
+        "203.0.113.103",
+        "203.0.113.104",
+    ] {
+        assert_fires(&findings, "probe.command-injection", ip);
+    }
+    // The `id` regex matched, not one of the literals.
+    for finding in &findings {
+        assert_eq!(finding.rule_id, "probe.command-injection", "{finding:?}");
+        let pattern = finding.evidence["pattern"].as_str().unwrap();
+        assert!(pattern.contains(r"\s*id"), "{finding:?}");
+    }
+}
+
+/// One request per ordinary input, each from its own address, for the injection rules.
+fn ordinary_inputs(queries: &[&str], bodies: &[&str], headers: &[(&str, &str)]) -> Vec<Event> {
+    let mut events = Vec::new();
+    let mut next = |mut event: Event| {
+        let index = events.len();
+        event.source_ip = Some(format!("198.51.{}.{}", 100 + index / 200, index % 200 + 1));
+        events.push(event);
+    };
+    for query in queries {
+        let mut event = request(1.0, "", "/api/search");
+        event.url_query = Some((*query).to_owned());
+        next(event);
+    }
+    for body in bodies {
+        let mut event = request(2.0, "", "/api/notes");
+        event.method = Some("POST".to_owned());
+        event.request_body = Some((*body).to_owned());
+        next(event);
+    }
+    for (name, value) in headers {
+        let mut event = request(3.0, "", "/api/items");
+        event
+            .request_headers
+            .insert((*name).to_owned(), (*value).to_owned());
+        next(event);
+    }
+    events
+}
+
+#[test]
+fn ordinary_queries_headers_and_bodies_stay_quiet() {
+    let queries = [
+        "q=select+a+plan",
+        "q=select%20a%20plan%20or%20upgrade",
+        "redirect=/home",
+        "next=%2Fdashboard%3Ftab%3D2",
+        "name=O%27Brien",
+        "name=O'Brien&city=Cork",
+        "q=it%27s+or+isn%27t",
+        "q=drop+table+reservation",
+        "sort=-created_at&page=2",
+        "sort=id&order=asc",
+        "a=1&id=5",
+        "fields=id,name",
+        "fields=id|name",
+        "q=idaho|idea",
+        "filter=status%20eq%20%27active%27",
+        "q=rock+%26+roll",
+        "email=a.b%2Btag%40example.com",
+        "callback=https%3A%2F%2Fexample.com%2Fcb",
+        "url=https://partner.example.com/webhooks/orders",
+        "tz=America/New_York",
+        "date=2026-01-01..2026-01-31",
+        "path=docs/guide.md",
+        "q=C%23+and+F%23",
+        "q=$100",
+        "q=50%25+off",
+        "q=sleep+apnea",
+        "q=javascript+tutorial",
+        "q=svg+icons",
+        "q=prompt+engineering",
+        "q=Alert+(high)",
+        "q=cat+%26+dog",
+    ];
+    let bodies = [
+        r#"{"name":"O'Brien","plan":"select","notes":"Please select a plan or upgrade"}"#,
+        r#"{"comment":"I'll be there at 3pm; can't wait!"}"#,
+        r#"{"email":"a@example.com","password":"p@ss w0rd!"}"#,
+        r#"{"url":"https://example.com/webhook"}"#,
+        r#"{"html":"<p>Hello <b>world</b></p>"}"#,
+        r#"{"message":"Meeting at 10 && lunch after"}"#,
+        r#"{"text":"cost is $5 (approx); I'm 100% sure"}"#,
+        r#"{"columns":"name|id"}"#,
+        r#"{"pipeline":"build | identify"}"#,
+        "name=O%27Brien&plan=select+a+plan&redirect=%2Fhome",
+    ];
+    let headers = [
+        ("referer", "https://shop.example.com/search?q=O%27Brien"),
+        ("referer", "http://localhost:3000/settings"),
+        ("origin", "http://localhost:3000"),
+        ("x-forwarded-for", "127.0.0.1, 10.0.0.1"),
+        ("cookie", "session=abc; theme=dark; q=select a plan"),
+        ("accept-language", "en-US,en;q=0.9"),
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
+        ("if-none-match", "W/\"abc\""),
+        (
+            "authorization",
+            "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
+        ),
+        (
+            "sec-ch-ua",
+            "\"Chromium\";v=\"140\", \"Not=A?Brand\";v=\"24\"",
+        ),
+        ("x-note", "run `make test` and $(pwd)"),
+    ];
+    assert_quiet(&run(ordinary_inputs(&queries, &bodies, &headers)));
+}
+
+#[test]
+fn command_injection_stays_quiet_on_markdown_and_prose_in_bodies() {
+    let bodies = [
+        r#"{"comment":"see `config.toml` for the details"}"#,
+        r#"{"text":"price $(USD) 5"}"#,
+        r#"{"bio":"I have a dog; cat food is cheaper"}"#,
+    ];
+    assert_quiet(&run(ordinary_inputs(&[], &bodies, &[])));
+}
+
+#[test]
+fn ssrf_stays_quiet_on_localhost_in_free_text() {
+    let bodies = [r#"{"note":"the dev server runs on localhost:8080"}"#];
+    assert_quiet(&run(ordinary_inputs(&["q=localhost+setup"], &bodies, &[])));
+}

@@ -288,3 +288,69 @@ fn durations_too_long_for_the_clock_are_refused_not_dropped() {
         "{errors:#?}"
     );
 }
+
+/// The ```` ```toml ```` blocks of `docs/rules.md` with the `### ` heading each sits under.
+fn documented_examples() -> Vec<(String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/rules.md");
+    let text = std::fs::read_to_string(path).expect("docs/rules.md");
+    let mut examples = Vec::new();
+    let mut heading = String::new();
+    let mut block: Option<String> = None;
+    for line in text.lines() {
+        match &mut block {
+            Some(body) if line.trim_end() == "```" => {
+                examples.push((heading.clone(), std::mem::take(body)));
+                block = None;
+            }
+            Some(body) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            None if line.trim_end() == "```toml" => block = Some(String::new()),
+            None if line.starts_with('#') => heading = line.to_owned(),
+            None => {}
+        }
+    }
+    assert!(block.is_none(), "unclosed ```toml block in docs/rules.md");
+    examples
+}
+
+#[test]
+fn every_worked_example_in_the_rules_doc_loads_as_its_condition_kind() {
+    let builtin = RuleSet::builtin();
+    let mut kinds = Vec::new();
+    for (heading, example) in documented_examples() {
+        // Condition kinds are documented under "### `kind`: ..."; the file layout sketch
+        // elsewhere is deliberately incomplete.
+        let Some(kind) = heading
+            .strip_prefix("### `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(kind, _)| kind.to_owned())
+        else {
+            continue;
+        };
+        let set = RuleSet::from_toml("docs/rules.md", &example).unwrap_or_else(|errors| {
+            panic!("the `{kind}` example does not load: {errors:#?}\n{example}")
+        });
+        assert_eq!(set.len(), 1, "{example}");
+        let rule = &set.rules()[0];
+        assert_eq!(rule.condition_kind(), kind, "{example}");
+        // Examples named after a built-in rule show its real key, window and severity (they
+        // leave out descriptions, messages and some settings).
+        if let Some(original) = builtin.get(rule.id()) {
+            assert_eq!(rule.key(), original.key(), "{}", rule.id());
+            assert_eq!(rule.window(), original.window(), "{}", rule.id());
+            assert_eq!(rule.severity(), original.severity(), "{}", rule.id());
+            assert_eq!(rule.condition_kind(), original.condition_kind());
+        }
+        kinds.push(kind);
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "baseline", "count", "distinct", "outlier", "pattern", "ratio", "sequence", "sum"
+        ],
+        "one loadable example per condition kind"
+    );
+}

@@ -1308,3 +1308,93 @@ async fn card_number_cut_by_the_capture_cap_is_not_recorded() {
     let json = String::from_utf8(event.to_json()).unwrap();
     assert!(!json.contains("4111 1111"), "{json}");
 }
+
+/// Blocks the API key whose fingerprint it holds, whatever the address or user.
+struct KeyEnforcer {
+    blocked_fingerprint: String,
+}
+
+impl apiwatch_gateway::Enforcer for KeyEnforcer {
+    fn check(
+        &self,
+        _client: std::net::IpAddr,
+        key_fingerprint: Option<&str>,
+        _user: Option<&str>,
+    ) -> apiwatch_gateway::Enforcement {
+        if key_fingerprint == Some(self.blocked_fingerprint.as_str()) {
+            apiwatch_gateway::Enforcement::Block {
+                decision_id: "d-key".to_owned(),
+                reason: "leaked key".to_owned(),
+            }
+        } else {
+            apiwatch_gateway::Enforcement::Allow
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_decision_on_a_key_fingerprint_refuses_that_key_wherever_it_is_carried_and_passes_others()
+{
+    let upstream = start_upstream().await;
+    // The gateway of `common` fingerprints with the key [7; 32].
+    let fingerprinter = apiwatch_event::identity::Fingerprinter::new([7; 32]);
+    let blocked_fingerprint = fingerprinter.fingerprint(b"leaked-key-1");
+    let (gateway, sink) = start_gateway_full(
+        upstream,
+        CollectingSink::default(),
+        Some(std::sync::Arc::new(KeyEnforcer {
+            blocked_fingerprint: blocked_fingerprint.clone(),
+        })),
+        |_| {},
+    )
+    .await;
+    let client = http1_client();
+    let with_header = |name: &str, value: &str| {
+        get(gateway, "/api/things")
+            .header(name, value)
+            .body(empty())
+            .unwrap()
+    };
+    for (name, value) in [
+        ("x-api-key", "leaked-key-1"),
+        ("api-key", "leaked-key-1"),
+        ("authorization", "Bearer leaked-key-1"),
+    ] {
+        let (status, _, body) = send(&client, with_header(name, value)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{name}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["error"], "blocked");
+    }
+    let (status, _, _) = send(
+        &client,
+        get(gateway, "/api/things?api_key=leaked-key-1")
+            .body(empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "key in the query string");
+    let (status, _, _) = send(&client, with_header("x-api-key", "another-key")).await;
+    assert_eq!(status, StatusCode::OK, "another key passes");
+    let (status, _, _) = send(&client, get(gateway, "/api/things").body(empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "no key passes");
+
+    let events = sink.wait_for(6).await;
+    let refused: Vec<_> = events
+        .iter()
+        .filter(|event| event.status_code == Some(403))
+        .collect();
+    assert_eq!(refused.len(), 4);
+    for event in refused {
+        assert_eq!(
+            event.key_fingerprint.as_deref(),
+            Some(blocked_fingerprint.as_str())
+        );
+        assert_eq!(event.labels["decision.id"], "d-key");
+        assert!(event.upstream_address.is_none(), "never forwarded");
+    }
+    let json = events
+        .iter()
+        .map(|event| String::from_utf8(event.to_json()).unwrap())
+        .collect::<String>();
+    assert!(!json.contains("leaked-key-1"), "the key itself is recorded");
+}

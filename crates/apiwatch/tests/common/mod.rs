@@ -267,3 +267,77 @@ pub fn poll<T>(
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `GET path` as if from `client` (a gateway started with `--trusted-proxy 127.0.0.1/32`
+/// takes the client address from `X-Forwarded-For`); returns the status.
+pub fn get_as(gateway: SocketAddr, client: &str, path: &str, extra: &[(&str, &str)]) -> u16 {
+    let mut headers = vec![("x-forwarded-for", client)];
+    headers.extend_from_slice(extra);
+    get(gateway, path, &headers).status
+}
+
+/// Writes `toml` as `apiwatch.toml` in `dir`; returns its path.
+pub fn write_config(dir: &Path, toml: impl AsRef<str>) -> std::path::PathBuf {
+    let config = dir.join("apiwatch.toml");
+    std::fs::write(&config, toml.as_ref()).unwrap();
+    config
+}
+
+/// `apiwatch serve` with `config`, trusting 127.0.0.1 as a proxy so a test picks the client
+/// address with `X-Forwarded-For`.
+pub fn serve_configured(data: &Path, upstream: SocketAddr, config: &Path) -> Apiwatch {
+    serve(
+        data,
+        upstream,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--trusted-proxy",
+            "127.0.0.1/32",
+        ],
+    )
+}
+
+/// A basic-auth login as `admin` with `password`, from `client`; returns the status.
+pub fn login_as(gateway: SocketAddr, client: &str, password: &str) -> u16 {
+    use base64::Engine as _;
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("admin:{password}"));
+    get(
+        gateway,
+        "/login",
+        &[
+            ("x-forwarded-for", client),
+            ("authorization", &format!("Basic {credentials}")),
+        ],
+    )
+    .status
+}
+
+/// Fifteen wrong passwords for `admin` from `client`: the built-in brute-force rule fires.
+pub fn brute_force(gateway: SocketAddr, client: &str) {
+    for attempt in 0..15 {
+        let status = login_as(gateway, client, &format!("guess{attempt}"));
+        assert!(status == 401 || status == 403, "{status}");
+    }
+}
+
+/// Recording HTTP receivers (webhooks), on a runtime of their own.
+pub struct Recorders {
+    _runtime: tokio::runtime::Runtime,
+    pub list: Vec<apiwatch_testkit::Recorder>,
+}
+
+pub fn recorders(count: usize) -> Recorders {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let list = (0..count)
+        .map(|_| runtime.block_on(apiwatch_testkit::start_recorder()))
+        .collect();
+    Recorders {
+        _runtime: runtime,
+        list,
+    }
+}
