@@ -212,10 +212,11 @@ impl Alerting {
         let mut changes = Vec::new();
         let now = OffsetDateTime::now_utc();
         for notice in &notices {
-            let muted = self
+            let muting = self
                 .silences()
                 .muting(&notice.alert, now)
-                .map(|silence| silence.id.clone());
+                .map(|silence| (silence.id.clone(), silence.starts_at));
+            let muted = muting.as_ref().map(|(id, _)| id.clone());
             if notice.reason != Reason::Refresh {
                 let mut event = audit_event(notice);
                 if let Some(silence) = &muted {
@@ -226,11 +227,17 @@ impl Alerting {
                 changes.push((notice.alert.id.clone(), event));
             }
             // A silence mutes news of an alert, but not its end or its taking for receivers
-            // that were told of it: a paging incident would otherwise stay open for good.
-            let closing = matches!(notice.reason, Reason::Acknowledged | Reason::Resolved)
-                && notice.alert.notified;
-            if muted.is_some() && !closing {
-                continue;
+            // told of it before the silence began (a paging incident would otherwise stay
+            // open for good); an alert that opened under the silence stays unheard of.
+            let told_before = |starts_at: OffsetDateTime| {
+                let group_wait = self.book().routing().route(notice.alert.route).group_wait;
+                notice.alert.notified && notice.alert.opened_at + group_wait < starts_at
+            };
+            let closing = matches!(notice.reason, Reason::Acknowledged | Reason::Resolved);
+            if let Some((_, starts_at)) = muting {
+                if !(closing && told_before(starts_at)) {
+                    continue;
+                }
             }
             for name in &notice.receivers {
                 let Some(receiver) = inner.receivers.get(name) else {
@@ -483,11 +490,11 @@ fn backoff(failures: u32, max: Duration) -> Duration {
     base + base.mul_f64(f64::from(byte[0]) / 255.0 * 0.2)
 }
 
-/// The finding that makes a failing receiver an alert of its own (routed like any other, so
-/// the other receivers hear of it).
 /// The rule of [`receiver_failing`]'s findings.
 const RECEIVER_FAILING: &str = "apiwatch.receiver-failing";
 
+/// The finding that makes a failing receiver an alert of its own (routed like any other, so
+/// the other receivers hear of it).
 fn receiver_failing(name: &str, failures: u32, message: &str) -> Finding {
     let mut evidence = serde_json::Map::new();
     evidence.insert("failures".to_owned(), failures.into());

@@ -139,8 +139,10 @@ pub fn prune(
             .chain(store_files[store_kept..].iter().map(|file| file.bytes))
             .sum();
         while total > max_bytes {
+            // A segment whose end is unknown (its successor holds no readable event yet)
+            // counts as the newest data: older store files go before it.
             let journal_end = (keep_index + 1 < segments.len())
-                .then(|| segment_end(keep_index).unwrap_or(i64::MIN));
+                .then(|| segment_end(keep_index).unwrap_or(i64::MAX));
             let store_end = store_files.get(store_kept).map(|file| file.max_time);
             let journal_first = match (journal_end, store_end) {
                 (None, None) => break,
@@ -362,15 +364,16 @@ impl apiwatch_server::RetentionApi for Retention {
                     format!("before: expected an RFC 3339 time, got {before:?}"),
                 )
             })?;
-            // A time ahead of now would delete the events still to come (nothing newer than
-            // it is ever stored): refused, with five minutes for clocks apart.
+            // A time ahead of now would keep the events still to come out of the store
+            // (nothing older than it is stored again): refused.
             let now = OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
-            if before > now + 300_000_000_000 {
+            if before > now {
                 return Err((
                     400,
                     format!(
-                        "before: must not be in the future, got {}",
-                        apiwatch_store::schema::format_nanos(before)
+                        "before: must not be in the future, got {} (now is {})",
+                        apiwatch_store::schema::format_nanos(before),
+                        apiwatch_store::schema::format_nanos(now)
                     ),
                 ));
             }

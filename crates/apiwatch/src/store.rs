@@ -683,7 +683,11 @@ impl EventsApi for QueryService {
             service
                 .audit(
                     &by,
-                    &format!("stats.{kind}"),
+                    // The kind comes from the URL: capped and escaped like the query text.
+                    &format!(
+                        "stats.{}",
+                        apiwatch_event::sanitize::sanitize_str(&kind, 64)
+                    ),
                     &query,
                     range,
                     &outcome,

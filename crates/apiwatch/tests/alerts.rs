@@ -694,6 +694,17 @@ fn silenced_alerts_are_recorded_but_not_sent() {
         Duration::from_secs(15),
         |r| r.json()["alert"]["id"] == id.as_str() && webhook_reason(r) == "resolved",
     );
+    // One that opened under its silence stays unheard of, its resolve too.
+    let unheard = muted[0]["labels"]["alert.id"].as_str().unwrap().to_owned();
+    let resolved = alerts_cli(apiwatch.admin, &token, &["resolve", &unheard]);
+    assert!(resolved.status.success());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        hook.recorded()
+            .iter()
+            .all(|r| r.json()["alert"]["key_value"] != "192.0.2.5"),
+        "the resolve of an alert nobody was told of was sent"
+    );
     let late: serde_json::Value = serde_json::from_slice(&late.stdout).unwrap();
     let ended = alerts_cli(
         apiwatch.admin,

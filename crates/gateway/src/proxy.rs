@@ -77,14 +77,11 @@ pub async fn handle(
             if captured.is_empty() {
                 return;
             }
-            let content_type = content_type.as_deref();
-            // A prefix cut at the cap may end inside a card number too short to be seen as one.
-            let cut = event.request_bytes > captured.len() as u64;
-            event.request_body = Some(if cut {
-                redactor.body_prefix(captured, content_type, max_len)
-            } else {
-                redactor.body(captured, content_type, max_len)
-            });
+            // Always redacted as a prefix: one cut at the cap, or by a client that stopped
+            // mid-upload, may end inside a card number too short to be seen as one (a whole
+            // body ending in seven or more digits loses them too, which costs nothing).
+            event.request_body =
+                Some(redactor.body_prefix(captured, content_type.as_deref(), max_len));
         }));
     }
 

@@ -217,7 +217,6 @@ impl Iterator for JournalReader {
     }
 }
 
-/// How many complete frames a segment holds.
 /// The segments of the journal under data directory `dir`, by first seq.
 fn segments_of(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let journal = journal_dir(dir);
@@ -235,6 +234,7 @@ fn end_of(segments: &[(u64, PathBuf)]) -> Result<u64> {
     }
 }
 
+/// How many complete frames a segment holds.
 fn count_frames(path: &Path) -> Result<u64> {
     let (mut scanner, _) = FrameScanner::open(path).map_err(|source| Error::Segment {
         action: "read",

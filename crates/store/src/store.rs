@@ -136,9 +136,10 @@ impl Store {
             manifest.save(&store_dir)?;
         }
         let store = Store::new(store_dir, config, manifest, Some(lock));
-        // An early deletion that stopped partway (a full disk, a crash) is finished first.
+        // An early deletion that stopped partway (a full disk, a crash), or a store directory
+        // restored from before it, is finished first.
         if let Some(floor) = store.manifest_floor() {
-            let finished = store.rewrite_older_than(floor)?;
+            let finished = store.remove_older_files(floor)?;
             if finished > 0 {
                 tracing::info!(
                     files = finished,
@@ -415,30 +416,11 @@ impl Store {
                 .collect();
             let entry =
                 files::merge_parquet(&self.store_dir, &name, &sources, self.config.layout())?;
-            let mut manifest = write(&self.manifest);
             let replaced: Vec<&str> = group.iter().map(|file| file.name.as_str()).collect();
             // Retention may have dropped a source meanwhile: then the merge is void.
-            let all_live = replaced
-                .iter()
-                .all(|name| manifest.files.iter().any(|file| file.name == *name));
-            if !all_live {
-                let path = self.store_dir.join(&name);
-                std::fs::remove_file(&path).map_err(Error::io("delete", &path))?;
+            if !self.swap_files(&replaced, Some(entry))? {
                 continue;
             }
-            let mut updated = manifest.clone();
-            updated
-                .files
-                .retain(|file| !replaced.contains(&file.name.as_str()));
-            updated.files.push(entry);
-            updated.files.sort_by(|a, b| a.name.cmp(&b.name));
-            let now = files::unix_now();
-            updated.trash.extend(replaced.iter().map(|name| TrashEntry {
-                name: (*name).to_owned(),
-                replaced_at: now,
-            }));
-            updated.save(&self.store_dir)?;
-            *manifest = updated;
             merged_away += group.len();
         }
         let mut manifest = write(&self.manifest);
@@ -537,18 +519,19 @@ impl Store {
             // No flush is in flight (it holds `maintenance` from its copy of the batches to
             // their removal), so batches may go.
             let mut memtable = write(&self.memtable);
-            let kept = memtable
-                .batches
-                .iter()
-                .map(|batch| rows_from(batch, before))
-                .filter(|batch| batch.as_ref().map_or(true, |batch| batch.num_rows() > 0))
-                .collect::<Result<Vec<_>>>()?;
+            let kept = self.without_deleted(std::mem::take(&mut memtable.batches));
             memtable.rows = kept.iter().map(RecordBatch::num_rows).sum();
             memtable.batches = kept;
             if memtable.batches.is_empty() {
                 memtable.oldest = None;
             }
         }
+        self.remove_older_files(before)
+    }
+
+    /// The files' part of a deletion: drops the files wholly older than `before`, then
+    /// rewrites those that hold older and newer events; returns how many went or changed.
+    fn remove_older_files(&self, before: i64) -> Result<usize> {
         let dropped = self.drop_before(before)?;
         Ok(dropped + self.rewrite_older_than(before)?)
     }
@@ -591,20 +574,41 @@ impl Store {
                 )
             },
         )?;
-        let mut manifest = write(&self.manifest);
-        if !manifest.files.iter().any(|live| live.name == file.name) {
+        if entry.rows == 0 {
+            // Nothing left (the file was wholly older after all): it just goes.
             let path = self.store_dir.join(&entry.name);
             std::fs::remove_file(&path).map_err(Error::io("delete", &path))?;
+            return self.swap_files(&[file.name.as_str()], None);
+        }
+        self.swap_files(&[file.name.as_str()], Some(entry))
+    }
+
+    /// Swaps the live files named `replaced` for `entry` (or for nothing) in one manifest
+    /// commit, the replaced ones to the trash. False, and `entry`'s file deleted, when one of
+    /// them left the manifest meanwhile (retention dropped it).
+    fn swap_files(&self, replaced: &[&str], entry: Option<FileEntry>) -> Result<bool> {
+        let mut manifest = write(&self.manifest);
+        let all_live = replaced
+            .iter()
+            .all(|name| manifest.files.iter().any(|file| file.name == *name));
+        if !all_live {
+            if let Some(entry) = entry {
+                let path = self.store_dir.join(&entry.name);
+                std::fs::remove_file(&path).map_err(Error::io("delete", &path))?;
+            }
             return Ok(false);
         }
         let mut updated = manifest.clone();
-        updated.files.retain(|live| live.name != file.name);
-        updated.files.push(entry);
+        updated
+            .files
+            .retain(|file| !replaced.contains(&file.name.as_str()));
+        updated.files.extend(entry);
         updated.files.sort_by(|a, b| a.name.cmp(&b.name));
-        updated.trash.push(TrashEntry {
-            name: file.name.clone(),
-            replaced_at: files::unix_now(),
-        });
+        let now = files::unix_now();
+        updated.trash.extend(replaced.iter().map(|name| TrashEntry {
+            name: (*name).to_owned(),
+            replaced_at: now,
+        }));
         updated.save(&self.store_dir)?;
         *manifest = updated;
         Ok(true)
@@ -749,8 +753,6 @@ pub(crate) fn decode_parallel(records: &[&(u64, Vec<u8>)]) -> Vec<RecordBatch> {
     })
 }
 
-/// Splits a batch by event time into (period number, rows of that period), in period order;
-/// period `n` holds the times in `[n * period_nanos, (n + 1) * period_nanos)`.
 /// The rows of `batch` at or after `from` (nanoseconds).
 fn rows_from(batch: &RecordBatch, from: i64) -> Result<RecordBatch> {
     use datafusion::arrow::array::{BooleanArray, TimestampNanosecondArray};
@@ -766,6 +768,8 @@ fn rows_from(batch: &RecordBatch, from: i64) -> Result<RecordBatch> {
     Ok(filter_record_batch(batch, &keep)?)
 }
 
+/// Splits a batch by event time into (period number, rows of that period), in period order;
+/// period `n` holds the times in `[n * period_nanos, (n + 1) * period_nanos)`.
 pub(crate) fn split_by_period(
     batch: &RecordBatch,
     period_nanos: i64,
