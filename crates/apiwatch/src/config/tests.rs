@@ -187,3 +187,31 @@ fn an_upstream_alone_runs_on_the_documented_defaults() {
     );
     assert_eq!(settings.gateway.routes.len(), 1);
 }
+
+#[test]
+fn the_detection_state_cap_is_read_in_mib_and_zero_is_refused() {
+    let overrides = Overrides {
+        upstream: Some("http://127.0.0.1:3000".to_owned()),
+        ..Overrides::default()
+    };
+    let detect = |text: &str| parse(text).unwrap().validate(text, &overrides);
+    assert_eq!(
+        detect("").unwrap().detect.max_state_bytes,
+        256 * 1024 * 1024
+    );
+    assert_eq!(
+        detect("[detect]\nmax_state_mib = 8\n")
+            .unwrap()
+            .detect
+            .max_state_bytes,
+        8 * 1024 * 1024
+    );
+    let problems = detect("[detect]\nmax_state_mib = 0\n").unwrap_err();
+    let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert!(
+        rendered
+            .iter()
+            .any(|line| line.contains("2:17: detect.max_state_mib: must be at least 1")),
+        "{rendered:#?}"
+    );
+}
