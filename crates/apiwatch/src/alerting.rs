@@ -216,10 +216,9 @@ impl Alerting {
                 .silences()
                 .muting(&notice.alert, now)
                 .map(|silence| (silence.id.clone(), silence.starts_at));
-            let muted = muting.as_ref().map(|(id, _)| id.clone());
             if notice.reason != Reason::Refresh {
                 let mut event = audit_event(notice);
-                if let Some(silence) = &muted {
+                if let Some((silence, _)) = &muting {
                     event
                         .labels
                         .insert("alert.silenced_by".to_owned(), silence.clone());

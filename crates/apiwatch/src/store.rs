@@ -293,9 +293,21 @@ pub fn audit_event(
     event
 }
 
-/// Says in a query's audit event why the query failed or was refused.
-pub fn audit_refusal(event: &mut Event, message: &str) {
-    event.error_message = Some(apiwatch_event::sanitize::sanitize_str(message, 1024));
+/// The audit event of a query that ran (`Ok(rows)`) or failed or was refused (`Err(why)`,
+/// which goes in `error.message`): what the CLI and the API journal for every query.
+pub fn outcome_audit_event(
+    by: &str,
+    kind: &str,
+    text: &str,
+    range: (Option<i64>, Option<i64>),
+    outcome: Result<usize, String>,
+    via: &str,
+) -> Event {
+    let mut event = audit_event(by, kind, text, range, outcome.as_ref().ok().copied(), via);
+    if let Err(why) = outcome {
+        event.error_message = Some(apiwatch_event::sanitize::sanitize_str(&why, 1024));
+    }
+    event
 }
 
 /// Leaves an audit record for the journal: appends it to the spool (one write of one line),
@@ -543,18 +555,12 @@ impl QueryService {
         outcome: &Result<T, ApiError>,
         rows: impl FnOnce(&T) -> usize,
     ) {
-        let mut event = audit_event(
-            by,
-            kind,
-            query,
-            range,
-            outcome.as_ref().ok().map(rows),
-            "api",
-        );
-        if let Err(err) = outcome {
-            audit_refusal(&mut event, &err.message);
-        }
-        self.journal(event).await;
+        let outcome = outcome
+            .as_ref()
+            .map(rows)
+            .map_err(|err| err.message.clone());
+        self.journal(outcome_audit_event(by, kind, query, range, outcome, "api"))
+            .await;
     }
 }
 

@@ -77,6 +77,24 @@ fn prune_early(
         .unwrap()
 }
 
+/// The first `retention.prune` event the server under `data` journals.
+fn first_prune(data: &std::path::Path, apiwatch: &common::Apiwatch) -> Value {
+    poll(
+        Duration::from_secs(20),
+        || {
+            journal_events(data)
+                .into_iter()
+                .find(|event| event["event.dataset"] == "retention.prune")
+        },
+        || format!("no prune was journaled; stderr:\n{}", apiwatch.stderr()),
+    )
+}
+
+/// A count among a prune event's labels (`retention.segments`, `retention.store_files`).
+fn count(prune: &Value, label: &str) -> u64 {
+    prune["labels"][label].as_str().unwrap().parse().unwrap()
+}
+
 fn nanos(text: &str) -> i64 {
     let at =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap();
@@ -106,24 +124,9 @@ fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
         &["--config", config.to_str().unwrap()],
     );
     let token = apiwatch.token();
-    let prune = poll(
-        Duration::from_secs(20),
-        || {
-            journal_events(&data)
-                .into_iter()
-                .find(|event| event["event.dataset"] == "retention.prune")
-        },
-        || format!("no prune was journaled; stderr:\n{}", apiwatch.stderr()),
-    );
+    let prune = first_prune(&data, &apiwatch);
     assert_eq!(prune["event.kind"], "system");
-    assert!(
-        prune["labels"]["retention.segments"]
-            .as_str()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            > 0
-    );
+    assert!(count(&prune, "retention.segments") > 0, "{prune}");
     let after = status(data_arg);
     let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
     let day = 86_400_000_000_000i64;
@@ -172,12 +175,7 @@ fn the_policy_prunes_journal_and_store_and_an_early_deletion_is_journaled() {
     );
     // The journal's segments before the time went (whole segments of about three hours
     // here, and an hour's margin for requests stamped when they began).
-    let pruned_early: u64 = early["labels"]["retention.segments"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(pruned_early > 0, "{early}");
+    assert!(count(&early, "retention.segments") > 0, "{early}");
     let after_early = status(data_arg);
     let oldest_early = nanos(after_early["oldest_kept_event"].as_str().unwrap());
     let twelve_hours_ago_nanos = twelve_hours_ago.unix_timestamp_nanos() as i64;
@@ -280,21 +278,8 @@ fn a_size_limit_deletes_the_oldest_of_journal_and_store_together() {
         upstream.addr,
         &["--config", config.to_str().unwrap()],
     );
-    let prune = poll(
-        Duration::from_secs(20),
-        || {
-            journal_events(&data)
-                .into_iter()
-                .find(|event| event["event.dataset"] == "retention.prune")
-        },
-        || format!("no prune was journaled; stderr:\n{}", apiwatch.stderr()),
-    );
-    let pruned_files: u64 = prune["labels"]["retention.store_files"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(pruned_files > 0, "{prune}");
+    let prune = first_prune(&data, &apiwatch);
+    assert!(count(&prune, "retention.store_files") > 0, "{prune}");
     assert!(apiwatch.terminate().success());
 
     let after = status(data_arg);

@@ -776,6 +776,22 @@ struct HeldUpstream {
     answer: tokio::sync::oneshot::Sender<()>,
 }
 
+/// Sends `request` as it is to the gateway at `addr`, and waits until the held upstream has
+/// it; returns the client's connection.
+async fn held_request(
+    addr: std::net::SocketAddr,
+    request: &[u8],
+    reached: tokio::sync::oneshot::Receiver<()>,
+) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), reached)
+        .await
+        .expect("the request reached the upstream")
+        .unwrap();
+    stream
+}
+
 async fn held_upstream() -> HeldUpstream {
     let held = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = held.local_addr().unwrap();
@@ -827,16 +843,8 @@ async fn a_shutdown_keeps_the_events_of_clients_that_already_left() {
         addr, stop, served, ..
     } = start_threaded(upstream, 2, std::sync::Arc::new(sink.clone())).await;
 
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /held HTTP/1.1\r\nhost: test\r\n\r\n")
-        .await
-        .unwrap();
+    let stream = held_request(addr, b"GET /held HTTP/1.1\r\nhost: test\r\n\r\n", reached).await;
     // Once the upstream has the request (it never answers), the client leaves.
-    tokio::time::timeout(Duration::from_secs(10), reached)
-        .await
-        .expect("the request reached the upstream")
-        .unwrap();
     drop(stream);
     // The gateway notices the client is gone and hands the event to the (slow) sink.
     for _ in 0..1000 {
@@ -883,15 +891,12 @@ async fn readiness_goes_at_the_stop_while_requests_still_drain() {
     } = start_threaded(upstream, 2, std::sync::Arc::new(sink.clone())).await;
     assert!(ready.load(std::sync::atomic::Ordering::SeqCst));
 
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /slow HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), reached)
-        .await
-        .expect("the request reached the upstream")
-        .unwrap();
+    let mut stream = held_request(
+        addr,
+        b"GET /slow HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n",
+        reached,
+    )
+    .await;
     assert!(
         ready.load(std::sync::atomic::Ordering::SeqCst),
         "ready while serving"

@@ -257,6 +257,16 @@ pub(crate) fn write_parquet(
     write_parquet_stream(store_dir, name, batches.iter().cloned().map(Ok), layout)
 }
 
+/// The batches of a store file, 64 Ki rows at a time, for a merge or a rewrite.
+fn read_batches(source: &Path) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
+    let file = File::open(source).map_err(Error::io("open", source))?;
+    Ok(
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+            .with_batch_size(65_536)
+            .build()?,
+    )
+}
+
 /// Merges Parquet files of the store into one, batch by batch (memory: one chunk, see
 /// [`ParquetSink`]).
 pub(crate) fn merge_parquet(
@@ -265,15 +275,10 @@ pub(crate) fn merge_parquet(
     sources: &[PathBuf],
     layout: Layout,
 ) -> Result<FileEntry> {
-    let mut readers = Vec::with_capacity(sources.len());
-    for source in sources {
-        let file = File::open(source).map_err(Error::io("open", source))?;
-        readers.push(
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
-                .with_batch_size(65_536)
-                .build()?,
-        );
-    }
+    let readers = sources
+        .iter()
+        .map(|source| read_batches(source))
+        .collect::<Result<Vec<_>>>()?;
     let batches = readers
         .into_iter()
         .flatten()
@@ -290,10 +295,7 @@ pub(crate) fn rewrite_parquet(
     keep: impl Fn(&RecordBatch) -> Result<RecordBatch>,
     name_of: impl FnOnce(&FileEntry) -> String,
 ) -> Result<FileEntry> {
-    let file = File::open(source).map_err(Error::io("open", source))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
-        .with_batch_size(65_536)
-        .build()?;
+    let reader = read_batches(source)?;
     let hint = format!(
         "{}.rewrite",
         source.strip_prefix(store_dir).unwrap_or(source).display()

@@ -138,7 +138,8 @@ impl Store {
         let store = Store::new(store_dir, config, manifest, Some(lock));
         // An early deletion that stopped partway (a full disk, a crash), or a store directory
         // restored from before it, is finished first.
-        if let Some(floor) = store.manifest_floor() {
+        let floor = store.deleted_before.load(Ordering::SeqCst);
+        if floor != i64::MIN {
             let finished = store.remove_older_files(floor)?;
             if finished > 0 {
                 tracing::info!(
@@ -148,10 +149,6 @@ impl Store {
             }
         }
         Ok(store)
-    }
-
-    fn manifest_floor(&self) -> Option<i64> {
-        read(&self.manifest).deleted_before
     }
 
     /// Opens the store of `data_dir` for reading, whether or not a writer runs. The caller

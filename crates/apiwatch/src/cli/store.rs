@@ -179,17 +179,8 @@ fn audit<T>(
     outcome: &apiwatch_store::Result<T>,
     rows: impl FnOnce(&T) -> usize,
 ) {
-    let mut event = crate::store::audit_event(
-        &who(),
-        kind,
-        text,
-        range,
-        outcome.as_ref().ok().map(rows),
-        "cli",
-    );
-    if let Err(err) = outcome {
-        crate::store::audit_refusal(&mut event, &err.to_string());
-    }
+    let outcome = outcome.as_ref().map(rows).map_err(ToString::to_string);
+    let event = crate::store::outcome_audit_event(&who(), kind, text, range, outcome, "cli");
     if let Err(err) = crate::store::spool_audit(data, &event) {
         eprintln!("warning: the query ran but its audit record was not written: {err:#}");
     }
