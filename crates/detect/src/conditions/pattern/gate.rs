@@ -268,6 +268,43 @@ mod tests {
         );
     }
 
+    /// Every regex of the built-in probe pack, read from its file.
+    fn builtin_probe_regexes() -> Vec<String> {
+        let pack: toml::Table = include_str!("../../../rules/probes.toml").parse().unwrap();
+        pack["rule"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|rule| rule["condition"].get("regexes"))
+            .flat_map(|regexes| regexes.as_array().unwrap().iter())
+            .map(|regex| regex.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_builtin_probe_regexes_are_all_gated() {
+        let regexes = builtin_probe_regexes();
+        assert!(regexes.len() >= 10, "{regexes:?}");
+        let open: Vec<&String> = regexes
+            .iter()
+            .filter(|regex| regex_prefixes(std::slice::from_ref(*regex)).is_none())
+            .collect();
+        assert!(
+            open.is_empty(),
+            "without a finite prefix set every text is searched with these: {open:#?}"
+        );
+        let gate = PairGate::build(&[], &regexes, false);
+        let flagged = |text: &str| gate.classify(text.as_bytes()) & REGEX != 0;
+        // (Each field's gate holds only its own rules' regexes; some are gated by one byte,
+        // such as `[;&|]\s*cat\s+/`, so a query with `&` is let through.)
+        for clean in ["/api/items/12345", "/api/orders/7/lines"] {
+            assert!(!flagged(clean), "{clean}");
+        }
+        for probe in ["x onerror=alert(1)", "'-alert(1)-'", "x\"/onload=y"] {
+            assert!(flagged(probe), "{probe}");
+        }
+    }
+
     proptest! {
         /// Soundness: whenever the automaton finds a literal, the gate lets the text through.
         #[test]
