@@ -819,9 +819,10 @@ fn classic_ssrf_command_and_sql_payloads_still_fire_after_the_rules_were_narrowe
         query(2.1, "203.0.113.132", "host=$(id)"),
         query(2.2, "203.0.113.133", "host=%60whoami%60"),
         query(2.3, "203.0.113.134", "host=8.8.8.8%20%26%26%20whoami"),
-        // (`| id"` at the end of a JSON string is not caught: `{"columns":"name|id"}` is an
-        // ordinary list.)
         body(2.4, "203.0.113.135", r#"{"host":"8.8.8.8 | id; ls"}"#),
+        // At the end of a JSON string after a space (`"name|id"` stays an ordinary list).
+        body(2.45, "203.0.113.137", r#"{"host":"8.8.8.8 | id"}"#),
+        body(2.46, "203.0.113.138", r#"{"host":"8.8.8.8 && id"}"#),
         body(
             2.5,
             "203.0.113.136",
@@ -934,6 +935,8 @@ fn ordinary_queries_headers_and_bodies_stay_quiet() {
         r#"{"message":"Meeting at 10 && lunch after"}"#,
         r#"{"text":"cost is $5 (approx); I'm 100% sure"}"#,
         r#"{"columns":"name|id"}"#,
+        r#"{"columns":"name;id"}"#,
+        r#"{"note":"pick one: name | identity"}"#,
         r#"{"pipeline":"build | identify"}"#,
         r#"{"text":"the EU union select committee met on Tuesday"}"#,
         "name=O%27Brien&plan=select+a+plan&redirect=%2Fhome",
