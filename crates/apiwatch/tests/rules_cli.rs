@@ -193,3 +193,33 @@ fn rules_test_with_a_bad_rule_file_prints_its_problems_and_fails() {
     );
     assert!(text.contains("1 problem(s)"), "{text}");
 }
+
+#[test]
+fn rules_check_notes_a_regex_that_no_fixed_text_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = |id: &str, regex: &str| {
+        format!(
+            "[[rule]]\nid = \"{id}\"\ntitle = \"t\"\ndescription = \"d\"\nseverity = \"low\"\nkey = \"source.ip\"\ncondition = {{ kind = \"pattern\", fields = [\"url.path\"], regexes = ['{regex}'] }}\n"
+        )
+    };
+    let file = dir.path().join("paths.toml");
+    std::fs::write(
+        &file,
+        rule("site.php-open", r"\w+\.php$") + &rule("site.php-gated", r"/admin\.php$"),
+    )
+    .unwrap();
+    let output = run(&["rules", "check", file.to_str().unwrap()]);
+    assert!(output.status.success(), "a note is not a problem");
+    let text = stdout_of(&output);
+    assert!(text.contains("2 rule(s), no problems"), "{text}");
+    let notes: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("note:"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{text}");
+    assert!(notes[0].contains("rule `site.php-open`"), "{text}");
+    assert!(
+        notes[0].contains(r"`\w+\.php$` does not start with fixed text"),
+        "{text}"
+    );
+}

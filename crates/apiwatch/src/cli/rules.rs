@@ -117,6 +117,15 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
                 path.display(),
                 rules.rules().len()
             );
+            for rule in rules.rules() {
+                for regex in rule.ungated_regexes() {
+                    println!(
+                        "note: {}: rule `{}`: the regex `{regex}` does not start with fixed text, so every value of its fields is searched with it; starting it with fixed text (`\\.php$` rather than `\\w+\\.php$`) lets clean values be skipped",
+                        rule.source(),
+                        rule.id()
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(problems) => Ok(print_problems(&problems)),

@@ -48,6 +48,15 @@ pub(crate) struct PatternState {
 impl KeyState for PatternState {}
 
 impl PatternSpec {
+    /// The regexes the pattern gate cannot skip text for (see `gate::is_gated`).
+    pub(crate) fn ungated_regexes(&self) -> Vec<&str> {
+        self.regexes
+            .iter()
+            .filter(|regex| !gate::is_gated(regex))
+            .map(String::as_str)
+            .collect()
+    }
+
     pub(crate) fn new_state(&self, bucket: i64) -> PatternState {
         PatternState {
             ring: Ring::new(bucket),

@@ -144,6 +144,16 @@ impl Rule {
         &self.source
     }
 
+    /// The regexes of a `pattern` rule that do not start with fixed text: nothing lets the
+    /// engine skip a clean value for them, so every value of the rule's fields is searched
+    /// with them (`apiwatch rules check` notes them). Empty for other rules.
+    pub fn ungated_regexes(&self) -> Vec<&str> {
+        match &self.condition {
+            crate::conditions::ConditionSpec::Pattern(spec) => spec.ungated_regexes(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether `other` is the same definition (used to keep state across reloads).
     pub(crate) fn same_definition(&self, other: &Rule) -> bool {
         self.id == other.id && self.definition == other.definition
