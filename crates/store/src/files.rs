@@ -828,6 +828,7 @@ mod tests {
     use datafusion::arrow::array::StringArray;
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::file::statistics::Statistics;
+    use proptest::strategy::Strategy as _;
 
     proptest::proptest! {
         /// The cluster key's shortcut orders rows exactly as the plain tuple would, for
@@ -837,7 +838,16 @@ mod tests {
             rows in proptest::collection::vec(
                 (
                     proptest::bool::ANY,
-                    proptest::collection::vec(proptest::sample::select(vec![0u8, b'1', b'9', b':', 0xff]), 0..24),
+                    proptest::prop_oneof![
+                        proptest::collection::vec(proptest::sample::select(vec![0u8, b'1', b'9', b':', 0xff]), 0..24),
+                        // A shared 16-byte head and a short tail: the prefixes tie and the
+                        // bytes past them decide (IPv6 addresses of one network).
+                        (
+                            proptest::sample::select(vec![*b"2001:db8:0:0:1:2", *b"2001:db8:0:0:1:3"]),
+                            proptest::collection::vec(proptest::sample::select(vec![0u8, b'1', b':', 0xff]), 0..4),
+                        )
+                            .prop_map(|(head, tail)| [head.as_slice(), tail.as_slice()].concat()),
+                    ],
                     -2i64..2,
                 ),
                 2..40,

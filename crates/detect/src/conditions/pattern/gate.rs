@@ -129,15 +129,15 @@ impl PairGate {
     }
 }
 
-/// The prefix literals of `regexes` (case-insensitive, as the regex set is built): every match
-/// of any of them starts with one of these. `None` when some regex has no finite set of
-/// non-empty prefixes (it may match anywhere, or the empty string).
 /// Whether the gate can skip text for `regex`: its matches start with one of a finite set of
 /// non-empty literals. Otherwise every text of its fields is searched with the regex set.
 pub(super) fn is_gated(regex: &str) -> bool {
     regex_prefixes(&[regex.to_owned()]).is_some()
 }
 
+/// The prefix literals of `regexes` (case-insensitive, as the regex set is built): every match
+/// of any of them starts with one of these. `None` when some regex has no finite set of
+/// non-empty prefixes (it may match anywhere, or the empty string).
 fn regex_prefixes(regexes: &[String]) -> Option<Vec<Vec<u8>>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
     let mut prefixes = Vec::new();
