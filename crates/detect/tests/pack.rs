@@ -1008,6 +1008,8 @@ fn classic_xss_payloads_fire() {
         "q=<video><source onerror=eval(location.hash.slice(1))>",
         "q=<p ontouchstart=eval(name)>",
         "q=%27;alert(origin)//",
+        // HTML character references hide the scheme from a plain string search.
+        "q=<a href=\"&#106;avascript&#58;void(0)\">x</a>",
     ];
     let events: Vec<Event> = payloads
         .iter()

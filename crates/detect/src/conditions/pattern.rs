@@ -2,7 +2,8 @@
 //! case-insensitive) searched in event fields after normalising.
 //!
 //! Normalising: percent-decoding twice (so `%252e%252e%252f` is seen as `../`), `+` as a space
-//! in query strings and bodies, `\` as `/`, NUL bytes dropped, SQL comments `/*...*/` and runs of
+//! in query strings and bodies, HTML numeric character references decoded (`&#106;avascript:`
+//! is `javascript:`), `\` as `/`, NUL bytes dropped, SQL comments `/*...*/` and runs of
 //! whitespace folded to one space. Text that needs none of it is scanned in place.
 //!
 //! All pattern rules of an engine share one [`PatternIndex`]: one automaton and one regex set
@@ -306,15 +307,43 @@ fn normalize(text: &str, plus_as_space: bool) -> String {
                 continue;
             }
         }
+        let (character, length) = numeric_entity(rest).unwrap_or((character, character.len_utf8()));
         match character {
             '\\' => out.push('/'),
             '\0' => {}
             whitespace if whitespace.is_whitespace() => push_space(&mut out),
             other => out.push(other),
         }
-        rest = &rest[character.len_utf8()..];
+        rest = &rest[length..];
     }
     out
+}
+
+/// An HTML numeric character reference at the start of `text` (`&#106;`, `&#x6A;`, the `;`
+/// optional as browsers allow, at most 7 digits): the character and the reference's length.
+fn numeric_entity(text: &str) -> Option<(char, usize)> {
+    let body = text.strip_prefix("&#")?;
+    let (radix, digits_at) = match body.as_bytes().first() {
+        Some(b'x' | b'X') => (16, 3),
+        _ => (10, 2),
+    };
+    let digits = text[digits_at..]
+        .bytes()
+        .take(8)
+        .take_while(|byte| (*byte as char).is_digit(radix))
+        .count();
+    if digits == 0 || digits > 7 {
+        return None;
+    }
+    let value = u32::from_str_radix(&text[digits_at..digits_at + digits], radix).ok()?;
+    let character = char::from_u32(value)?;
+    let end = digits_at + digits;
+    let length = if text[end..].starts_with(';') {
+        end + 1
+    } else {
+        end
+    };
+    Some((character, length))
 }
 
 fn push_space(out: &mut String) {
@@ -376,6 +405,7 @@ mod tests {
             b'+' => plus_as_space,
             b' ' => bytes.get(index + 1) == Some(&b' '),
             b'/' => bytes.get(index + 1) == Some(&b'*'),
+            b'&' => bytes.get(index + 1) == Some(&b'#'),
             _ => false,
         })
     }
@@ -387,7 +417,7 @@ mod tests {
                 prop_oneof![
                     Just(b'%'), Just(b'\\'), Just(0u8), Just(b'\t'), Just(b'\n'), Just(b'\r'),
                     Just(0x0bu8), Just(0x0cu8), Just(0x0eu8), Just(0x08u8), Just(b'+'), Just(b' '),
-                    Just(b'/'), Just(b'*'), Just(b'a'), Just(0xc3u8),
+                    Just(b'/'), Just(b'*'), Just(b'a'), Just(0xc3u8), Just(b'&'), Just(b'#'),
                 ],
                 0..80,
             ),
@@ -432,6 +462,28 @@ mod tests {
             Cow::Borrowed(_)
         ));
         assert_eq!(normalize_if_needed("%zz%4", false), "%zz%4");
+    }
+
+    #[test]
+    fn normalizing_decodes_numeric_character_references() {
+        assert_eq!(
+            normalize_if_needed("&#106;avascript&#x3A;void(0)", false),
+            "javascript:void(0)"
+        );
+        assert_eq!(normalize_if_needed("&#60script&#X3e;", false), "<script>");
+        // Also after percent-decoding, and folded like the characters they stand for.
+        assert_eq!(
+            normalize_if_needed("%26%2360;x&#9;&#9;y&#92;z", false),
+            "<x y/z"
+        );
+        // Not references: no digits, too many digits, not a character.
+        for kept in ["&#;", "&#x;", "&#12345678;", "&#xD800;", "a&b#1"] {
+            assert_eq!(normalize_if_needed(kept, false), kept);
+        }
+        assert!(matches!(
+            normalize_if_needed("sort=id&page=2", false),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!
 //! The same table marks the pairs normalising (see the parent module) would change: any pair
 //! ending in `%`, `\`, NUL, a line break, tab, vertical tab or form feed (and `+` when `+`
-//! means a space), the pairs `"  "` and `/*`, and the leading bytes of Unicode whitespace.
+//! means a space), the pairs `"  "`, `/*` and `&#`, and the leading bytes of Unicode whitespace.
 //! Checking a text is one independent table probe per byte, with no branch, and clean text
 //! (nearly all of it) is neither copied nor walked by the automaton.
 
@@ -63,6 +63,7 @@ impl PairGate {
         }
         gate.pairs[pair_index(b' ', b' ')] |= NORMALIZE;
         gate.pairs[pair_index(b'/', b'*')] |= NORMALIZE;
+        gate.pairs[pair_index(b'&', b'#')] |= NORMALIZE;
         // Normalising folds Unicode whitespace too (U+0085, U+00A0, U+1680, U+2000..U+200A,
         // U+2028, U+2029, U+202F, U+205F, U+3000): mark the first two bytes of their UTF-8
         // forms (which a few other characters share; normalising those changes nothing).
