@@ -637,7 +637,8 @@ fn cluster_order(batches: &[RecordBatch]) -> Result<Vec<u32>> {
 /// A row's place in [`cluster_order`]: nulls last, then the address text in byte order, then
 /// time, then the row. The text's first 16 bytes are also kept as one big-endian integer, so
 /// most comparisons are one integer comparison instead of a `memcmp` (an IPv4 address's text
-/// fits whole; an IPv6 one mostly differs within its first 16 bytes).
+/// fits whole; IPv6 addresses of one network share their first 16 characters and compare
+/// their bytes).
 struct ClusterKey<'a> {
     null: bool,
     prefix: u128,
