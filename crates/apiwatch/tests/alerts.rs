@@ -596,10 +596,7 @@ fn silenced_alerts_are_recorded_but_not_sent() {
     let work = tempfile::tempdir().unwrap();
     let config = write_config(
         work.path(),
-        format!(
-            "version = 1\n[[alerts.receivers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n",
-            hook.addr
-        ),
+        format!("version = 1\n{}", webhook_receiver(hook.addr)),
     );
     let data = tempfile::tempdir().unwrap();
     let apiwatch = serve_configured(data.path(), upstream.addr, &config);
@@ -736,9 +733,8 @@ fn a_silent_source_raises_an_alert_that_resolves_when_traffic_returns() {
     let config = write_config(
         work.path(),
         format!(
-            "version = 1\n[[alerts.receivers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n\n\
-             [[alerts.heartbeats]]\nsource = \"*\"\nsilent_after = \"2s\"\n",
-            hook.addr
+            "version = 1\n{}\n[[alerts.heartbeats]]\nsource = \"*\"\nsilent_after = \"2s\"\n",
+            webhook_receiver(hook.addr)
         ),
     );
     let data = tempfile::tempdir().unwrap();

@@ -134,11 +134,7 @@ fn config_with_rules(dir: &Path, rules: &str, extra: &str) -> PathBuf {
 fn a_decision_on_an_api_key_refuses_that_key_at_the_gateway_and_passes_other_keys() {
     let upstream = start_upstream();
     let data = tempfile::tempdir().unwrap();
-    let apiwatch = serve(
-        data.path(),
-        upstream.addr,
-        &["--trusted-proxy", "127.0.0.1/32"],
-    );
+    let apiwatch = serve_trusting_loopback(data.path(), upstream.addr);
     let (gateway, admin, token) = (apiwatch.gateway, apiwatch.admin, apiwatch.token());
     let leaked = [("x-api-key", "leaked-key-0001")];
     let other = [("x-api-key", "other-key-0002")];
@@ -266,11 +262,7 @@ fn repeat_offenders_get_longer_decisions_up_to_max_ttl() {
 fn expiries_are_journaled_live_and_for_decisions_that_expired_while_apiwatch_was_down() {
     let upstream = start_upstream();
     let data = tempfile::tempdir().unwrap();
-    let apiwatch = serve(
-        data.path(),
-        upstream.addr,
-        &["--trusted-proxy", "127.0.0.1/32"],
-    );
+    let apiwatch = serve_trusting_loopback(data.path(), upstream.addr);
     let (gateway, admin, token) = (apiwatch.gateway, apiwatch.admin, apiwatch.token());
     let short = add_decision(
         admin,
@@ -316,11 +308,7 @@ fn expiries_are_journaled_live_and_for_decisions_that_expired_while_apiwatch_was
         || (time::OffsetDateTime::now_utc() > expires).then_some(()),
         || "the decision never reached its expiry".to_owned(),
     );
-    let restarted = serve(
-        data.path(),
-        upstream.addr,
-        &["--trusted-proxy", "127.0.0.1/32"],
-    );
+    let restarted = serve_trusting_loopback(data.path(), upstream.addr);
     let expired = journaled_expiry(data.path()).unwrap_or_else(|| {
         panic!(
             "the expiry while down was not journaled at start; decision events:\n{:#?}",
@@ -343,6 +331,15 @@ fn expiries_are_journaled_live_and_for_decisions_that_expired_while_apiwatch_was
     assert_eq!(count, 1);
 }
 
+/// One request from `ip` to the path of a [`blocking_rule`], answered 200 (the rule acts on the
+/// first); returns the journaled `add` of the decision it made on `ip`.
+fn trip_blocking_rule(gateway: SocketAddr, data: &Path, ip: &str, path: &str) -> serde_json::Value {
+    assert_eq!(get_as(gateway, ip, path, &[]), 200);
+    wait_for_decision_event(data, "add", Duration::from_secs(10), |event| {
+        event["labels"]["decision.scope"] == ip
+    })
+}
+
 #[test]
 fn a_rules_dry_run_journals_its_decision_but_the_gateway_still_answers() {
     let upstream = start_upstream();
@@ -357,10 +354,7 @@ fn a_rules_dry_run_journals_its_decision_but_the_gateway_still_answers() {
     let apiwatch = serve_configured(&data, upstream.addr, &config);
     let gateway = apiwatch.gateway;
 
-    assert_eq!(get_as(gateway, "192.0.2.70", "/trial", &[]), 200);
-    let added = wait_for_decision_event(&data, "add", Duration::from_secs(10), |event| {
-        event["labels"]["decision.scope"] == "192.0.2.70"
-    });
+    let added = trip_blocking_rule(gateway, &data, "192.0.2.70", "/trial");
     assert_eq!(added["labels"]["decision.dry_run"], "true", "{added}");
     assert_eq!(added["labels"]["decision.origin"], "site.trial");
     // The decision is in the table (journaled after it is added) and enforces nothing.
@@ -372,10 +366,7 @@ fn a_rules_dry_run_journals_its_decision_but_the_gateway_still_answers() {
     assert_eq!(listed[0]["dry_run"], true);
 
     // The same rule without dry_run blocks.
-    assert_eq!(get_as(gateway, "192.0.2.71", "/enforced", &[]), 200);
-    let added = wait_for_decision_event(&data, "add", Duration::from_secs(10), |event| {
-        event["labels"]["decision.scope"] == "192.0.2.71"
-    });
+    let added = trip_blocking_rule(gateway, &data, "192.0.2.71", "/enforced");
     assert_eq!(added["labels"]["decision.dry_run"], "false");
     assert_eq!(get_as(gateway, "192.0.2.71", "/api/items/1", &[]), 403);
 }
@@ -392,10 +383,7 @@ fn a_global_dry_run_journals_decisions_but_enforces_none() {
     let data = work.path().join("data");
     let apiwatch = serve_configured(&data, upstream.addr, &config);
     let gateway = apiwatch.gateway;
-    assert_eq!(get_as(gateway, "192.0.2.72", "/enforced", &[]), 200);
-    let added = wait_for_decision_event(&data, "add", Duration::from_secs(10), |event| {
-        event["labels"]["decision.scope"] == "192.0.2.72"
-    });
+    let added = trip_blocking_rule(gateway, &data, "192.0.2.72", "/enforced");
     assert_eq!(added["labels"]["decision.dry_run"], "true", "{added}");
     assert_eq!(added["labels"]["decision.origin"], "site.enforced");
     for _ in 0..3 {
@@ -434,10 +422,7 @@ fn silences_are_journaled_and_one_not_yet_started_mutes_nothing() {
     let work = tempfile::tempdir().unwrap();
     let config = write_config(
         work.path(),
-        format!(
-            "version = 1\n[[alerts.receivers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n",
-            hook.addr
-        ),
+        format!("version = 1\n{}", webhook_receiver(hook.addr)),
     );
     let data = work.path().join("data");
     let apiwatch = serve_configured(&data, upstream.addr, &config);

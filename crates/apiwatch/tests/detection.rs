@@ -56,11 +56,7 @@ fn rule_of(finding: &serde_json::Value) -> &str {
 fn attacks_through_the_gateway_become_findings_and_benign_clients_stay_quiet() {
     let upstream = start_upstream();
     let data = tempfile::tempdir().unwrap();
-    let apiwatch = serve(
-        data.path(),
-        upstream.addr,
-        &["--trusted-proxy", "127.0.0.1/32"],
-    );
+    let apiwatch = serve_trusting_loopback(data.path(), upstream.addr);
     let gateway = apiwatch.gateway;
 
     // Benign background: ten users on their own addresses, one mistyping twice.

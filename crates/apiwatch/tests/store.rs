@@ -6,7 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{get, journal_events, poll, post, run, serve, start_upstream, stdout_of};
+use common::{
+    get, journal_events, poll, post, run, serve, serve_trusting_loopback, start_upstream, stdout_of,
+};
 use serde_json::Value;
 
 fn encode(text: &str) -> String {
@@ -61,7 +63,7 @@ fn events_are_searchable_within_a_second_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let upstream = start_upstream();
-    let apiwatch = serve(&data, upstream.addr, &["--trusted-proxy", "127.0.0.1/32"]);
+    let apiwatch = serve_trusting_loopback(&data, upstream.addr);
     let token = apiwatch.token();
     // Nothing but health answers without a token.
     assert_eq!(get(apiwatch.admin, "/api/v1/events", &[]).status, 401);
@@ -261,7 +263,7 @@ fn the_cli_asks_the_same_store_with_or_without_a_server_and_a_restart_loses_noth
     let data = dir.path().join("data");
     let data_arg = data.to_str().unwrap();
     let upstream = start_upstream();
-    let apiwatch = serve(&data, upstream.addr, &["--trusted-proxy", "127.0.0.1/32"]);
+    let apiwatch = serve_trusting_loopback(&data, upstream.addr);
     let token = apiwatch.token();
     for i in 0..20 {
         send(
@@ -356,7 +358,7 @@ fn the_cli_asks_the_same_store_with_or_without_a_server_and_a_restart_loses_noth
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(stdout_of(&output).trim(), r#"{"n":21}"#);
-    let apiwatch = serve(&data, upstream.addr, &["--trusted-proxy", "127.0.0.1/32"]);
+    let apiwatch = serve_trusting_loopback(&data, upstream.addr);
     let (status, body) = sql(
         apiwatch.admin,
         &token,
@@ -507,7 +509,7 @@ fn the_store_lag_is_a_metric_that_is_zero_once_the_store_caught_up() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let upstream = start_upstream();
-    let apiwatch = serve(&data, upstream.addr, &["--trusted-proxy", "127.0.0.1/32"]);
+    let apiwatch = serve_trusting_loopback(&data, upstream.addr);
     for i in 0..10 {
         assert_eq!(
             send(apiwatch.gateway, &format!("/lag/{i}"), "198.51.100.40"),
@@ -576,7 +578,7 @@ fn from_and_to_restrict_cli_and_api_searches_to_their_range() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let upstream = start_upstream();
-    let apiwatch = serve(&data, upstream.addr, &["--trusted-proxy", "127.0.0.1/32"]);
+    let apiwatch = serve_trusting_loopback(&data, upstream.addr);
     let token = apiwatch.token();
     let query = "ip=198.51.100.50";
     for i in 0..4 {
@@ -665,7 +667,7 @@ fn since_restricts_cli_and_api_searches_to_recent_events() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let upstream = start_upstream();
-    let apiwatch = serve(&data, upstream.addr, &["--trusted-proxy", "127.0.0.1/32"]);
+    let apiwatch = serve_trusting_loopback(&data, upstream.addr);
     let token = apiwatch.token();
     let query = "ip=198.51.100.60";
     for i in 0..3 {
@@ -734,7 +736,7 @@ fn search_prints_tables_and_csv_with_a_header_and_limit_caps_the_rows() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let upstream = start_upstream();
-    let apiwatch = serve(&data, upstream.addr, &["--trusted-proxy", "127.0.0.1/32"]);
+    let apiwatch = serve_trusting_loopback(&data, upstream.addr);
     let query = "ip=198.51.100.70";
     for i in 0..12 {
         send(apiwatch.gateway, &format!("/fmt/{i}"), "198.51.100.70");

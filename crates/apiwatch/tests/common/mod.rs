@@ -283,6 +283,19 @@ pub fn write_config(dir: &Path, toml: impl AsRef<str>) -> std::path::PathBuf {
     config
 }
 
+/// `apiwatch serve` on its defaults, trusting 127.0.0.1 as a proxy so a test picks the client
+/// address with `X-Forwarded-For`.
+pub fn serve_trusting_loopback(data: &Path, upstream: SocketAddr) -> Apiwatch {
+    serve(data, upstream, &["--trusted-proxy", "127.0.0.1/32"])
+}
+
+/// The configuration lines of one webhook receiver named `hook` at `http://ADDR/hook`.
+pub fn webhook_receiver(addr: SocketAddr) -> String {
+    format!(
+        "[[alerts.receivers]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://{addr}/hook\"\n"
+    )
+}
+
 /// `apiwatch serve` with `config`, trusting 127.0.0.1 as a proxy so a test picks the client
 /// address with `X-Forwarded-For`.
 pub fn serve_configured(data: &Path, upstream: SocketAddr, config: &Path) -> Apiwatch {
