@@ -21,10 +21,12 @@ use apiwatch_event::{AuthOutcome, EventKind};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
+mod written;
+
 /// Number of optional text columns (see `schema::OPTIONAL_TEXT`).
 pub(crate) const TEXT_COLUMNS: usize = 25;
 /// One journal record's event, its strings borrowed from the record's bytes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct RowRef<'de> {
     pub(crate) timestamp: Cow<'de, str>,
     pub(crate) id: Cow<'de, str>,
@@ -49,6 +51,9 @@ impl<'de> RowRef<'de> {
     /// checks each string on its own, which cost as much as the checking itself. Invalid
     /// UTF-8 is refused either way (serde_json refuses it in strings, and outside them it
     /// is a syntax error).
+    ///
+    /// A record in the layout `Event` writes is read by slicing ([`written`]); serde_json
+    /// reads (or refuses) any other.
     pub(crate) fn from_json(bytes: &'de [u8]) -> serde_json::Result<RowRef<'de>> {
         let text = std::str::from_utf8(bytes).map_err(|err| {
             <serde_json::Error as de::Error>::custom(format_args!(
@@ -56,7 +61,10 @@ impl<'de> RowRef<'de> {
                 err.valid_up_to()
             ))
         })?;
-        serde_json::from_str(text)
+        match written::read(text) {
+            Some(row) => Ok(row),
+            None => serde_json::from_str(text),
+        }
     }
 }
 
@@ -337,7 +345,7 @@ mod tests {
         (reference.ok(), straight.ok())
     }
 
-    fn full_event() -> Event {
+    pub(super) fn full_event() -> Event {
         let mut event = Event::new(
             apiwatch_event::EventKind::Request,
             "gateway.access",

@@ -282,6 +282,30 @@ impl BatchBuilder {
         }
     }
 
+    /// An empty builder whose buffers have room for as much as `other` holds now.
+    fn with_room_of(other: &BatchBuilder) -> BatchBuilder {
+        let rows = other.rows;
+        let text = |builder: &StringBuilder| {
+            StringBuilder::with_capacity(rows, builder.values_slice().len())
+        };
+        BatchBuilder {
+            seq: UInt64Builder::with_capacity(rows),
+            timestamp: TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            id: text(&other.id),
+            schema_version: UInt32Builder::with_capacity(rows),
+            kind: text(&other.kind),
+            dataset: text(&other.dataset),
+            duration: UInt64Builder::with_capacity(rows),
+            port: UInt16Builder::with_capacity(rows),
+            status: UInt16Builder::with_capacity(rows),
+            request_bytes: UInt64Builder::with_capacity(rows),
+            response_bytes: UInt64Builder::with_capacity(rows),
+            auth_outcome: text(&other.auth_outcome),
+            text: other.text.iter().map(text).collect(),
+            rows: 0,
+        }
+    }
+
     /// Rows added since the last [`BatchBuilder::finish`].
     pub fn len(&self) -> usize {
         self.rows
@@ -394,26 +418,29 @@ impl BatchBuilder {
 
     /// The rows added so far as one batch; the builder is empty afterwards.
     pub fn finish(&mut self) -> RecordBatch {
+        // The next batch is likely to be the size of this one: its buffers are allocated at
+        // that size once, instead of grown from nothing (each growth a copy, and fresh pages).
+        let next = BatchBuilder::with_room_of(self);
+        let mut done = std::mem::replace(self, next);
         let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(self.seq.finish()),
-            Arc::new(self.timestamp.finish()),
-            Arc::new(self.id.finish()),
-            Arc::new(self.schema_version.finish()),
-            Arc::new(self.kind.finish()),
-            Arc::new(self.dataset.finish()),
-            Arc::new(self.duration.finish()),
-            Arc::new(self.port.finish()),
-            Arc::new(self.status.finish()),
-            Arc::new(self.request_bytes.finish()),
-            Arc::new(self.response_bytes.finish()),
-            Arc::new(self.auth_outcome.finish()),
+            Arc::new(done.seq.finish()),
+            Arc::new(done.timestamp.finish()),
+            Arc::new(done.id.finish()),
+            Arc::new(done.schema_version.finish()),
+            Arc::new(done.kind.finish()),
+            Arc::new(done.dataset.finish()),
+            Arc::new(done.duration.finish()),
+            Arc::new(done.port.finish()),
+            Arc::new(done.status.finish()),
+            Arc::new(done.request_bytes.finish()),
+            Arc::new(done.response_bytes.finish()),
+            Arc::new(done.auth_outcome.finish()),
         ];
         columns.extend(
-            self.text
+            done.text
                 .iter_mut()
                 .map(|builder| Arc::new(builder.finish()) as ArrayRef),
         );
-        self.rows = 0;
         // The columns are built to the schema, row for row.
         RecordBatch::try_new(schema(), columns).expect("batch matches the events schema")
     }
@@ -566,6 +593,26 @@ mod tests {
         assert_eq!(batch.num_rows(), 2);
         let back = events_from_batch(&batch).unwrap();
         assert_eq!(back, vec![(7, first), (8, second)]);
+    }
+
+    #[test]
+    fn a_builder_reused_after_finish_builds_what_a_new_one_does() {
+        let first = sample();
+        let mut second = sample();
+        second.url_path = None;
+        second.user_agent = Some("a much longer user agent than the first one had".into());
+        let mut reused = BatchBuilder::new();
+        reused.push(1, timestamp_nanos(&first.timestamp).unwrap(), &first);
+        reused.finish();
+        let mut fresh = BatchBuilder::new();
+        for builder in [&mut reused, &mut fresh] {
+            for seq in 2..5 {
+                builder.push(seq, timestamp_nanos(&second.timestamp).unwrap(), &second);
+            }
+        }
+        let (reused, fresh) = (reused.finish(), fresh.finish());
+        assert_eq!(reused.num_rows(), 3);
+        assert_eq!(reused, fresh);
     }
 
     #[test]

@@ -1,0 +1,354 @@
+//! The layout `Event::to_json` writes, read by slicing instead of by a general JSON parser.
+//!
+//! Every journal record apiwatch writes has the same shape: one object, no whitespace, keys
+//! in the order of `Event`'s fields (absent ones left out), integers in plain digits, and
+//! almost every string free of escapes. For such a record each key is a known prefix to
+//! compare and each string a slice up to its closing quote, so it can be read in a fraction
+//! of serde_json's time. That is the whole of ingest's hot path, hence this module.
+//!
+//! It never decides anything on its own: [`read`] answers `None` for whatever it does not
+//! handle (an escape, a control character, whitespace, `null`, a key out of order or
+//! unknown, a number that is not plain digits or does not fit, a missing required field,
+//! anything after the object), and the caller then asks serde_json, which accepts or
+//! refuses. When it answers `Some`, the row is the one serde_json gives: the tests check
+//! this for arbitrary events and for arbitrary edits of their records.
+
+use std::borrow::Cow;
+
+use apiwatch_event::{AuthOutcome, EventKind};
+
+use super::{FIXED_NAMES, Key, RowRef, WRITE_KEYS, WRITE_ORDER};
+
+/// The row of a record in the written layout, or `None` to leave it to serde_json.
+pub(super) fn read(text: &str) -> Option<RowRef<'_>> {
+    let mut cursor = Cursor {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+    };
+    let mut row = RowRef::default();
+    let mut seen: u64 = 0;
+    let mut next = 0;
+    cursor.eat(b'{')?;
+    if cursor.peek() != Some(b'}') {
+        loop {
+            let (key, bit) = cursor.key(&mut next)?;
+            seen |= 1 << bit;
+            match key {
+                Key::Timestamp => row.timestamp = Cow::Borrowed(cursor.string()?),
+                Key::Id => row.id = Cow::Borrowed(cursor.string()?),
+                Key::Schema => row.schema = u32::try_from(cursor.integer()?).ok()?,
+                Key::Kind => row.kind = event_kind(cursor.string()?)?,
+                Key::Dataset => row.dataset = Cow::Borrowed(cursor.string()?),
+                Key::Duration => row.duration_ns = cursor.integer()?,
+                Key::Port => row.source_port = Some(u16::try_from(cursor.integer()?).ok()?),
+                Key::Status => row.status_code = Some(u16::try_from(cursor.integer()?).ok()?),
+                Key::RequestBytes => row.request_bytes = cursor.integer()?,
+                Key::ResponseBytes => row.response_bytes = cursor.integer()?,
+                Key::AuthOutcome => row.auth_outcome = auth_outcome(cursor.string()?)?,
+                Key::Text(slot) => row.text[slot] = Some(Cow::Borrowed(cursor.string()?)),
+                Key::Map(slot) => row.text[slot] = cursor.map()?.map(Cow::Borrowed),
+                Key::Unknown => return None,
+            }
+            if cursor.peek() != Some(b',') {
+                break;
+            }
+            cursor.at += 1;
+        }
+    }
+    cursor.eat(b'}')?;
+    let required = (1 << FIXED_NAMES[..5].len()) - 1;
+    (cursor.at == text.len() && seen & required == required).then_some(row)
+}
+
+fn event_kind(name: &str) -> Option<EventKind> {
+    Some(match name {
+        "request" => EventKind::Request,
+        "audit" => EventKind::Audit,
+        "system" => EventKind::System,
+        "finding" => EventKind::Finding,
+        _ => return None,
+    })
+}
+
+fn auth_outcome(name: &str) -> Option<AuthOutcome> {
+    Some(match name {
+        "success" => AuthOutcome::Success,
+        "failure" => AuthOutcome::Failure,
+        "none" => AuthOutcome::None,
+        _ => return None,
+    })
+}
+
+/// The high bit of the first byte of `word` (in memory order) that is a quote, a backslash or
+/// below 0x20, with perhaps some of the later bytes' high bits; zero when there is none. These
+/// are the bit tricks of "Determine if a word has a byte less than n" (Sean Eron Anderson's
+/// *Bit Twiddling Hacks*): a borrow only runs towards later bytes, so the first flag is exact.
+fn special_bytes(word: u64) -> u64 {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    below(quote, 1) | below(backslash, 1) | below(word, 0x20)
+}
+
+/// A position in a record (valid UTF-8: every slice taken ends next to an ASCII quote, so
+/// it falls on character boundaries).
+struct Cursor<'de> {
+    text: &'de str,
+    bytes: &'de [u8],
+    at: usize,
+}
+
+impl<'de> Cursor<'de> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// `"name":` for one of the names after the previous key in [`WRITE_ORDER`] (advancing
+    /// `next` past it): keys in that order, each once.
+    fn key(&mut self, next: &mut usize) -> Option<(Key, usize)> {
+        let rest = self.bytes.get(self.at..)?.strip_prefix(b"\"")?;
+        // The quote after the name first: it rules out most other names without comparing.
+        let offset = WRITE_ORDER[*next..].iter().position(|name| {
+            rest.get(name.len()..name.len() + 2) == Some(b"\":")
+                && rest.starts_with(name.as_bytes())
+        })?;
+        let index = *next + offset;
+        *next = index + 1;
+        self.at += WRITE_ORDER[index].len() + 3;
+        Some(WRITE_KEYS[index])
+    }
+
+    /// A string without escapes or control characters, borrowed.
+    fn string(&mut self) -> Option<&'de str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        // Eight bytes at a time up to the first word with a quote, a backslash or a control
+        // character; the last few bytes of the record one by one.
+        let mut end = start;
+        loop {
+            let Some(word) = self.bytes.get(end..end + 8) else {
+                end += self.bytes[end..]
+                    .iter()
+                    .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)?;
+                break;
+            };
+            let special = special_bytes(u64::from_le_bytes(word.try_into().ok()?));
+            if special != 0 {
+                end += special.trailing_zeros() as usize / 8;
+                break;
+            }
+            end += 8;
+        }
+        self.at = end;
+        self.eat(b'"')?;
+        Some(&self.text[start..end])
+    }
+
+    /// An integer in plain digits (no sign, no leading zero, no fraction or exponent) that
+    /// fits in a `u64`.
+    fn integer(&mut self) -> Option<u64> {
+        let start = self.at;
+        let mut value: u64 = 0;
+        while let Some(digit @ b'0'..=b'9') = self.peek() {
+            value = value
+                .checked_mul(10)?
+                .checked_add(u64::from(digit - b'0'))?;
+            self.at += 1;
+        }
+        let length = self.at - start;
+        let plain = length == 1 || (length > 1 && self.bytes[start] != b'0');
+        plain.then_some(value)
+    }
+
+    /// A map of strings whose keys are strictly ascending, as the writer's `BTreeMap` gives
+    /// them: its text is then exactly what `schema::map_json` would write for it, so it is
+    /// borrowed as it stands. `None` inside for an empty map (as `map_json`).
+    fn map(&mut self) -> Option<Option<&'de str>> {
+        let start = self.at;
+        self.eat(b'{')?;
+        if self.eat(b'}').is_some() {
+            return Some(None);
+        }
+        let mut previous: Option<&str> = None;
+        loop {
+            let name = self.string()?;
+            if previous.is_some_and(|previous| previous >= name) {
+                return None;
+            }
+            previous = Some(name);
+            self.eat(b':')?;
+            self.string()?;
+            if self.eat(b',').is_none() {
+                break;
+            }
+        }
+        self.eat(b'}')?;
+        Some(Some(&self.text[start..self.at]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use apiwatch_event::Event;
+    use proptest::prelude::*;
+
+    use super::{RowRef, read};
+
+    /// serde_json's row for a record: the reference.
+    fn reference(text: &str) -> Option<RowRef<'_>> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// An event with every field set, to text that needs no escape.
+    fn plain_event() -> Event {
+        let mut event = crate::decode::tests::full_event();
+        event.url_path = Some("/api/café/ümlaut/{x}".into());
+        event.request_headers = [("accept", "*/*"), ("host", "api.example")]
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .into();
+        event.request_body = Some("{'user':'x'}".into());
+        event
+    }
+
+    #[test]
+    fn a_record_as_event_writes_it_is_read_here_with_serde_jsons_row() {
+        let plain = plain_event();
+        let minimal = Event::new(
+            apiwatch_event::EventKind::Audit,
+            "store.query",
+            time::macros::datetime!(2026-12-01 10:00:00 UTC),
+        );
+        for event in [plain, minimal] {
+            let json = String::from_utf8(event.to_json()).unwrap();
+            let row = read(&json);
+            assert!(row.is_some(), "{json}");
+            assert_eq!(row, reference(&json), "{json}");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_left_to_serde_json() {
+        let base = r#""@timestamp":"t","event.id":"x","event.schema":1,"event.kind":"audit","event.dataset":"d""#;
+        assert!(read(&format!("{{{base}}}")).is_some());
+        for extra in [
+            // Valid, but not as `Event` writes it.
+            r#","url.path":"a\"b""#,
+            r#","url.path":"a\u0041""#,
+            r#","source.ip":null"#,
+            r#", "source.ip":"x""#,
+            r#","unknown.field":1"#,
+            r#","labels":{"z":"1","a":"2"}"#,
+            r#","labels":{"a":"1","a":"2"}"#,
+            r#","event.duration":-0"#,
+            r#","event.duration":1e3"#,
+            // Not valid: serde_json refuses them.
+            r#","url.path":"a	b""#,
+            r#","event.duration":01"#,
+            r#","event.duration":1.5"#,
+            r#","event.duration":18446744073709551616"#,
+            r#","source.port":65536"#,
+            r#","event.kind":"other""#,
+            r#","auth.outcome":"maybe""#,
+            r#","labels":{"a":1}"#,
+            r#","event.dataset":"again""#,
+            r#","#,
+        ] {
+            let json = format!("{{{base}{extra}}}");
+            assert_eq!(read(&json), None, "{json}");
+        }
+        for json in [
+            format!("{{{base}}} "),
+            format!("{{{base}}}{{}}"),
+            format!(" {{{base}}}"),
+            format!("{{{base}"),
+            r#"{"event.id":"x","event.schema":1,"event.kind":"audit","event.dataset":"d"}"#
+                .to_owned(),
+            r#"{"event.id":"x","@timestamp":"t","event.schema":1,"event.kind":"audit","event.dataset":"d"}"#
+                .to_owned(),
+            "{}".to_owned(),
+            "[]".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(read(&json), None, "{json}");
+        }
+    }
+
+    /// Characters that matter to JSON, to put in records.
+    fn edit_byte() -> impl Strategy<Value = char> {
+        prop::sample::select(vec![
+            '"', '\\', ' ', ',', ':', '{', '}', '[', '0', '9', '-', '.', 'e', 'n', 'a', '\u{1}',
+            '\u{7f}', 'é',
+        ])
+    }
+
+    /// Words made of bytes near the ones `has_special` looks for.
+    fn word() -> impl Strategy<Value = u64> {
+        let byte = prop::sample::select(vec![
+            0x00, 0x01, 0x1f, 0x20, 0x21, b'"', 0x23, 0x5b, b'\\', 0x5d, 0x7f, 0x80, 0xa2, 0xdc,
+            0xff,
+        ]);
+        prop_oneof![
+            any::<u64>(),
+            prop::array::uniform8(byte).prop_map(u64::from_le_bytes)
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_first_special_byte_of_a_word_is_found(word in word()) {
+            let first = word
+                .to_le_bytes()
+                .iter()
+                .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20);
+            let flags = super::special_bytes(word);
+            let found = (flags != 0).then(|| flags.trailing_zeros() as usize / 8);
+            prop_assert_eq!(found, first, "{:016x}", word);
+        }
+
+        #[test]
+        fn any_event_is_read_as_serde_json_reads_it_or_left_to_it(
+            path in any::<String>(), agent in any::<String>(),
+            status in proptest::option::of(any::<u16>()), bytes in any::<u64>(),
+            headers in proptest::collection::btree_map(any::<String>(), any::<String>(), 0..4),
+        ) {
+            let mut event = plain_event();
+            event.url_path = Some(path);
+            event.user_agent = Some(agent);
+            event.status_code = status;
+            event.response_bytes = bytes;
+            event.request_headers = headers;
+            let json = String::from_utf8(event.to_json()).unwrap();
+            let row = read(&json);
+            prop_assert!(reference(&json).is_some());
+            prop_assert!(row.is_none() || row == reference(&json));
+        }
+
+        #[test]
+        fn an_edited_record_is_read_as_serde_json_reads_it_or_left_to_it(
+            at in any::<prop::sample::Index>(),
+            cut in 0usize..4,
+            insert in proptest::option::of(edit_byte()),
+        ) {
+            let json = String::from_utf8(plain_event().to_json()).unwrap();
+            let mut at = at.index(json.len());
+            while !json.is_char_boundary(at) {
+                at -= 1;
+            }
+            let mut end = (at + cut).min(json.len());
+            while !json.is_char_boundary(end) {
+                end += 1;
+            }
+            let mut edited = json.clone();
+            edited.replace_range(at..end, &insert.map(String::from).unwrap_or_default());
+            let row = read(&edited);
+            prop_assert!(row.is_none() || row == reference(&edited), "{}", edited);
+        }
+    }
+}
