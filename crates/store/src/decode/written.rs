@@ -151,20 +151,25 @@ impl<'de> Cursor<'de> {
         Some(&self.text[start..end])
     }
 
-    /// An integer in plain digits (no sign, no leading zero, no fraction or exponent) that
-    /// fits in a `u64`.
+    /// An integer of at most 19 plain digits (no sign, no leading zero, no fraction or
+    /// exponent): 19 digits always fit in a `u64`, so none is checked for overflow. Longer
+    /// ones, rare and perhaps too large, are left to serde_json.
     fn integer(&mut self) -> Option<u64> {
-        let start = self.at;
-        let mut value: u64 = 0;
-        while let Some(digit @ b'0'..=b'9') = self.peek() {
-            value = value
-                .checked_mul(10)?
-                .checked_add(u64::from(digit - b'0'))?;
-            self.at += 1;
+        let rest = self.bytes.get(self.at..)?;
+        let digits = rest
+            .iter()
+            .take(20)
+            .take_while(|byte| byte.is_ascii_digit())
+            .count();
+        if digits == 0 || digits > 19 || (digits > 1 && rest[0] == b'0') {
+            return None;
         }
-        let length = self.at - start;
-        let plain = length == 1 || (length > 1 && self.bytes[start] != b'0');
-        plain.then_some(value)
+        self.at += digits;
+        Some(
+            rest[..digits]
+                .iter()
+                .fold(0, |value, digit| value * 10 + u64::from(digit - b'0')),
+        )
     }
 
     /// A map of strings whose keys are strictly ascending, as the writer's `BTreeMap` gives
@@ -237,6 +242,11 @@ mod tests {
     fn anything_else_is_left_to_serde_json() {
         let base = r#""@timestamp":"t","event.id":"x","event.schema":1,"event.kind":"audit","event.dataset":"d""#;
         assert!(read(&format!("{{{base}}}")).is_some());
+        let largest = format!(r#"{{{base},"event.duration":9999999999999999999}}"#);
+        assert_eq!(
+            read(&largest).unwrap().duration_ns,
+            9_999_999_999_999_999_999
+        );
         for extra in [
             // Valid, but not as `Event` writes it.
             r#","url.path":"a\"b""#,
@@ -248,6 +258,7 @@ mod tests {
             r#","labels":{"a":"1","a":"2"}"#,
             r#","event.duration":-0"#,
             r#","event.duration":1e3"#,
+            r#","event.duration":18446744073709551615"#,
             // Not valid: serde_json refuses them.
             r#","url.path":"a	b""#,
             r#","event.duration":01"#,
