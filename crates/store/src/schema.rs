@@ -418,9 +418,19 @@ impl BatchBuilder {
 
     /// The rows added so far as one batch; the builder is empty afterwards.
     pub fn finish(&mut self) -> RecordBatch {
-        // The next batch is likely to be the size of this one: its buffers are allocated at
-        // that size once, instead of grown from nothing (each growth a copy, and fresh pages).
+        self.finish_into(BatchBuilder::new())
+    }
+
+    /// [`BatchBuilder::finish`], and the next batch starts with the room this one used: for
+    /// a caller that knows the next batch has as many rows, whose buffers are then allocated
+    /// once at their size instead of grown from nothing (each growth a copy, and fresh pages).
+    pub fn finish_keeping_room(&mut self) -> RecordBatch {
         let next = BatchBuilder::with_room_of(self);
+        self.finish_into(next)
+    }
+
+    /// The rows added so far as one batch; `next` takes this builder's place.
+    fn finish_into(&mut self, next: BatchBuilder) -> RecordBatch {
         let mut done = std::mem::replace(self, next);
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(done.seq.finish()),
@@ -596,14 +606,14 @@ mod tests {
     }
 
     #[test]
-    fn a_builder_reused_after_finish_builds_what_a_new_one_does() {
+    fn a_builder_that_kept_its_room_builds_what_a_new_one_does() {
         let first = sample();
         let mut second = sample();
         second.url_path = None;
         second.user_agent = Some("a much longer user agent than the first one had".into());
         let mut reused = BatchBuilder::new();
         reused.push(1, timestamp_nanos(&first.timestamp).unwrap(), &first);
-        reused.finish();
+        reused.finish_keeping_room();
         let mut fresh = BatchBuilder::new();
         for builder in [&mut reused, &mut fresh] {
             for seq in 2..5 {

@@ -717,14 +717,22 @@ pub(crate) fn decode_parallel(records: &[&(u64, Vec<u8>)]) -> Vec<RecordBatch> {
     fn decode(part: &[&(u64, Vec<u8>)]) -> Vec<RecordBatch> {
         let mut builder = BatchBuilder::new();
         let mut batches = Vec::with_capacity(part.len().div_ceil(BATCH_ROWS));
-        for rows in part.chunks(BATCH_ROWS) {
+        let mut chunks = part.chunks(BATCH_ROWS).peekable();
+        while let Some(rows) = chunks.next() {
             for (seq, bytes) in rows {
                 if let Err(err) = builder.push_json(*seq, bytes) {
                     tracing::warn!(seq, error = %err, "store: journal record skipped");
                 }
             }
             if !builder.is_empty() {
-                batches.push(builder.finish());
+                // Room for the next chunk only when it is as long as this one: a shorter
+                // last chunk (held in the memtable) is not given a full chunk's buffers.
+                let next_alike = chunks.peek().is_some_and(|next| next.len() == rows.len());
+                batches.push(if next_alike {
+                    builder.finish_keeping_room()
+                } else {
+                    builder.finish()
+                });
             }
         }
         batches
@@ -810,4 +818,46 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use apiwatch_event::{Event, EventKind};
+    use datafusion::arrow::array::RecordBatch;
+
+    #[test]
+    fn a_short_last_chunk_gets_buffers_for_its_own_rows_only() {
+        let mut event = Event::new(
+            EventKind::Request,
+            "gateway.access",
+            time::macros::datetime!(2026-12-01 10:00:00 UTC),
+        );
+        event.user_agent = Some("a user agent of some length, as browsers send".into());
+        let json = event.to_json();
+        // Two full chunks and a short one on each of up to two decoder threads.
+        let records: Vec<(u64, Vec<u8>)> = (0..2 * (2 * 4096 + 10))
+            .map(|seq| (seq, json.clone()))
+            .collect();
+        let refs: Vec<&(u64, Vec<u8>)> = records.iter().collect();
+        let batches = super::decode_parallel(&refs);
+        assert_eq!(
+            batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+            records.len()
+        );
+        let full = batches
+            .iter()
+            .find(|batch| batch.num_rows() == 4096)
+            .unwrap();
+        let short = batches
+            .iter()
+            .find(|batch| batch.num_rows() < 4096)
+            .unwrap();
+        // A builder from nothing starts with room for 1024 rows; one given a full chunk's
+        // room would hold as much as a full batch.
+        let (short, full) = (short.get_array_memory_size(), full.get_array_memory_size());
+        assert!(
+            short < full / 2,
+            "{short} bytes in the short batch, {full} in a full one"
+        );
+    }
 }

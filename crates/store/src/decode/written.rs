@@ -299,7 +299,7 @@ mod tests {
         ])
     }
 
-    /// Words made of bytes near the ones `has_special` looks for.
+    /// Words made of bytes near the ones `special_bytes` looks for.
     fn word() -> impl Strategy<Value = u64> {
         let byte = prop::sample::select(vec![
             0x00, 0x01, 0x1f, 0x20, 0x21, b'"', 0x23, 0x5b, b'\\', 0x5d, 0x7f, 0x80, 0xa2, 0xdc,
@@ -311,7 +311,33 @@ mod tests {
         ]
     }
 
+    /// Text that needs no escape in JSON, with the characters nearest to those that do.
+    fn plain() -> impl Strategy<Value = String> {
+        "[a-z0-9 /:._{}\\[\\],=&%'\u{7f}\u{80}\u{2028}é😀-]{0,24}"
+    }
+
     proptest! {
+        #[test]
+        fn any_event_without_escapes_is_read_here_with_serde_jsons_row(
+            path in plain(), agent in plain(), user in proptest::option::of(plain()),
+            port in proptest::option::of(any::<u16>()), bytes in any::<u64>(),
+            headers in proptest::collection::btree_map(plain(), plain(), 0..4),
+            labels in proptest::collection::btree_map(plain(), plain(), 0..3),
+        ) {
+            let mut event = plain_event();
+            event.url_path = Some(path);
+            event.user_agent = Some(agent);
+            event.user_name = user;
+            event.source_port = port;
+            event.request_bytes = bytes % 10_000_000_000_000_000_000;
+            event.request_headers = headers;
+            event.labels = labels;
+            let json = String::from_utf8(event.to_json()).unwrap();
+            let row = read(&json);
+            prop_assert!(row.is_some(), "{}", json);
+            prop_assert_eq!(row, reference(&json), "{}", json);
+        }
+
         #[test]
         fn the_first_special_byte_of_a_word_is_found(word in word()) {
             let first = word
