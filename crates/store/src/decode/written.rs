@@ -204,7 +204,7 @@ mod tests {
     use apiwatch_event::Event;
     use proptest::prelude::*;
 
-    use super::{RowRef, read};
+    use super::{Key, RowRef, WRITE_KEYS, WRITE_ORDER, read};
 
     /// serde_json's row for a record: the reference.
     fn reference(text: &str) -> Option<RowRef<'_>> {
@@ -314,6 +314,120 @@ mod tests {
     /// Text that needs no escape in JSON, with the characters nearest to those that do.
     fn plain() -> impl Strategy<Value = String> {
         "[a-z0-9 /:._{}\\[\\],=&%'\u{7f}\u{80}\u{2028}é😀-]{0,24}"
+    }
+
+    /// A JSON value of the kind a field of `key` holds (mostly a valid one), or of any kind:
+    /// with the numbers and names at the edges of what each field accepts.
+    fn value_for(key: Key) -> impl Strategy<Value = String> {
+        let quoted = |names: Vec<&'static str>| {
+            prop::sample::select(names).prop_map(|name| format!("\"{name}\""))
+        };
+        let text = || plain().prop_map(|text| format!("\"{text}\""));
+        let edge = prop::sample::select(vec![
+            "01",
+            "-1",
+            "1.0",
+            "1e3",
+            "65535",
+            "65536",
+            "4294967295",
+            "4294967296",
+            "9999999999999999999",
+            "18446744073709551615",
+            "18446744073709551616",
+        ])
+        .prop_map(str::to_owned);
+        let number = prop_oneof![4 => (0u64..70_000).prop_map(|n| n.to_string()), 1 => edge];
+        let kinds = quoted(vec!["request", "audit", "system", "finding"]);
+        let outcomes = quoted(vec!["success", "failure", "none"]);
+        let wrong_names = quoted(vec!["Request", "success", "audit", "maybe"]);
+        // Map keys from a small set as well, so that repeats and both orders come up.
+        let map_key = || {
+            prop_oneof![
+                prop::sample::select(vec!["a", "b", "é"]).prop_map(str::to_owned),
+                plain()
+            ]
+        };
+        let map = move || {
+            prop::collection::vec((map_key(), plain()), 0..4).prop_map(|pairs| {
+                let pairs: Vec<String> = pairs
+                    .iter()
+                    .map(|(name, value)| format!("\"{name}\":\"{value}\""))
+                    .collect();
+                format!("{{{}}}", pairs.join(","))
+            })
+        };
+        let any = prop_oneof![
+            text(),
+            Just(r#""a\"b""#.to_owned()),
+            Just(r#""a\u0041""#.to_owned()),
+            number.clone(),
+            wrong_names,
+            map(),
+            Just("null".to_owned()),
+        ];
+        let typed = match key {
+            Key::Schema
+            | Key::Duration
+            | Key::Port
+            | Key::Status
+            | Key::RequestBytes
+            | Key::ResponseBytes => number.boxed(),
+            Key::Kind => kinds.boxed(),
+            Key::AuthOutcome => outcomes.boxed(),
+            Key::Map(_) => map().boxed(),
+            _ => text().boxed(),
+        };
+        prop_oneof![12 => typed, 1 => any]
+    }
+
+    /// A record of the event's keys with values of about their kinds: the five required
+    /// fields first (each now and then missing), then others in write order, or (when
+    /// `shuffled`) in any order, repeats and unknown keys included.
+    fn record() -> impl Strategy<Value = String> {
+        let entry = (0..=WRITE_ORDER.len()).prop_flat_map(|index| {
+            let key = WRITE_KEYS.get(index).map_or(Key::Unknown, |(key, _)| *key);
+            (Just(index), value_for(key))
+        });
+        let required: Vec<_> = (0..5)
+            .map(|index| prop::option::weighted(0.95, value_for(WRITE_KEYS[index].0)))
+            .collect();
+        (
+            required,
+            prop::collection::vec(entry, 0..10),
+            prop::bool::weighted(0.2),
+        )
+            .prop_map(|(required, mut entries, shuffled)| {
+                if !shuffled {
+                    entries.sort_by_key(|(index, _)| *index);
+                    entries.dedup_by_key(|(index, _)| *index);
+                    entries.retain(|(index, _)| *index >= 5);
+                }
+                let required = required
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(index, value)| Some((index, value?)));
+                let fields: Vec<String> = required
+                    .chain(entries)
+                    .map(|(index, value)| {
+                        let name = WRITE_ORDER.get(index).copied().unwrap_or("unknown.field");
+                        format!("\"{name}\":{value}")
+                    })
+                    .collect();
+                format!("{{{}}}", fields.join(","))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn any_record_of_event_keys_is_read_as_serde_json_reads_it_or_left_to_it(
+            json in record(),
+        ) {
+            let row = read(&json);
+            prop_assert!(row.is_none() || row == reference(&json), "{}", json);
+        }
     }
 
     proptest! {
