@@ -895,7 +895,7 @@ async fn routes_read_as_view_strings_answer_and_export_as_text() {
 }
 
 #[tokio::test]
-async fn durations_are_stored_delta_packed_without_compression() {
+async fn measures_are_stored_delta_packed_without_compression_or_dictionary() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_writer(dir.path(), small_config()).unwrap();
     store.ingest(&records(&events(300)));
@@ -909,29 +909,29 @@ async fn durations_are_stored_delta_packed_without_compression() {
         )
         .clone();
         for group in metadata.row_groups() {
-            let duration = group
-                .columns()
-                .iter()
-                .find(|column| column.column_path().string() == "event_duration")
-                .unwrap();
-            assert_eq!(
-                duration.compression(),
-                parquet::basic::Compression::UNCOMPRESSED
-            );
-            assert!(
-                duration
-                    .encodings()
-                    .any(|encoding| encoding == parquet::basic::Encoding::DELTA_BINARY_PACKED),
-                "{:?}",
-                duration.encodings().collect::<Vec<_>>()
-            );
-            let route = group
-                .columns()
-                .iter()
-                .find(|column| column.column_path().string() == "route")
-                .unwrap();
+            let column = |name: &str| {
+                group
+                    .columns()
+                    .iter()
+                    .find(|column| column.column_path().string() == name)
+                    .unwrap()
+            };
+            for name in ["event_duration", "source_port", "http_response_body_bytes"] {
+                let measure = column(name);
+                assert_eq!(
+                    measure.compression(),
+                    parquet::basic::Compression::UNCOMPRESSED,
+                    "{name}"
+                );
+                let encodings: Vec<_> = measure.encodings().collect();
+                assert!(
+                    encodings.contains(&parquet::basic::Encoding::DELTA_BINARY_PACKED)
+                        && !encodings.contains(&parquet::basic::Encoding::RLE_DICTIONARY),
+                    "{name}: {encodings:?}"
+                );
+            }
             assert!(matches!(
-                route.compression(),
+                column("route").compression(),
                 parquet::basic::Compression::ZSTD(_)
             ));
         }
