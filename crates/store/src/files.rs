@@ -37,22 +37,14 @@ use crate::schema;
 pub const TRASH_GRACE: Duration = Duration::from_secs(600);
 
 /// Columns whose values are (nearly) all distinct: no dictionary encoding.
-const UNIQUE_COLUMNS: &[&str] = &[
-    "journal_seq",
-    "timestamp",
-    "event_id",
-    "http_request_id",
-    "event_duration",
-    "source_port",
-    "http_response_body_bytes",
-];
+const UNIQUE_COLUMNS: &[&str] = &["journal_seq", "timestamp", "event_id", "http_request_id"];
 
 /// Numbers that barely repeat within a row group, some of which queries aggregate over
-/// whole ranges (latency and size percentiles): delta bit-packed, not compressed (and in
-/// [`UNIQUE_COLUMNS`], no dictionary). For durations zstd saved little on the plain encoding
-/// and its decompression was the largest cost of query 4 of `bench/query.sh` (p99 latency
-/// per route over every event); bit-unpacking the deltas is cheaper and the pages are no
-/// larger. Ports and response sizes took 3.65 and 2.42 bytes per event as dictionaries
+/// whole ranges (latency and size percentiles): delta bit-packed, without dictionary (a
+/// dictionary would take precedence over the encoding) and not compressed. For durations
+/// zstd saved little on the plain encoding and its decompression was the largest cost of
+/// query 4 of `bench/query.sh` (p99 latency per route over every event); bit-unpacking the
+/// deltas is cheaper and the pages are no larger. Ports and response sizes took 3.65 and 2.42 bytes per event as dictionaries
 /// with zstd, whose every value was hashed on the way in; packed, the store of 10 M
 /// events is 4.9% smaller (docs/benchmarks.md).
 const MEASURE_COLUMNS: &[&str] = &["event_duration", "source_port", "http_response_body_bytes"];
@@ -245,6 +237,7 @@ pub(crate) fn writer_properties(row_group_rows: usize) -> WriterProperties {
     for column in MEASURE_COLUMNS {
         let path = ColumnPath::from(*column);
         builder = builder
+            .set_column_dictionary_enabled(path.clone(), false)
             .set_column_encoding(path.clone(), Encoding::DELTA_BINARY_PACKED)
             .set_column_compression(path, Compression::UNCOMPRESSED);
     }
