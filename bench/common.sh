@@ -127,3 +127,12 @@ start_apiwatch() {
   apiwatch_pid=$!
   pids+=("$apiwatch_pid")
 }
+
+# admin_metrics ADMIN_PORT: apiwatch's /metrics, with the admin token that its first start
+# printed on stderr ($work/apiwatch.err); everything on the admin port but health needs one.
+admin_metrics() {
+  local token
+  token=$(grep -o 'aw_[A-Za-z0-9_-]*' "$work/apiwatch.err" | head -n 1)
+  [ -n "$token" ] || { echo "no admin token in $work/apiwatch.err" >&2; return 1; }
+  curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$1/metrics"
+}

@@ -93,7 +93,7 @@ function request()
 end
 EOF
 
-metrics() { curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" >"$1"; }
+metrics() { admin_metrics "$ADMIN_PORT" >"$1"; }
 
 # run NAME DELAY_MS NUMBER: one wrk run, with the metrics before and after and its time span;
 # NUMBER keeps the attacker addresses of runs apart (a blocked address stays blocked).

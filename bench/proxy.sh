@@ -90,7 +90,7 @@ direct_p99=$(median "${direct_all[@]}")
 nginx_p99=$(median "${nginx_all[@]}")
 apiwatch_p99=$(median "${apiwatch_all[@]}")
 
-metrics=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics")
+metrics=$(admin_metrics "$ADMIN_PORT")
 quantile() { # q -> upper bound (ms) of the histogram bucket holding that quantile of detection delay
   echo "$metrics" | awk -v q="$1" '
     /^apiwatch_detect_delay_seconds_count/ { count = $2 }
@@ -101,8 +101,8 @@ detect_p50=$(quantile 0.5)
 detect_p99=$(quantile 0.99)
 detect_count=$(echo "$metrics" | awk '/^apiwatch_detect_delay_seconds_count/ {print $2}')
 findings=$(echo "$metrics" | awk '/^apiwatch_detect_findings_total/ {s += $2} END {print s + 0}')
-records=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^apiwatch_journal_records_total / {print $2}')
-dropped=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^apiwatch_events_dropped_total / {print $2}')
+records=$(admin_metrics "$ADMIN_PORT" | awk '/^apiwatch_journal_records_total / {print $2}')
+dropped=$(admin_metrics "$ADMIN_PORT" | awk '/^apiwatch_events_dropped_total / {print $2}')
 log_lines=$(wc -l <"$work/proxy/access.json" || echo 0)
 
 echo

@@ -132,7 +132,7 @@ fn print_banner(
         "apiwatch demo\n\
          \x20 demo API (upstream)   http://{api}\n\
          \x20 gateway (send here)   http://{gateway}   e.g. curl -i http://{gateway}/api/products\n\
-         \x20 metrics               http://{admin}/metrics\n\
+         \x20 metrics               curl -H 'Authorization: Bearer aw_...' http://{admin}/metrics\n\
          \x20 journal               {data}   public key {key}\n\
          \n\
          Traffic: ordinary users, plus a brute-force run, credential stuffing, a scanner,\n\

@@ -218,7 +218,12 @@ fn tail_follows_new_events_live_and_metrics_count_them() {
 
     assert_eq!(get(apiwatch.admin, "/healthz", &[]).status, 200);
     assert_eq!(get(apiwatch.admin, "/readyz", &[]).status, 200);
-    let metrics = String::from_utf8(get(apiwatch.admin, "/metrics", &[]).body).unwrap();
+    // Metrics need a token, as everything but health does.
+    assert_eq!(get(apiwatch.admin, "/metrics", &[]).status, 401);
+    let bearer = format!("Bearer {}", apiwatch.token());
+    let metrics = get(apiwatch.admin, "/metrics", &[("authorization", &bearer)]);
+    assert_eq!(metrics.status, 200);
+    let metrics = String::from_utf8(metrics.body).unwrap();
     for name in [
         "apiwatch_gateway_requests_total{status_class=\"2xx\"} 2",
         "apiwatch_gateway_request_duration_seconds_bucket",
@@ -258,7 +263,10 @@ fn config_check_reports_every_problem_with_line_and_column() {
     );
     assert!(text.contains("3 problem(s)"), "{text}");
 
-    let good = env!("CARGO_MANIFEST_DIR").to_owned() + "/tests/fixtures/full.toml";
+    // Where cargo runs this test from, not where it was built (a shared target directory may
+    // reuse a binary built in another checkout).
+    let good = std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo test")
+        + "/tests/fixtures/full.toml";
     let output = run(&["config", "check", &good]);
     assert!(output.status.success(), "{}", stdout_of(&output));
 }

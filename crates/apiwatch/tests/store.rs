@@ -460,8 +460,16 @@ fn the_cli_asks_the_same_store_with_or_without_a_server_and_a_restart_loses_noth
 }
 
 /// The value of an unlabelled metric on `/metrics`, which must be there and be a number.
-fn metric(admin: std::net::SocketAddr, name: &str) -> i64 {
-    let text = String::from_utf8(get(admin, "/metrics", &[]).body).unwrap();
+fn metric(admin: std::net::SocketAddr, token: &str, name: &str) -> i64 {
+    let bearer = format!("Bearer {token}");
+    let answer = get(admin, "/metrics", &[("authorization", &bearer)]);
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let text = String::from_utf8(answer.body).unwrap();
     let value = text
         .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
@@ -510,6 +518,7 @@ fn the_store_lag_is_a_metric_that_is_zero_once_the_store_caught_up() {
     let data = dir.path().join("data");
     let upstream = start_upstream();
     let apiwatch = serve_trusting_loopback(&data, upstream.addr);
+    let token = apiwatch.token();
     for i in 0..10 {
         assert_eq!(
             send(apiwatch.gateway, &format!("/lag/{i}"), "198.51.100.40"),
@@ -519,23 +528,29 @@ fn the_store_lag_is_a_metric_that_is_zero_once_the_store_caught_up() {
     let (lag, journal, held) = poll(
         Duration::from_secs(10),
         || {
-            let lag = metric(apiwatch.admin, "apiwatch_store_lag_records");
-            let journal = metric(apiwatch.admin, "apiwatch_journal_size_records");
-            let held = metric(apiwatch.admin, "apiwatch_store_memtable_rows")
-                + metric(apiwatch.admin, "apiwatch_store_file_rows");
+            let lag = metric(apiwatch.admin, &token, "apiwatch_store_lag_records");
+            let journal = metric(apiwatch.admin, &token, "apiwatch_journal_size_records");
+            let held = metric(apiwatch.admin, &token, "apiwatch_store_memtable_rows")
+                + metric(apiwatch.admin, &token, "apiwatch_store_file_rows");
             (lag == 0 && held >= 10).then_some((lag, journal, held))
         },
         || {
             format!(
                 "the store never caught up: lag {}",
-                metric(apiwatch.admin, "apiwatch_store_lag_records")
+                metric(apiwatch.admin, &token, "apiwatch_store_lag_records")
             )
         },
     );
     assert_eq!(lag, 0);
     assert!(journal >= 10, "{journal} journal records");
     assert!(held <= journal, "{held} events held, {journal} journaled");
-    assert!(metric(apiwatch.admin, "apiwatch_store_records_ingested_total") >= 10);
+    assert!(
+        metric(
+            apiwatch.admin,
+            &token,
+            "apiwatch_store_records_ingested_total"
+        ) >= 10
+    );
     assert!(apiwatch.terminate().success());
 }
 

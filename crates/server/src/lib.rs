@@ -2,8 +2,8 @@
 //!
 //! Serves `/healthz` (the process is up), `/readyz` (the pipeline accepts events),
 //! `/metrics` (Prometheus text exposition of every registered metric), and, with a bearer
-//! token ([`tokens`]), `GET /api/v1/findings?since=1h&limit=100`. Health, readiness and metrics
-//! answer without a token; everything under `/api/` needs one.
+//! token ([`tokens`]), `GET /api/v1/findings?since=1h&limit=100`. Health and readiness
+//! answer without a token; metrics and everything under `/api/` need one.
 #![warn(missing_docs)]
 
 pub mod bouncer;
@@ -287,9 +287,15 @@ async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
     }
 }
 
-async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+/// Prometheus text of every registered metric, for holders of a token: the counters say how
+/// much traffic each route and status class sees, which is not for anyone who can reach the
+/// port. Scrapes are not audited (they read no event, and a scraper asks every few seconds).
+async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Err((status, message)) = authorize(&state, &headers) {
+        return error(status, message);
+    }
     let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+    let answer = match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
         Ok(()) => (
             StatusCode::OK,
             [(
@@ -306,7 +312,8 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
                 "failed to encode metrics\n".to_owned(),
             )
         }
-    }
+    };
+    answer.into_response()
 }
 
 /// A request body that must be JSON, or the `400` naming what is wrong.
@@ -591,13 +598,19 @@ mod tests {
     use tower::ServiceExt;
 
     #[tokio::test]
-    async fn metrics_show_registered_counters_and_readiness_follows_the_flag() {
+    async fn metrics_show_registered_counters_to_token_holders_and_readiness_follows_the_flag() {
         let mut registry = Registry::default();
         let counter: Counter = Counter::default();
         counter.inc_by(7);
         registry.register("apiwatch_test_things", "Things", counter);
         let ready = Arc::new(AtomicBool::new(false));
-        let app = router(AdminState::new(registry, Arc::clone(&ready)));
+        let dir = tempfile::tempdir().unwrap();
+        let (tokens, token) = TokenStore::load_or_init(dir.path()).unwrap();
+        let token = token.expect("first start creates the admin token");
+        let app = router(
+            AdminState::new(registry, Arc::clone(&ready))
+                .with_api(tokens, dir.path().to_path_buf()),
+        );
         let response = app
             .clone()
             .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
@@ -611,10 +624,32 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
+        for refused in [
+            None,
+            Some("Bearer aw_not-a-token"),
+            Some("Basic YWRtaW46eA=="),
+        ] {
+            let mut request = Request::get("/metrics");
+            if let Some(value) = refused {
+                request = request.header(header::AUTHORIZATION, value);
+            }
+            let response = app
+                .clone()
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{refused:?}");
+        }
         let response = app
-            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .oneshot(
+                Request::get("/metrics")
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .unwrap();
