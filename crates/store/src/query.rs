@@ -1,12 +1,13 @@
 //! The questions the store answers: searches, read-only SQL, aggregations, exports.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use apiwatch_event::Event;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::SortExpr;
+use datafusion::logical_expr::{LogicalPlan, SortExpr};
 use datafusion::prelude::{Expr, SQLOptions, col, lit};
 use datafusion::scalar::ScalarValue;
 use std::io::Write as _;
@@ -576,9 +577,31 @@ fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
 }
 
+/// Threads each SQL query or aggregation executes on, apart from every caller's runtime.
+pub const SQL_THREADS: usize = 2;
+
+/// SQL queries executing at once, counting those abandoned at their time limit until they
+/// stop; a query that finds them all taken waits, within its own time limit.
+pub const SQL_RUNNING_MAX: usize = 4;
+
+fn sql_slots() -> Arc<tokio::sync::Semaphore> {
+    static SLOTS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    Arc::clone(SLOTS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(SQL_RUNNING_MAX))))
+}
+
 async fn collect_capped(frame: DataFrame, limits: Limits) -> Result<SqlAnswer> {
-    let frame = frame.limit(0, Some(limits.max_rows + 1))?;
-    let run = async {
+    // `EXPLAIN [ANALYZE]` must stay the plan's root (a limit above it is refused); its answer
+    // is a few rows, which the cap below still counts.
+    let explains = matches!(
+        frame.logical_plan(),
+        LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)
+    );
+    let frame = if explains {
+        frame
+    } else {
+        frame.limit(0, Some(limits.max_rows + 1))?
+    };
+    let run = async move {
         let mut stream = frame.execute_stream().await?;
         let mut batches = Vec::new();
         let mut rows = 0;
@@ -589,9 +612,33 @@ async fn collect_capped(frame: DataFrame, limits: Limits) -> Result<SqlAnswer> {
         }
         Ok::<_, Error>((batches, rows))
     };
-    let (mut batches, rows) = tokio::time::timeout(limits.timeout, run)
+    // On threads of its own, a runtime per query: a query that computes for long without
+    // yielding (a nested-loop join of large inputs) would otherwise hold the caller's thread,
+    // so that neither its time limit nor anything else there (the admin API, health) could
+    // run; and an abandoned one would hold threads that later queries need.
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let slot = tokio::time::timeout_at(deadline, sql_slots().acquire_owned())
         .await
-        .map_err(|_| Error::Timeout(limits.timeout))??;
+        .map_err(|_| Error::Timeout(limits.timeout))?
+        .map_err(|_| Error::Query("sql: the query slots are closed".into()))?;
+    let threads = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(SQL_THREADS)
+        .thread_name("apiwatch-sql")
+        .enable_time()
+        .build()
+        .map_err(|err| Error::Query(format!("sql: cannot start the query's threads: {err}")))?;
+    let mut running = threads.spawn(async move {
+        let _slot = slot; // free once the query ends, abandoned or not
+        run.await
+    });
+    let outcome = tokio::time::timeout_at(deadline, &mut running).await;
+    // Does not wait: a query past its limit is dropped at its next yield, and its threads end.
+    threads.shutdown_background();
+    let (mut batches, rows) = match outcome {
+        Ok(Ok(answer)) => answer?,
+        Ok(Err(join)) => return Err(Error::Query(format!("sql: the query failed: {join}"))),
+        Err(_elapsed) => return Err(Error::Timeout(limits.timeout)),
+    };
     let truncated = rows > limits.max_rows;
     if truncated {
         let mut keep = limits.max_rows;

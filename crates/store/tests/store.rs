@@ -409,6 +409,99 @@ async fn sql_answers_are_capped_and_timed() {
 }
 
 #[tokio::test]
+async fn explain_and_explain_analyze_answer_their_plans() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    store.ingest(&records(&events(50)));
+    let grouped = "SELECT http_response_status_code, count(*) FROM events GROUP BY 1";
+    for (text, shown) in [
+        (format!("EXPLAIN {grouped}"), "AggregateExec"),
+        (format!("EXPLAIN ANALYZE {grouped}"), "output_rows="),
+    ] {
+        let answer = store.sql(&text, Limits::default()).await.unwrap();
+        let plan: Vec<String> = answer
+            .batches
+            .iter()
+            .flat_map(|batch| {
+                let column = batch.column(batch.num_columns() - 1);
+                let plans = column.as_any().downcast_ref::<StringArray>().unwrap();
+                (0..plans.len())
+                    .map(|row| plans.value(row).to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(
+            plan.iter().any(|line| line.contains(shown)),
+            "{text}: {plan:#?}"
+        );
+    }
+}
+
+/// A nested-loop join compares each probe batch with every row of the other side in one
+/// poll, so it never yields while it computes: the time limit must hold anyway, and the
+/// caller's runtime (here the test's single thread; in a server the admin API) keeps running.
+#[tokio::test]
+async fn a_query_computing_without_yielding_stops_at_its_limit_and_holds_no_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_writer(dir.path(), StoreConfig::default()).unwrap();
+    // 20,000 x 20,000 comparisons: a test build ran this for 78 s when the query ran on the
+    // caller's thread, the time limit never firing (6,000 rows yield often enough to stop).
+    store.ingest(&records(&events(20_000)));
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ticker = tokio::spawn({
+        let ticks = std::sync::Arc::clone(&ticks);
+        async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let err = store
+        .sql(
+            "SELECT count(*) FROM events a, events b WHERE a.event_id < b.event_id",
+            Limits {
+                max_rows: 10,
+                timeout: std::time::Duration::from_millis(300),
+            },
+        )
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    ticker.abort();
+    assert!(matches!(err, apiwatch_store::Error::Timeout(_)), "{err}");
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "answered after {took:?}"
+    );
+    let ticks = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        ticks >= 10,
+        "the caller's runtime ran {ticks} ticks in {took:?}"
+    );
+    // The abandoned query holds no thread that later queries need.
+    let started = std::time::Instant::now();
+    let answer = store
+        .sql(
+            "SELECT http_response_status_code, count(*) FROM events GROUP BY 1",
+            Limits {
+                max_rows: 100,
+                timeout: std::time::Duration::from_secs(5),
+            },
+        )
+        .await
+        .unwrap();
+    let rows: usize = answer.batches.iter().map(|batch| batch.num_rows()).sum();
+    assert!(rows > 1, "{rows} status codes");
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "answered after {took:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_restart_resumes_after_what_the_files_hold() {
     let dir = tempfile::tempdir().unwrap();
     let all = events(200);
