@@ -32,7 +32,7 @@ mod upgrade;
 pub use client_addr::resolve_client_addr;
 pub use config::{GatewaySettings, Limits, Route, TlsSettings, Upstream};
 pub use error::{Error, Result};
-pub use metrics::{GatewayMetrics, ThreadLabel};
+pub use metrics::{GatewayMetrics, StatusClassLabel, ThreadLabel};
 pub use server::Gateway;
 
 use std::future::Future;

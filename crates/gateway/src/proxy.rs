@@ -115,8 +115,9 @@ pub async fn handle(
 
     pending.event.service_name = Some(route.service_name.clone());
     pending.event.upstream_address = Some(route.upstream.authority.clone());
+    let client_version = request.version();
     let is_upgrade =
-        request.version() == Version::HTTP_11 && headers::is_upgrade_request(request.headers());
+        client_version == Version::HTTP_11 && headers::is_upgrade_request(request.headers());
     let client_upgrade = is_upgrade.then(|| hyper::upgrade::on(&mut request));
 
     let upstream_request = build_upstream_request(
@@ -176,6 +177,9 @@ pub async fn handle(
         ));
     }
     let (mut parts, body) = upstream_response.into_parts();
+    // The client's connection speaks the client's version: an HTTP/1.0 upstream's answer
+    // would otherwise be sent as HTTP/1.0 and close a keep-alive HTTP/1.1 connection.
+    parts.version = client_version;
     headers::remove_hop_by_hop(&mut parts.headers, false);
     set_request_id(&mut parts.headers, &request_id);
     let known_length = Body::size_hint(&body)

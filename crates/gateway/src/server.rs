@@ -603,6 +603,14 @@ fn record_connection_error(
             512,
         ));
     }
+    // A refused request is a request: counted with the others by its status class.
+    shared
+        .metrics
+        .requests
+        .get_or_create(&crate::metrics::StatusClassLabel {
+            status_class: GatewayMetrics::status_class(event.status_code),
+        })
+        .inc();
     crate::body::spawn_detached(shared.sink.emit(event));
 }
 

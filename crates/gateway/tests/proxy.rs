@@ -1162,6 +1162,39 @@ async fn hop_by_hop_response_headers_and_those_named_in_connection_are_not_passe
     assert_eq!(event.response_mime_type.as_deref(), Some("text/plain"));
 }
 
+/// The client's connection keeps the client's HTTP version: an HTTP/1.0 upstream (which closes
+/// after each answer) must not turn a client's keep-alive HTTP/1.1 connection into HTTP/1.0.
+#[tokio::test]
+async fn an_http_1_0_upstream_answer_reaches_an_http_1_1_client_as_http_1_1_on_a_kept_connection() {
+    let upstream =
+        raw_upstream(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+            .await;
+    let (gateway, sink) = start_gateway(upstream, |_| {}).await;
+    let mut stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
+    for round in 0..2 {
+        let request = format!("GET /old/{round} HTTP/1.1\r\nhost: test\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !answer.ends_with(b"\r\n\r\nok") {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                .await
+                .expect("an answer on the kept connection")
+                .unwrap();
+            assert!(
+                n > 0,
+                "round {round}: the gateway closed the client's connection"
+            );
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 200 ok\r\n"), "{answer}");
+        assert!(!answer.contains("connection: close"), "{answer}");
+    }
+    let events = sink.wait_for(2).await;
+    assert!(events.iter().all(|event| event.status_code == Some(200)));
+}
+
 /// Sends raw `request` bytes to `gateway` and returns what came back before it closed (a
 /// write or read cut short by the gateway closing is not an error here).
 async fn raw_exchange(gateway: std::net::SocketAddr, request: &[u8]) -> String {
@@ -1204,6 +1237,46 @@ async fn request_head_past_the_read_buffer_is_refused_with_431_and_recorded() {
         message.contains("larger than the 18432 byte read buffer"),
         "{message}"
     );
+    assert_eq!(upstream.accepted(), 0, "never forwarded");
+}
+
+/// Requests refused before they were parsed whole are counted by status class like every
+/// other request, besides being recorded.
+#[tokio::test]
+async fn requests_refused_while_parsing_are_counted_by_status_class() {
+    let upstream = counting_upstream().await;
+    let sink = std::sync::Arc::new(CollectingSink::default());
+    let threaded = start_threaded(upstream.addr, 1, sink.clone()).await;
+    let huge = format!(
+        "GET /huge HTTP/1.1\r\nhost: test\r\nx-huge: {}\r\n\r\n",
+        "h".repeat(300_000)
+    );
+    let response = raw_exchange(threaded.addr, huge.as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 431"), "{response}");
+    let response = raw_exchange(threaded.addr, b"GET /a b c HTTP/1.1\r\nhost: test\r\n\r\n").await;
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    let events = sink.wait_for(2).await;
+    let mut statuses: Vec<_> = events.iter().map(|event| event.status_code).collect();
+    statuses.sort();
+    assert_eq!(statuses, [Some(400), Some(431)]);
+    // Both refused by the HTTP parser, before any handler ran.
+    let mut kinds: Vec<_> = events.iter().map(|e| e.error_type.clone()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            Some("headers_too_large".to_owned()),
+            Some("malformed_request".to_owned())
+        ]
+    );
+    let counted = threaded
+        .metrics
+        .requests
+        .get_or_create(&apiwatch_gateway::StatusClassLabel {
+            status_class: "4xx",
+        })
+        .get();
+    assert_eq!(counted, 2);
     assert_eq!(upstream.accepted(), 0, "never forwarded");
 }
 
