@@ -81,6 +81,7 @@ impl StoreStage {
         let stopping = Arc::clone(&stop);
         let data_dir = data_dir.to_path_buf();
         let mut follower = Follower::new(&data_dir, store.next_seq());
+        lag.set((journal_size.get() - store.next_seq() as i64).max(0));
         let thread = std::thread::Builder::new()
             .name("apiwatch-store".to_owned())
             .spawn(move || {
@@ -765,6 +766,62 @@ pub fn stats_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The value of an unlabelled metric in `registry`'s text.
+    fn metric(registry: &Registry, name: &str) -> Option<i64> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// The lag is what the journal holds past what the store ingested: shown before the
+    /// first batch, and following the journal's size as records arrive and are ingested.
+    #[test]
+    fn the_lag_gauge_is_the_journal_size_less_what_the_store_ingested() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) =
+            apiwatch_journal::Journal::open(apiwatch_journal::JournalConfig::new(dir.path()))
+                .unwrap();
+        let appender = journal.appender();
+        let store = Arc::new(Store::open_writer(dir.path(), StoreConfig::default()).unwrap());
+        // A journal size the follower cannot reach yet: 30 records ahead of the store.
+        let journal_size = Gauge::<i64, AtomicI64>::default();
+        journal_size.set(30);
+        let mut registry = Registry::default();
+        let stage = StoreStage::start(
+            Arc::clone(&store),
+            dir.path(),
+            appender.clone(),
+            journal_size.clone(),
+            &mut registry,
+        )
+        .unwrap();
+        assert_eq!(metric(&registry, "apiwatch_store_lag_records"), Some(30));
+        for _ in 0..10 {
+            let event = Event::new(EventKind::Request, "test", OffsetDateTime::now_utc());
+            appender.append_blocking(event.to_json()).unwrap();
+        }
+        let wait = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !done() {
+                assert!(Instant::now() < deadline, "{what}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        wait("the store ingested the 10 records", &|| {
+            store.next_seq() == 10
+        });
+        wait("the lag fell to 20", &|| {
+            metric(&registry, "apiwatch_store_lag_records") == Some(20)
+        });
+        journal_size.set(10);
+        wait("the lag fell to 0", &|| {
+            metric(&registry, "apiwatch_store_lag_records") == Some(0)
+        });
+        stage.stop();
+        journal.shutdown().unwrap();
+    }
 
     /// CLI processes spool audit lines while a server drains the spool: every line written is
     /// drained exactly once, however the writes and the renames interleave.

@@ -72,19 +72,32 @@ fn sigkill_under_load_loses_no_answered_request_and_recovery_truncates_a_torn_ta
         .collect();
     segments.sort();
     let last = segments.last().unwrap();
+    let whole = std::fs::metadata(last).unwrap().len();
+    let torn = [200, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7];
     let mut file = std::fs::OpenOptions::new().append(true).open(last).unwrap();
-    file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7])
-        .unwrap();
+    file.write_all(&torn).unwrap();
     drop(file);
 
     let restarted = serve(data.path(), upstream.addr, &["--fsync", "always"]);
     std::thread::sleep(Duration::from_millis(300));
     let log = restarted.stderr();
+    let report = format!(
+        "cut a torn tail of {} bytes from {} at offset {whole}",
+        torn.len(),
+        last.display()
+    );
     assert!(
-        log.contains("torn tail"),
-        "recovery did not report the torn tail:\n{log}"
+        log.contains(&report),
+        "recovery did not report `{report}`:\n{log}"
     );
     assert!(restarted.terminate().success());
+    // Cut, not skipped: whatever the restarted server wrote follows the last whole record.
+    let after = std::fs::read(last).unwrap();
+    assert!(after.len() as u64 >= whole);
+    assert!(
+        !after[whole as usize..].starts_with(&torn),
+        "the torn bytes are still at offset {whole}"
+    );
 
     let journaled: HashSet<String> = journal_events(data.path())
         .iter()

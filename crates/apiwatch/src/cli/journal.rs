@@ -56,6 +56,13 @@ pub struct KeysArgs {
 }
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    // Nothing to check is a usage error (exit 2), not a failed check (exit 1).
+    if !args.data.join("journal").is_dir() {
+        anyhow::bail!(
+            "no journal in {} (is this an apiwatch data directory? see --data)",
+            args.data.display()
+        );
+    }
     let mut options = VerifyOptions::default();
     if let Some(key) = &args.public_key {
         options.public_key = Some(read_public_key(key)?);
