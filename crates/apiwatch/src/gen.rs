@@ -159,7 +159,33 @@ fn ordinary(rng: &mut Rng, client: u32, nanos: i64) -> Event {
     };
     event.response_bytes = 300 + rng.below(8000);
     event.upstream_address = Some("127.0.0.1:3000".to_owned());
+    add_headers(&mut event, client);
     event
+}
+
+/// The request headers the gateway records for such a client (already redacted, as the
+/// gateway writes them; user agent, content type and request id have fields of their own).
+fn add_headers(event: &mut Event, client: u32) {
+    let headers = &mut event.request_headers;
+    let mut set = |name: &str, value: &str| headers.insert(name.to_owned(), value.to_owned());
+    set("host", "api.example.com");
+    let browser = (client as usize) % AGENTS.len() < 2;
+    if browser {
+        set("accept", "application/json, text/plain, */*");
+        set("accept-encoding", "gzip, deflate, br");
+        set("accept-language", "en-GB,en;q=0.9");
+        set("cookie", "session=[REDACTED]; theme=[REDACTED]");
+    } else {
+        set("accept", "*/*");
+    }
+    match event.auth_method.as_deref() {
+        Some("api_key") => set("x-api-key", "[REDACTED]"),
+        Some("bearer") => set("authorization", "Bearer [REDACTED]"),
+        _ => None,
+    };
+    if event.method.as_deref() == Some("POST") {
+        set("content-length", &event.request_bytes.to_string());
+    }
 }
 
 /// Runs `gen`.
