@@ -38,6 +38,8 @@ pub const MAX_PAGE: usize = 10_000;
 pub struct StoreStage {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Compacts after flushes, apart from ingestion (ends when the store thread does).
+    compactor: Option<std::thread::JoinHandle<()>>,
 }
 
 impl StoreStage {
@@ -82,6 +84,27 @@ impl StoreStage {
         let data_dir = data_dir.to_path_buf();
         let mut follower = Follower::new(&data_dir, store.next_seq());
         lag.set((journal_size.get() - store.next_seq() as i64).max(0));
+        // Compaction merges up to a day of files (seconds): on a thread of its own, so that
+        // events stay searchable within a second meanwhile (flushes wait, ingestion not).
+        let (flushed_tx, flushed_rx) = std::sync::mpsc::channel::<()>();
+        let compactor = if store.compacts() {
+            let store = Arc::clone(&store);
+            Some(
+                std::thread::Builder::new()
+                    .name("apiwatch-compact".to_owned())
+                    .spawn(move || {
+                        // One pass per burst of flushes; ends with the store thread.
+                        while flushed_rx.recv().is_ok() {
+                            while flushed_rx.try_recv().is_ok() {}
+                            if let Err(err) = store.compact() {
+                                tracing::error!(error = %err, "store compaction failed; files stay as they are");
+                            }
+                        }
+                    })?,
+            )
+        } else {
+            None
+        };
         let thread = std::thread::Builder::new()
             .name("apiwatch-store".to_owned())
             .spawn(move || {
@@ -101,8 +124,23 @@ impl StoreStage {
                         ingested.inc_by(records.len() as u64);
                     }
                     if store.flush_due() || (stopping_now && !full) {
-                        if let Err(err) = store.flush() {
-                            tracing::error!(error = %err, "store flush failed; the journal still holds the events");
+                        // Busy with a compaction: the rows stay in the memtable, queryable;
+                        // at the stop, wait for it.
+                        loop {
+                            match store.try_flush() {
+                                Ok(Some(rows)) => {
+                                    if rows > 0 {
+                                        let _ = flushed_tx.send(());
+                                    }
+                                    break;
+                                }
+                                Ok(None) if stopping_now => std::thread::sleep(POLL),
+                                Ok(None) => break,
+                                Err(err) => {
+                                    tracing::error!(error = %err, "store flush failed; the journal still holds the events");
+                                    break;
+                                }
+                            }
                         }
                     }
                     let status = store.status();
@@ -129,6 +167,7 @@ impl StoreStage {
         Ok(StoreStage {
             stop,
             thread: Some(thread),
+            compactor,
         })
     }
 
@@ -137,6 +176,10 @@ impl StoreStage {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        // The store thread's end closed the channel: the compactor ends after its pass.
+        if let Some(compactor) = self.compactor.take() {
+            let _ = compactor.join();
         }
     }
 }

@@ -304,7 +304,36 @@ impl Store {
         if self._lock.is_none() {
             return Err(Error::Query("a read-only store cannot flush".into()));
         }
-        let maintenance = lock(&self.maintenance);
+        let flushed = self.write_memtable(lock(&self.maintenance))?;
+        if self.config.compact {
+            self.compact()?;
+        }
+        Ok(flushed)
+    }
+
+    /// Writes the memtable to Parquet as [`Store::flush`] does, without compacting, unless a
+    /// compaction or a deletion is running: then `None`, at once, and the rows stay in the
+    /// memtable (queryable) for the next try. The server's store thread flushes this way and
+    /// compacts on another thread, so that ingestion never waits for a compaction.
+    pub fn try_flush(&self) -> Result<Option<usize>> {
+        if self._lock.is_none() {
+            return Err(Error::Query("a read-only store cannot flush".into()));
+        }
+        let maintenance = match self.maintenance.try_lock() {
+            Ok(held) => held,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+        };
+        self.write_memtable(maintenance).map(Some)
+    }
+
+    /// Whether this store compacts (`StoreConfig::compact`).
+    pub fn compacts(&self) -> bool {
+        self.config.compact
+    }
+
+    /// The memtable to Parquet, under the maintenance lock held by the caller.
+    fn write_memtable(&self, maintenance: std::sync::MutexGuard<'_, ()>) -> Result<usize> {
         // Under the seq lock, as `ingest` holds it while it adds a batch: every record before
         // `next_seq` is in `batches`.
         let (batches, next_seq) = {
@@ -360,9 +389,6 @@ impl Store {
             }
         }
         drop(maintenance);
-        if self.config.compact {
-            self.compact()?;
-        }
         Ok(flushed)
     }
 

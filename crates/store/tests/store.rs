@@ -565,6 +565,53 @@ async fn finished_hours_are_compacted_and_debris_is_deleted() {
     assert_eq!(ids(&store, "").await.len(), 600);
 }
 
+/// The server flushes with `try_flush` and compacts on another thread: while a compaction
+/// runs, a flush gives way at once (the rows stay queryable in the memtable), ingestion goes
+/// on, and the next try after the compaction writes them.
+#[tokio::test]
+async fn a_flush_gives_way_to_a_running_compaction_and_ingestion_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = events(40_000); // three hours
+    let all = records(&all);
+    let (backlog, late) = all.split_at(39_990);
+    let pieces = StoreConfig {
+        compact: false,
+        ..small_config()
+    };
+    {
+        let store = Store::open_writer(dir.path(), pieces).unwrap();
+        for chunk in backlog.chunks(1000) {
+            store.ingest(chunk);
+            store.flush().unwrap();
+        }
+    }
+    let store = std::sync::Arc::new(Store::open_writer(dir.path(), small_config()).unwrap());
+    assert_eq!(store.status().file_rows, 39_990);
+    let compacting = std::thread::spawn({
+        let store = std::sync::Arc::clone(&store);
+        move || store.compact().unwrap()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    store.ingest(late);
+    let started = std::time::Instant::now();
+    let tried = store.try_flush().unwrap();
+    let took = started.elapsed();
+    assert!(
+        !compacting.is_finished(),
+        "the compaction was too short to overlap the flush"
+    );
+    assert_eq!(tried, None, "a flush during a compaction waits for nothing");
+    assert!(took < std::time::Duration::from_millis(100), "{took:?}");
+    assert_eq!(
+        ids(&store, "").await.len(),
+        40_000,
+        "the late rows are queryable"
+    );
+    assert!(compacting.join().unwrap() > 0, "the backlog was compacted");
+    assert_eq!(store.try_flush().unwrap(), Some(10));
+    assert_eq!(store.status().file_rows, 40_000);
+}
+
 #[tokio::test]
 async fn an_export_outlasting_the_trash_grace_keeps_its_files() {
     use futures::StreamExt;
