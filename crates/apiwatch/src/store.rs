@@ -750,13 +750,19 @@ impl EventsApi for QueryService {
         })
     }
 
-    fn refused(&self, kind: &str, text: String, by: String, message: String) -> BoxFuture<()> {
+    fn audit_read(
+        &self,
+        kind: &str,
+        text: String,
+        by: String,
+        outcome: Result<usize, String>,
+    ) -> BoxFuture<()> {
         let service = self.clone();
         let kind = kind.to_owned();
         Box::pin(async move {
-            let outcome: Result<(), ApiError> = Err(bad_request(message));
+            let outcome = outcome.map_err(bad_request);
             service
-                .audit(&by, &kind, &text, (None, None), &outcome, |()| 0)
+                .audit(&by, &kind, &text, (None, None), &outcome, |rows| *rows)
                 .await;
         })
     }

@@ -208,6 +208,13 @@ fn events_are_searchable_within_a_second_through_the_api() {
         "{body}"
     );
 
+    // Findings are events read from the journal: audited like the searches.
+    let (status, body) = api(apiwatch.admin, &token, "/api/v1/findings?since=1h&limit=5");
+    assert_eq!(status, 200, "{body}");
+    let findings = body["findings"].as_array().unwrap().len();
+    let (status, _) = api(apiwatch.admin, &token, "/api/v1/findings?since=soon");
+    assert_eq!(status, 400);
+
     // Every query above is in the journal, with who asked and how many rows came back.
     let audits = poll(
         Duration::from_secs(5),
@@ -216,7 +223,7 @@ fn events_are_searchable_within_a_second_through_the_api() {
                 .into_iter()
                 .filter(|event| event["event.dataset"] == "store.query")
                 .collect();
-            (audits.len() >= 18).then_some(audits)
+            (audits.len() >= 20).then_some(audits)
         },
         || "the queries were not all audited".to_owned(),
     );
@@ -226,6 +233,11 @@ fn events_are_searchable_within_a_second_through_the_api() {
         ("search", "", "since:"),
         ("stats.median", "", "unknown statistic"),
         ("sql", "{\"sql\": \"SELECT 1\"}", "body: expected"),
+        (
+            "findings",
+            "since=soon limit=100",
+            "since: expected a duration",
+        ),
     ] {
         assert!(
             audits
@@ -240,6 +252,15 @@ fn events_are_searchable_within_a_second_through_the_api() {
             "no refused {kind} audited with {error:?}: {audits:#?}"
         );
     }
+    let findings_audit = audits
+        .iter()
+        .find(|event| {
+            event["labels"]["query.kind"] == "findings" && event["event.outcome"] == "success"
+        })
+        .expect("an audited read of findings");
+    assert_eq!(findings_audit["user.name"], "admin");
+    assert_eq!(findings_audit["labels"]["query.text"], "since=1h limit=5");
+    assert_eq!(findings_audit["labels"]["query.rows"], findings.to_string());
     let sql_audit = audits
         .iter()
         .find(|event| event["labels"]["query.kind"] == "sql" && event["event.outcome"] == "success")
@@ -298,16 +319,6 @@ fn the_cli_asks_the_same_store_with_or_without_a_server_and_a_restart_loses_noth
     );
     let first: Value = serde_json::from_str(stdout_of(&output).lines().next().unwrap()).unwrap();
     assert_eq!(first["url.query"], "try=19", "newest first");
-    // The CLI's audit record reaches the journal through the server.
-    poll(
-        Duration::from_secs(5),
-        || {
-            journal_events(&data).into_iter().find(|event| {
-                event["event.dataset"] == "store.query" && event["labels"]["query.via"] == "cli"
-            })
-        },
-        || "the CLI search was not audited".to_owned(),
-    );
     // A bad query points at the column.
     let output = run(&["search", "status>=4x0", "--data", data_arg]);
     assert_eq!(output.status.code(), Some(2));
@@ -315,6 +326,75 @@ fn the_cli_asks_the_same_store_with_or_without_a_server_and_a_restart_loses_noth
     assert!(
         stderr.contains("column 9") && stderr.contains("        ^"),
         "{stderr}"
+    );
+    // Other reads of events are audited too, and so are searches refused for their flags.
+    let output = run(&[
+        "search",
+        "ip=192.0.2.9",
+        "--since",
+        "soon",
+        "--data",
+        data_arg,
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        run(&["findings", "--since", "1h", "--data", data_arg])
+            .status
+            .success()
+    );
+    let output = run(&["tail", "-n", "2", "--data", data_arg]);
+    assert_eq!(stdout_of(&output).lines().count(), 2);
+
+    // The CLI's audit records reach the journal through the server: what was asked, by
+    // whom, and how many rows came back, or why it was refused.
+    let cli_audits = poll(
+        Duration::from_secs(5),
+        || {
+            let audits: Vec<Value> = journal_events(&data)
+                .into_iter()
+                .filter(|event| {
+                    event["event.dataset"] == "store.query" && event["labels"]["query.via"] == "cli"
+                })
+                .collect();
+            (audits.len() >= 5).then_some(audits)
+        },
+        || "the CLI reads were not all audited".to_owned(),
+    );
+    let audited = |kind: &str, text: &str, outcome: &str| {
+        cli_audits
+            .iter()
+            .find(|event| {
+                event["labels"]["query.kind"] == kind
+                    && event["labels"]["query.text"] == text
+                    && event["event.outcome"] == outcome
+            })
+            .unwrap_or_else(|| panic!("no {outcome} {kind} {text:?}: {cli_audits:#?}"))
+            .clone()
+    };
+    // (The search above may have run more than once before it saw all 20.)
+    let search = audited("search", "ip=192.0.2.0/24 path:*.php", "success");
+    assert!(
+        search["user.name"].as_str().unwrap().starts_with("cli:"),
+        "{search}"
+    );
+    assert!(
+        cli_audits.iter().any(|event| event["labels"]["query.text"]
+            == "ip=192.0.2.0/24 path:*.php"
+            && event["labels"]["query.rows"] == "20"),
+        "{cli_audits:#?}"
+    );
+    let refused = audited("search", "ip=192.0.2.9", "failure");
+    assert!(
+        refused["error.message"].as_str().unwrap().contains("since"),
+        "{refused}"
+    );
+    audited("search", "status>=4x0", "failure");
+    assert!(
+        audited("findings", "since=1h limit=1000", "success")["labels"]["query.rows"].is_string()
+    );
+    assert_eq!(
+        audited("tail", "-n 2", "success")["labels"]["query.rows"],
+        "2"
     );
 
     // A token created now works at once; revoked, it stops at once.

@@ -63,10 +63,17 @@ pub trait EventsApi: Send + Sync + 'static {
         params: std::collections::HashMap<String, String>,
         by: String,
     ) -> BoxFuture<Result<serde_json::Value, ApiError>>;
-    /// Journals the audit event of a `kind` query (`sql`) refused before it reached the
-    /// store, such as a body that is not JSON: `text` is what was sent, `message` why it was
-    /// refused.
-    fn refused(&self, kind: &str, text: String, by: String, message: String) -> BoxFuture<()>;
+    /// Journals the audit event of a `kind` read that did not go through the methods above:
+    /// a query refused before it reached the store, such as a SQL body that is not JSON
+    /// (`Err` says why), or a read the server answered itself, such as `findings` (`Ok`
+    /// holds the rows). `text` is what was asked.
+    fn audit_read(
+        &self,
+        kind: &str,
+        text: String,
+        by: String,
+        outcome: Result<usize, String>,
+    ) -> BoxFuture<()>;
 }
 
 /// Early deletion (before the retention policy would delete), as the admin API sees it.
@@ -432,7 +439,9 @@ async fn run_sql(
         Err(err) => {
             let message = format!("body: expected {{\"query\": \"SELECT ...\"}} ({err})");
             let sent = String::from_utf8_lossy(&body).into_owned();
-            events.refused("sql", sent, by, message.clone()).await;
+            events
+                .audit_read("sql", sent, by, Err(message.clone()))
+                .await;
             return error(StatusCode::BAD_REQUEST, message);
         }
     };
@@ -494,37 +503,65 @@ async fn findings_handler(
     headers: HeaderMap,
     Query(params): Query<FindingsParams>,
 ) -> Response {
-    let api = match authorize(&state, &headers) {
-        Ok((api, _)) => api,
+    let (api, by) = match authorize(&state, &headers) {
+        Ok(authorized) => authorized,
         Err((status, message)) => return error(status, message),
     };
+    let asked = format!(
+        "since={} limit={}",
+        params.since.as_deref().unwrap_or("24h"),
+        params.limit.unwrap_or(100)
+    );
+    let answer = findings_answer(api, params).await;
+    // Findings are read from the journal: a read of events, audited like a search.
+    if let Some(events) = &state.events {
+        let outcome = match &answer {
+            Ok(found) => Ok(found.len()),
+            Err((_, message)) => Err(message.clone()),
+        };
+        events.audit_read("findings", asked, by, outcome).await;
+    }
+    match answer {
+        Ok(found) => Json(json!({ "findings": found })).into_response(),
+        Err((status, message)) => error(status, message),
+    }
+}
+
+/// The findings of `GET /api/v1/findings`, or the status and message of why not.
+async fn findings_answer(
+    api: Arc<Api>,
+    params: FindingsParams,
+) -> Result<Vec<serde_json::Value>, (StatusCode, String)> {
     let since = match params.since.as_deref().map(humantime::parse_duration) {
         None => std::time::Duration::from_secs(24 * 3600),
         Some(Ok(duration)) => duration,
         Some(Err(err)) => {
-            return error(
+            return Err((
                 StatusCode::BAD_REQUEST,
                 format!("since: expected a duration such as 15m, 1h or 7d ({err})"),
-            );
+            ));
         }
     };
     let limit = params.limit.unwrap_or(100);
     if limit > MAX_FINDINGS {
-        return error(
+        return Err((
             StatusCode::BAD_REQUEST,
             format!("limit: at most {MAX_FINDINGS}"),
-        );
+        ));
     }
     let from = time::OffsetDateTime::now_utc() - since;
     let read =
         tokio::task::spawn_blocking(move || findings::read(&api.data_dir, from, limit)).await;
     match read {
-        Ok(Ok(found)) => Json(json!({ "findings": found })).into_response(),
-        Ok(Err(err)) => error(
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(err)) => Err((
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("failed to read the journal: {err}"),
-        ),
-        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "reader panicked"),
+        )),
+        Err(_) => Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reader panicked".to_owned(),
+        )),
     }
 }
 

@@ -62,8 +62,16 @@ pub enum RulesCommand {
 /// Prints recent findings as JSON lines.
 pub fn findings(args: FindingsArgs) -> anyhow::Result<ExitCode> {
     let since = OffsetDateTime::now_utc() - args.since;
-    let found = apiwatch_server::findings::read(&args.data, since, args.limit)
-        .with_context(|| format!("failed to read the journal in {}", args.data.display()))?;
+    let found = apiwatch_server::findings::read(&args.data, since, args.limit);
+    let asked = format!(
+        "since={} limit={}",
+        humantime::format_duration(args.since),
+        args.limit
+    );
+    let outcome = found.as_ref().map(Vec::len).map_err(ToString::to_string);
+    super::store::audit_read(&args.data, "findings", &asked, (None, None), outcome);
+    let found =
+        found.with_context(|| format!("failed to read the journal in {}", args.data.display()))?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for finding in found {

@@ -170,6 +170,39 @@ pub(super) fn who() -> String {
     format!("cli:{name}(uid={uid})")
 }
 
+/// Leaves the audit record of a read of `data`'s events that ran (its rows) or was refused
+/// (why), by this CLI user; nothing when `data` holds no journal (there is nothing to read,
+/// and no data directory to create).
+pub(super) fn audit_read(
+    data: &Path,
+    kind: &str,
+    text: &str,
+    range: (Option<i64>, Option<i64>),
+    outcome: Result<usize, String>,
+) {
+    if !data.join("journal").is_dir() {
+        return;
+    }
+    let event = crate::store::outcome_audit_event(&who(), kind, text, range, outcome, "cli");
+    if let Err(err) = crate::store::spool_audit(data, &event) {
+        eprintln!("warning: the read's audit record was not written: {err:#}");
+    }
+}
+
+impl Range {
+    /// The range, or its refusal audited as a `kind` query of `text` on `data`.
+    fn resolve_audited(
+        &self,
+        data: &Path,
+        kind: &str,
+        text: &str,
+    ) -> anyhow::Result<(Option<i64>, Option<i64>)> {
+        self.resolve().inspect_err(|err| {
+            audit_read(data, kind, text, (None, None), Err(format!("{err:#}")));
+        })
+    }
+}
+
 /// Leaves the audit record of a query that ran (its rows) or failed (why).
 fn audit<T>(
     data: &Path,
@@ -196,7 +229,9 @@ fn print_search_error(query: &str, err: &apiwatch_store::Error) {
 
 /// Runs `search`.
 pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
-    let range = args.range.resolve()?;
+    let range = args
+        .range
+        .resolve_audited(&args.data, "search", &args.query)?;
     let store = crate::store::open_for_reading(&args.data)?;
     let request = SearchRequest {
         query: args.query.clone(),
@@ -352,7 +387,9 @@ pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `export`.
 pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let range = args.range.resolve()?;
+    let range = args
+        .range
+        .resolve_audited(&args.data, "export", &args.query)?;
     let store = crate::store::open_for_reading(&args.data)?;
     let format = match args.format {
         ExportAs::Jsonl => ExportFormat::Jsonl,

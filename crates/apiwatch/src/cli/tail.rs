@@ -33,8 +33,14 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 pub fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let last = apiwatch_journal::JournalReader::last_n(&args.data, args.lines)
-        .with_context(|| format!("failed to read the journal in {}", args.data.display()))?;
+    let last = apiwatch_journal::JournalReader::last_n(&args.data, args.lines);
+    // Audited as a read of events: the lines printed first (what `-f` prints after is not
+    // counted; the record says it followed).
+    let asked = format!("-n {}{}", args.lines, if args.follow { " -f" } else { "" });
+    let outcome = last.as_ref().map(Vec::len).map_err(ToString::to_string);
+    super::store::audit_read(&args.data, "tail", &asked, (None, None), outcome);
+    let last =
+        last.with_context(|| format!("failed to read the journal in {}", args.data.display()))?;
     for (_, record) in &last {
         print_record(&mut out, record, args.pretty)?;
     }
