@@ -186,14 +186,34 @@ impl StoreStage {
 
 /// Opens the store of `data_dir` read-only and adds the journal records its files do not
 /// hold yet, so that a query sees everything journaled, with or without a running server.
+///
+/// What the files do not hold is read into memory, so it must stay small. With a server
+/// running it is at most the server's memtable. Without one it can be the whole journal (after
+/// `apiwatch gen`, with `[store] enabled = false`, or after a server stopped by SIGKILL): then
+/// the store is first brought up to the journal as the server would (flushing as it goes,
+/// with the default settings), so that memory stays flat whatever the journal's size. A
+/// store this process may not write (another user's files) is read as it is.
 pub fn open_for_reading(data_dir: &Path) -> anyhow::Result<Store> {
-    let store = Store::open_reader(data_dir)?;
     if !data_dir.join("journal").exists() {
         anyhow::bail!(
             "no journal in {} (is this an apiwatch data directory? see --data)",
             data_dir.display()
         );
     }
+    match Store::open_writer(data_dir, StoreConfig::default()) {
+        Ok(writer) => {
+            let caught_up = catch_up(&writer, data_dir)
+                .and_then(|_| writer.flush().map_err(anyhow::Error::from));
+            if let Err(err) = caught_up {
+                tracing::warn!(error = %err, "could not bring the store up to the journal; reading the journal instead");
+            }
+        }
+        Err(apiwatch_store::Error::Locked(_)) => {} // a server holds it, and its memtable
+        Err(err) => {
+            tracing::debug!(error = %err, "the store cannot be written here; reading the journal instead");
+        }
+    }
+    let store = Store::open_reader(data_dir)?;
     ingest_journal_tail(&store, data_dir, false)?;
     Ok(store)
 }

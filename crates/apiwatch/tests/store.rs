@@ -592,6 +592,41 @@ fn paths_of(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// Without a server, a CLI read first brings the store up to the journal (flushing as it
+/// goes) instead of holding every journal record the files lack in memory.
+#[test]
+fn a_cli_read_without_a_server_flushes_the_journal_tail_to_files_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let output = run(&["gen", "--events", "3000", "-o", data_arg]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = run(&[
+        "sql",
+        "SELECT count(*) AS n FROM events WHERE event_kind = 'request'",
+        "--format",
+        "json",
+        "--data",
+        data_arg,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout_of(&output).trim(), r#"{"n":3000}"#);
+    let status = run(&["store", "status", "--data", data_arg]);
+    let status: Value = serde_json::from_str(stdout_of(&status).trim()).unwrap();
+    assert!(
+        status["file_rows"].as_u64().unwrap() >= 3000,
+        "the journal's events are in files: {status}"
+    );
+}
+
 #[test]
 fn the_store_lag_is_a_metric_that_is_zero_once_the_store_caught_up() {
     let dir = tempfile::tempdir().unwrap();
