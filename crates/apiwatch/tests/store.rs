@@ -7,7 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    get, journal_events, poll, post, run, serve, serve_trusting_loopback, start_upstream, stdout_of,
+    get, journal_events, poll, post, run, run_ok, serve, serve_trusting_loopback, start_upstream,
+    stdout_of,
 };
 use serde_json::Value;
 
@@ -424,20 +425,7 @@ fn the_cli_asks_the_same_store_with_or_without_a_server_and_a_restart_loses_noth
 
     // SIGKILL: the memtable is lost with the process, and replayed from the journal.
     apiwatch.kill9();
-    let output = run(&[
-        "sql",
-        "SELECT count(*) AS n FROM events WHERE event_kind = 'request'",
-        "--format",
-        "json",
-        "--data",
-        data_arg,
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(stdout_of(&output).trim(), r#"{"n":21}"#);
+    assert_eq!(requests_by_cli(data_arg), r#"{"n":21}"#);
     let apiwatch = serve_trusting_loopback(&data, upstream.addr);
     let (status, body) = sql(
         apiwatch.admin,
@@ -592,6 +580,14 @@ fn paths_of(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// How many request events `apiwatch sql` counts in `data`, as its JSON line.
+fn requests_by_cli(data: &str) -> String {
+    let sql = "SELECT count(*) AS n FROM events WHERE event_kind = 'request'";
+    run_ok(&["sql", sql, "--format", "json", "--data", data])
+        .trim()
+        .to_owned()
+}
+
 /// Without a server, a CLI read first brings the store up to the journal (flushing as it
 /// goes) instead of holding every journal record the files lack in memory.
 #[test]
@@ -599,26 +595,8 @@ fn a_cli_read_without_a_server_flushes_the_journal_tail_to_files_first() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_arg = data.to_str().unwrap();
-    let output = run(&["gen", "--events", "3000", "-o", data_arg]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let output = run(&[
-        "sql",
-        "SELECT count(*) AS n FROM events WHERE event_kind = 'request'",
-        "--format",
-        "json",
-        "--data",
-        data_arg,
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(stdout_of(&output).trim(), r#"{"n":3000}"#);
+    run_ok(&["gen", "--events", "3000", "-o", data_arg]);
+    assert_eq!(requests_by_cli(data_arg), r#"{"n":3000}"#);
     let status = run(&["store", "status", "--data", data_arg]);
     let status: Value = serde_json::from_str(stdout_of(&status).trim()).unwrap();
     assert!(

@@ -146,6 +146,18 @@ pub fn run(args: &[&str]) -> Output {
         .expect("failed to run apiwatch")
 }
 
+/// Runs apiwatch, which must succeed (else the test fails with its stderr); its stdout.
+#[allow(dead_code)] // not every test binary uses it
+pub fn run_ok(args: &[&str]) -> String {
+    let output = run(args);
+    assert!(
+        output.status.success(),
+        "apiwatch {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout_of(&output)
+}
+
 pub fn stdout_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
