@@ -556,35 +556,118 @@ pub struct Overrides {
     pub rules_dir: Option<PathBuf>,
 }
 
-/// Reads and parses a config file; a syntax or type error is one problem with its position.
+/// Parses a config file; every unknown key and mistyped value is a problem with its position
+/// (a TOML syntax error stops the reading: it is the only problem then).
+#[cfg(test)]
 pub fn parse(text: &str) -> Result<RawConfig, Vec<ConfigProblem>> {
-    toml::from_str::<RawConfig>(text).map_err(|err| {
-        let position = err.span().map(|span| line_column(text, span.start));
-        vec![ConfigProblem {
+    match parse_around_problems(text) {
+        (Some(raw), problems) if problems.is_empty() => Ok(raw),
+        (_, problems) => Err(problems),
+    }
+}
+
+/// Most problems reported in one reading of a file.
+const MAX_PROBLEMS: usize = 100;
+
+/// Parses `text`, and after each unknown key or mistyped value parses it again with that key
+/// blanked out (spaces, so that every offset stays true), to find the next one; returns the
+/// config read without them (`None` after a syntax error) and the problems. With the blanked
+/// keys left at their defaults, validation then finds the problems of the other values.
+fn parse_around_problems(text: &str) -> (Option<RawConfig>, Vec<ConfigProblem>) {
+    let mut problems = Vec::new();
+    let mut text = text.to_owned();
+    loop {
+        let err = match toml::from_str::<RawConfig>(&text) {
+            Ok(raw) => return (Some(raw), problems),
+            Err(err) => err,
+        };
+        let span = err.span();
+        problems.push(ConfigProblem {
             path: "file".to_owned(),
-            position,
+            position: span.as_ref().map(|span| line_column(&text, span.start)),
             message: err.message().trim().to_owned(),
-        }]
-    })
+        });
+        let syntax_ok = toml::from_str::<toml::Table>(&text).is_ok();
+        let Some(span) = span.filter(|_| syntax_ok && problems.len() < MAX_PROBLEMS) else {
+            return (None, problems);
+        };
+        let blanked = blank_entry(&text, span);
+        // Nothing changed, or the blanking broke the syntax (a value spread oddly over lines):
+        // what was found is all this reading can tell.
+        if blanked == text || toml::from_str::<toml::Table>(&blanked).is_err() {
+            return (None, problems);
+        }
+        text = blanked;
+    }
+}
+
+/// `text` with the lines of the entry at `span` turned to spaces: the lines the span covers,
+/// or, when it starts on a table header (`[name]`), the whole table up to the next header.
+fn blank_entry(text: &str, span: std::ops::Range<usize>) -> String {
+    let line_start = |offset: usize| {
+        text[..offset.min(text.len())]
+            .rfind('\n')
+            .map_or(0, |at| at + 1)
+    };
+    let line_end = |offset: usize| {
+        text[offset.min(text.len())..]
+            .find('\n')
+            .map_or(text.len(), |at| offset + at)
+    };
+    let start = line_start(span.start);
+    let mut end = line_end(span.end.saturating_sub(1).max(span.start));
+    if text[start..].trim_start().starts_with('[') {
+        // A table: its header and its keys, up to the next header.
+        let mut next = end;
+        while next < text.len() {
+            let line_from = next + 1;
+            let line_to = line_end(line_from);
+            if text[line_from..line_to].trim_start().starts_with('[') {
+                break;
+            }
+            next = line_to;
+        }
+        end = next;
+    }
+    let mut bytes = text.as_bytes().to_vec();
+    for byte in &mut bytes[start..end] {
+        if *byte != b'\n' {
+            *byte = b' ';
+        }
+    }
+    String::from_utf8(bytes).unwrap_or_else(|_| text.to_owned())
 }
 
 /// Loads, parses and validates a file with overrides applied.
 pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Settings, Vec<ConfigProblem>> {
-    let (text, raw) = match path {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|err| {
-                vec![ConfigProblem {
-                    path: path.display().to_string(),
-                    position: None,
-                    message: format!("failed to read config file: {err}"),
-                }]
-            })?;
-            let raw = parse(&text)?;
-            (text, raw)
-        }
-        None => (String::new(), RawConfig::default()),
+    let Some(path) = path else {
+        return RawConfig::default().validate("", overrides);
     };
-    raw.validate(&text, overrides)
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        vec![ConfigProblem {
+            path: path.display().to_string(),
+            position: None,
+            message: format!("failed to read config file: {err}"),
+        }]
+    })?;
+    check_text(&text, overrides)
+}
+
+/// Parses and validates a config file's text: the settings, or every problem in file order.
+/// The keys in error are left at their defaults so that the other values are checked too,
+/// and one reading names every problem (but a TOML syntax error, which stops the reading).
+pub fn check_text(text: &str, overrides: &Overrides) -> Result<Settings, Vec<ConfigProblem>> {
+    let (raw, mut problems) = parse_around_problems(text);
+    let Some(raw) = raw else {
+        return Err(problems);
+    };
+    match raw.validate(text, overrides) {
+        Ok(settings) if problems.is_empty() => return Ok(settings),
+        Ok(_) => {}
+        Err(more) => problems.extend(more),
+    }
+    problems.sort_by_key(|problem| problem.position.unwrap_or((usize::MAX, 0)));
+    Err(problems)
 }
 
 /// 1-based line and column of a byte offset.

@@ -215,3 +215,47 @@ fn the_detection_state_cap_is_read_in_mib_and_zero_is_refused() {
         "{rendered:#?}"
     );
 }
+
+/// Unknown keys, an unknown table and mistyped values are reported together with the
+/// problems of the other values, each at its line and column, in file order.
+#[test]
+fn one_reading_reports_unknown_keys_mistyped_values_and_bad_values_together() {
+    let text = "version = 1\n\
+                bogus_key = true\n\
+                [gateway]\n\
+                listen = \"nowhere\"\n\
+                capture_body = \"yes\"\n\
+                trusted_proxies = [\n  \"10.0.0.0/8\",\n  \"banana\",\n]\n\
+                [gateway.nonsense]\n\
+                a = 1\n\
+                b = 2\n\
+                [[gateway.routes]]\n\
+                upstream = \"ftp://x\"\n\
+                [redact]\n\
+                headers = [1]\n\
+                [journal]\n\
+                fsync = \"sometimes\"\n";
+    let problems = check_text(text, &Overrides::default()).unwrap_err();
+    let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let expected = [
+        ("2:1:", "unknown field `bogus_key`"),
+        ("4:10: gateway.listen:", "expected an address"),
+        ("5:16:", "invalid type"),
+        ("8:3: gateway.trusted_proxies[1]", ""),
+        ("10:", "unknown field `nonsense`"),
+        ("14:12: gateway.routes[0].upstream", ""),
+        ("16:12:", "invalid type"),
+        ("18:9: journal.fsync", ""),
+    ];
+    assert_eq!(problems.len(), expected.len(), "{rendered:#?}");
+    for ((position, message), line) in expected.iter().zip(&rendered) {
+        assert!(
+            line.starts_with(position) && line.contains(message),
+            "expected {position} {message:?}, got {line:?} in {rendered:#?}"
+        );
+    }
+    // A syntax error stops the reading: it is the only problem.
+    let problems = check_text("[gateway\nlisten = 1\n", &Overrides::default()).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].position.map(|(line, _)| line), Some(1));
+}
