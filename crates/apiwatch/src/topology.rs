@@ -428,6 +428,44 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// An event the journal can no longer take is counted as dropped (the metric operators
+    /// alert on), never lost silently; one it took is not.
+    #[tokio::test]
+    async fn an_event_the_journal_refuses_is_counted_as_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) =
+            apiwatch_journal::Journal::open(apiwatch_journal::JournalConfig::new(dir.path()))
+                .unwrap();
+        let sink = JournalSink {
+            appender: journal.appender(),
+            dropped: Counter::default(),
+            progress: Arc::default(),
+        };
+        let event = || {
+            Event::new(
+                apiwatch_event::EventKind::Request,
+                "test",
+                time::OffsetDateTime::now_utc(),
+            )
+        };
+        sink.emit(event()).await;
+        assert_eq!(sink.dropped.get(), 0);
+        journal.shutdown().unwrap();
+        sink.emit(event()).await;
+        assert_eq!(sink.dropped.get(), 1);
+        let progress = &sink.progress;
+        assert_eq!(
+            progress
+                .submitted
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        assert_eq!(
+            progress.answered.load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_gateway_that_ends_early_stops_everything_and_closes_the_journal() {
         let dir = tempfile::tempdir().unwrap();

@@ -88,3 +88,22 @@ fn hostile_request_becomes_one_clean_line_without_secrets() {
         Some(r#"{"login":"bob","password":"[REDACTED]"}"#)
     );
 }
+
+/// Every field the record can carry is documented in `docs/events.md` (as `` `name` `` in its
+/// tables): a field added to `Event` without its documentation fails here.
+#[test]
+fn every_event_field_is_documented() {
+    let record = include_str!("../src/record.rs");
+    let docs = include_str!("../../../docs/events.md");
+    let names: Vec<&str> = record
+        .split("rename = \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(names.len() >= 30, "field names found: {names:?}");
+    let missing: Vec<&&str> = names
+        .iter()
+        .filter(|name| !docs.contains(&format!("| `{name}` |")))
+        .collect();
+    assert!(missing.is_empty(), "not in docs/events.md: {missing:?}");
+}
