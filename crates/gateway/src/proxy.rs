@@ -92,6 +92,10 @@ pub async fn handle(
 
     let refusal = check_limits(&shared, &request);
     let route = shared.route_for(&request);
+    if let Some(route) = route {
+        // Also on a refusal: which service was asked is part of what an investigator needs.
+        pending.event.service_name = Some(route.service_name.clone());
+    }
     let (route, refusal) = match (refusal, route) {
         (Some(refusal), _) => (None, Some(refusal)),
         (None, None) => (
@@ -113,7 +117,6 @@ pub async fn handle(
         return Ok(refuse(pending, refusal, &request_id));
     };
 
-    pending.event.service_name = Some(route.service_name.clone());
     pending.event.upstream_address = Some(route.upstream.authority.clone());
     let client_version = request.version();
     let is_upgrade =

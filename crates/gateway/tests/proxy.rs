@@ -106,6 +106,11 @@ async fn declared_body_over_the_limit_is_refused_with_413_and_recorded() {
     assert_eq!(event.status_code, Some(413));
     assert_eq!(event.error_type.as_deref(), Some("request_too_large"));
     assert!(event.error_message.as_deref().unwrap().contains("1000"));
+    assert_eq!(
+        event.service_name.as_deref(),
+        Some("default"),
+        "the service asked"
+    );
 }
 
 #[tokio::test]
@@ -172,6 +177,11 @@ async fn headers_over_the_limit_are_refused_with_431_and_recorded() {
         message.starts_with("request headers are ")
             && message.ends_with("bytes, over the limit of 2048 bytes"),
         "{message}"
+    );
+    assert_eq!(
+        event.service_name.as_deref(),
+        Some("default"),
+        "the service asked"
     );
     assert_eq!(upstream.accepted(), 0, "never forwarded");
 }
