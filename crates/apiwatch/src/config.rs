@@ -575,6 +575,7 @@ const MAX_PROBLEMS: usize = 100;
 /// keys left at their defaults, validation then finds the problems of the other values.
 fn parse_around_problems(text: &str) -> (Option<RawConfig>, Vec<ConfigProblem>) {
     let mut problems = Vec::new();
+    let mut blanked: Vec<std::ops::Range<usize>> = Vec::new();
     let mut text = text.to_owned();
     loop {
         let err = match toml::from_str::<RawConfig>(&text) {
@@ -582,28 +583,41 @@ fn parse_around_problems(text: &str) -> (Option<RawConfig>, Vec<ConfigProblem>) 
             Err(err) => err,
         };
         let span = err.span();
-        problems.push(ConfigProblem {
-            path: "file".to_owned(),
-            position: span.as_ref().map(|span| line_column(&text, span.start)),
-            message: err.message().trim().to_owned(),
-        });
+        let message = err.message().trim().to_owned();
+        // A required key blanked out earlier now reads as missing from its table: that is
+        // the earlier problem again, not a new one.
+        let echo = message.starts_with("missing field")
+            && span.as_ref().is_some_and(|span| {
+                blanked
+                    .iter()
+                    .any(|gone| span.start <= gone.start && gone.start < span.end)
+            });
+        if !echo {
+            problems.push(ConfigProblem {
+                path: "file".to_owned(),
+                position: span.as_ref().map(|span| line_column(&text, span.start)),
+                message,
+            });
+        }
         let syntax_ok = toml::from_str::<toml::Table>(&text).is_ok();
         let Some(span) = span.filter(|_| syntax_ok && problems.len() < MAX_PROBLEMS) else {
             return (None, problems);
         };
-        let blanked = blank_entry(&text, span);
+        let (after, gone) = blank_entry(&text, span);
         // Nothing changed, or the blanking broke the syntax (a value spread oddly over lines):
         // what was found is all this reading can tell.
-        if blanked == text || toml::from_str::<toml::Table>(&blanked).is_err() {
+        if after == text || toml::from_str::<toml::Table>(&after).is_err() {
             return (None, problems);
         }
-        text = blanked;
+        blanked.push(gone);
+        text = after;
     }
 }
 
-/// `text` with the lines of the entry at `span` turned to spaces: the lines the span covers,
-/// or, when it starts on a table header (`[name]`), the whole table up to the next header.
-fn blank_entry(text: &str, span: std::ops::Range<usize>) -> String {
+/// `text` with the lines of the entry at `span` turned to spaces (the lines the span covers,
+/// or, when it starts on a table header `[name]`, the whole table up to the next header), and
+/// the range blanked.
+fn blank_entry(text: &str, span: std::ops::Range<usize>) -> (String, std::ops::Range<usize>) {
     let line_start = |offset: usize| {
         text[..offset.min(text.len())]
             .rfind('\n')
@@ -616,7 +630,10 @@ fn blank_entry(text: &str, span: std::ops::Range<usize>) -> String {
     };
     let start = line_start(span.start);
     let mut end = line_end(span.end.saturating_sub(1).max(span.start));
-    if text[start..].trim_start().starts_with('[') {
+    if text[start..line_end(span.start)]
+        .trim_start()
+        .starts_with('[')
+    {
         // A table: its header and its keys, up to the next header.
         let mut next = end;
         while next < text.len() {
@@ -635,7 +652,8 @@ fn blank_entry(text: &str, span: std::ops::Range<usize>) -> String {
             *byte = b' ';
         }
     }
-    String::from_utf8(bytes).unwrap_or_else(|_| text.to_owned())
+    let blanked = String::from_utf8(bytes).unwrap_or_else(|_| text.to_owned());
+    (blanked, start..end)
 }
 
 /// Loads, parses and validates a file with overrides applied.

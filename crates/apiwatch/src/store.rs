@@ -124,22 +124,21 @@ impl StoreStage {
                         ingested.inc_by(records.len() as u64);
                     }
                     if store.flush_due() || (stopping_now && !full) {
-                        // Busy with a compaction: the rows stay in the memtable, queryable;
-                        // at the stop, wait for it.
-                        loop {
-                            match store.try_flush() {
-                                Ok(Some(rows)) => {
-                                    if rows > 0 {
-                                        let _ = flushed_tx.send(());
-                                    }
-                                    break;
-                                }
-                                Ok(None) if stopping_now => std::thread::sleep(POLL),
-                                Ok(None) => break,
-                                Err(err) => {
-                                    tracing::error!(error = %err, "store flush failed; the journal still holds the events");
-                                    break;
-                                }
+                        // Busy with a compaction: the rows stay in the memtable, queryable,
+                        // unless it holds too many or this is the stop; then wait for it.
+                        let flushed = match store.try_flush() {
+                            Ok(None) if stopping_now || store.flush_overdue() => {
+                                store.flush_without_compacting().map(Some)
+                            }
+                            other => other,
+                        };
+                        match flushed {
+                            Ok(Some(rows)) if rows > 0 => {
+                                let _ = flushed_tx.send(());
+                            }
+                            Ok(_) => {}
+                            Err(err) => {
+                                tracing::error!(error = %err, "store flush failed; the journal still holds the events");
                             }
                         }
                     }
@@ -189,10 +188,11 @@ impl StoreStage {
 ///
 /// What the files do not hold is read into memory, so it must stay small. With a server
 /// running it is at most the server's memtable. Without one it can be the whole journal (after
-/// `apiwatch gen`, with `[store] enabled = false`, or after a server stopped by SIGKILL): then
-/// the store is first brought up to the journal as the server would (flushing as it goes,
-/// with the default settings), so that memory stays flat whatever the journal's size. A
-/// store this process may not write (another user's files) is read as it is.
+/// `apiwatch gen`, or after a server stopped by SIGKILL): then, when the data directory has a
+/// store (a server or a rebuild made one) owned by this process's user, the store is first
+/// brought up to the journal as the server would (flushing as it goes, without compacting),
+/// so that memory stays flat whatever the journal's size; the files are then read read-only.
+/// Without a store, or with another user's, the journal is read as it is.
 pub fn open_for_reading(data_dir: &Path) -> anyhow::Result<Store> {
     if !data_dir.join("journal").exists() {
         anyhow::bail!(
@@ -200,7 +200,29 @@ pub fn open_for_reading(data_dir: &Path) -> anyhow::Result<Store> {
             data_dir.display()
         );
     }
-    match Store::open_writer(data_dir, StoreConfig::default()) {
+    if ours(&data_dir.join(apiwatch_store::STORE_DIR)) {
+        catch_up_unless_served(data_dir);
+    }
+    let store = Store::open_reader(data_dir)?;
+    ingest_journal_tail(&store, data_dir, false)?;
+    Ok(store)
+}
+
+/// Whether `path` exists and belongs to this process's user (the owner of `/proc/self`).
+fn ours(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let owner = |path: &Path| std::fs::metadata(path).map(|metadata| metadata.uid()).ok();
+    owner(path).is_some_and(|uid| Some(uid) == owner(Path::new("/proc/self")))
+}
+
+/// Brings the store of `data_dir` up to the journal when no server holds it (a server
+/// starting meanwhile waits for the lock: see `topology`).
+fn catch_up_unless_served(data_dir: &Path) {
+    let config = StoreConfig {
+        compact: false,
+        ..StoreConfig::default()
+    };
+    match Store::open_writer(data_dir, config) {
         Ok(writer) => {
             let caught_up = catch_up(&writer, data_dir)
                 .and_then(|_| writer.flush().map_err(anyhow::Error::from));
@@ -213,9 +235,6 @@ pub fn open_for_reading(data_dir: &Path) -> anyhow::Result<Store> {
             tracing::debug!(error = %err, "the store cannot be written here; reading the journal instead");
         }
     }
-    let store = Store::open_reader(data_dir)?;
-    ingest_journal_tail(&store, data_dir, false)?;
-    Ok(store)
 }
 
 /// Ingests the journal records the writer `store` does not hold yet (flushing as it goes);

@@ -184,10 +184,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         None
     };
     let store = if settings.store.enabled {
-        let store = Arc::new(
-            apiwatch_store::Store::open_writer(&settings.data_dir, settings.store.config.clone())
-                .context("failed to open the query store")?,
-        );
+        let store = Arc::new(open_store_waiting(&settings).await?);
         // What the files do not hold is replayed before the API answers, so a query right
         // after a restart already sees every journaled event.
         let replayed = crate::store::catch_up(&store, &settings.data_dir)
@@ -423,10 +420,59 @@ impl StopOutcome {
     }
 }
 
+/// How long a start waits for another process (a CLI read bringing the store up to the
+/// journal) to let go of the store.
+const STORE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Opens the query store for writing, waiting up to [`STORE_LOCK_WAIT`] while another process
+/// holds it.
+async fn open_store_waiting(settings: &Settings) -> anyhow::Result<apiwatch_store::Store> {
+    let deadline = std::time::Instant::now() + STORE_LOCK_WAIT;
+    let mut told = false;
+    loop {
+        match apiwatch_store::Store::open_writer(&settings.data_dir, settings.store.config.clone())
+        {
+            Err(apiwatch_store::Error::Locked(path)) if std::time::Instant::now() < deadline => {
+                if !told {
+                    tracing::warn!(path = %path.display(), "another process holds the query store (a CLI read catching it up?); waiting for it");
+                    told = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            opened => return opened.context("failed to open the query store"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A start finding the store held by another process (a CLI read catching it up) waits
+    /// for it instead of failing.
+    #[tokio::test]
+    async fn a_start_waits_for_another_holder_of_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let overrides = crate::config::Overrides {
+            upstream: Some("http://127.0.0.1:9".into()),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..crate::config::Overrides::default()
+        };
+        let settings = crate::config::load(None, &overrides).unwrap();
+        let holder =
+            apiwatch_store::Store::open_writer(dir.path(), apiwatch_store::StoreConfig::default())
+                .unwrap();
+        let opening = tokio::spawn(async move { open_store_waiting(&settings).await });
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        assert!(!opening.is_finished(), "it waited while the store was held");
+        drop(holder);
+        let opened = tokio::time::timeout(std::time::Duration::from_secs(5), opening)
+            .await
+            .expect("it opened once the store was let go")
+            .unwrap();
+        assert!(opened.is_ok(), "{:?}", opened.err());
+    }
 
     /// An event the journal can no longer take is counted as dropped (the metric operators
     /// alert on), never lost silently; one it took is not.

@@ -588,14 +588,19 @@ fn requests_by_cli(data: &str) -> String {
         .to_owned()
 }
 
-/// Without a server, a CLI read first brings the store up to the journal (flushing as it
-/// goes) instead of holding every journal record the files lack in memory.
+/// Without a server, a CLI read first brings an existing store up to the journal (flushing
+/// as it goes) instead of holding every journal record the files lack in memory; where there
+/// is no store (the store never enabled) it creates none and reads the journal.
 #[test]
 fn a_cli_read_without_a_server_flushes_the_journal_tail_to_files_first() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_arg = data.to_str().unwrap();
     run_ok(&["gen", "--events", "3000", "-o", data_arg]);
+    assert_eq!(requests_by_cli(data_arg), r#"{"n":3000}"#);
+    assert!(!data.join("store").exists(), "no store was made");
+    // A store the journal has outgrown (as after a server's SIGKILL; here an empty one).
+    std::fs::create_dir(data.join("store")).unwrap();
     assert_eq!(requests_by_cli(data_arg), r#"{"n":3000}"#);
     let status = run(&["store", "status", "--data", data_arg]);
     let status: Value = serde_json::from_str(stdout_of(&status).trim()).unwrap();

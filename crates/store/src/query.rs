@@ -6,6 +6,7 @@ use std::time::Duration;
 use apiwatch_event::Event;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{LogicalPlan, SortExpr};
 use datafusion::prelude::{Expr, SQLOptions, col, lit};
@@ -589,6 +590,27 @@ fn sql_slots() -> Arc<tokio::sync::Semaphore> {
     Arc::clone(SLOTS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(SQL_RUNNING_MAX))))
 }
 
+/// A query's own runtime, shut down without waiting when dropped: also when the caller's
+/// future is dropped mid-query (a client gone), where dropping a runtime in async context
+/// would panic. A query still computing stops at its next yield, and its threads end.
+struct SqlThreads(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for SqlThreads {
+    type Target = tokio::runtime::Runtime;
+
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for SqlThreads {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 async fn collect_capped(frame: DataFrame, limits: Limits) -> Result<SqlAnswer> {
     // `EXPLAIN [ANALYZE]` must stay the plan's root (a limit above it is refused); its answer
     // is a few rows, which the cap below still counts.
@@ -621,22 +643,26 @@ async fn collect_capped(frame: DataFrame, limits: Limits) -> Result<SqlAnswer> {
         .await
         .map_err(|_| Error::Timeout(limits.timeout))?
         .map_err(|_| Error::Query("sql: the query slots are closed".into()))?;
-    let threads = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(SQL_THREADS)
-        .thread_name("apiwatch-sql")
-        .enable_time()
-        .build()
-        .map_err(|err| Error::Query(format!("sql: cannot start the query's threads: {err}")))?;
+    let threads = SqlThreads(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(SQL_THREADS)
+            .thread_name("apiwatch-sql")
+            .enable_time()
+            .build()
+            .map_err(|err| DataFusionError::External(Box::new(err)))?,
+    ));
     let mut running = threads.spawn(async move {
         let _slot = slot; // free once the query ends, abandoned or not
         run.await
     });
     let outcome = tokio::time::timeout_at(deadline, &mut running).await;
-    // Does not wait: a query past its limit is dropped at its next yield, and its threads end.
-    threads.shutdown_background();
+    drop(threads);
     let (mut batches, rows) = match outcome {
         Ok(Ok(answer)) => answer?,
-        Ok(Err(join)) => return Err(Error::Query(format!("sql: the query failed: {join}"))),
+        Ok(Err(join)) => {
+            let failed = format!("the query's task failed: {join}");
+            return Err(DataFusionError::Execution(failed).into());
+        }
         Err(_elapsed) => return Err(Error::Timeout(limits.timeout)),
     };
     let truncated = rows > limits.max_rows;

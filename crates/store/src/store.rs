@@ -77,6 +77,11 @@ struct Memtable {
     oldest: Option<Instant>,
 }
 
+/// Flushes' worth of rows (`flush_rows` each) the memtable may hold while a compaction makes
+/// flushes give way ([`Store::try_flush`]); past it ingestion waits for the compaction, and
+/// the journal holds what comes meanwhile.
+pub const MEMTABLE_MAX_FLUSHES: usize = 4;
+
 /// The query store of one data directory.
 ///
 /// One writer (`apiwatch serve`, or `apiwatch store rebuild`) holds the store's lock, ingests
@@ -304,11 +309,27 @@ impl Store {
         if self._lock.is_none() {
             return Err(Error::Query("a read-only store cannot flush".into()));
         }
-        let flushed = self.write_memtable(lock(&self.maintenance))?;
+        let flushed = self.flush_without_compacting()?;
         if self.config.compact {
             self.compact()?;
         }
         Ok(flushed)
+    }
+
+    /// Writes the memtable to Parquet as [`Store::flush`] does, without compacting; waits
+    /// for a running compaction or deletion to end first.
+    pub fn flush_without_compacting(&self) -> Result<usize> {
+        if self._lock.is_none() {
+            return Err(Error::Query("a read-only store cannot flush".into()));
+        }
+        self.write_memtable(lock(&self.maintenance))
+    }
+
+    /// Whether the memtable holds so many rows past a due flush ([`MEMTABLE_MAX_FLUSHES`]
+    /// flushes' worth) that a flush must wait for a running compaction rather than give way:
+    /// the bound of the memtable's memory while files are merged.
+    pub fn flush_overdue(&self) -> bool {
+        read(&self.memtable).rows >= MEMTABLE_MAX_FLUSHES * self.config.flush_rows
     }
 
     /// Writes the memtable to Parquet as [`Store::flush`] does, without compacting, unless a

@@ -255,6 +255,12 @@ fn one_reading_reports_unknown_keys_mistyped_values_and_bad_values_together() {
             "expected {position} {message:?}, got {line:?} in {rendered:#?}"
         );
     }
+    // A mistyped required key is one problem, not also "missing field" once blanked out.
+    let text = "[[gateway.routes]]\nupstream = \"http://127.0.0.1:3000\"\n\
+                [[alerts.receivers]]\nname = \"hook\"\nkind = 5\nurl = \"http://127.0.0.1:9/\"\n";
+    let problems = check_text(text, &Overrides::default()).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].position, Some((5, 8)), "{problems:?}");
     // A syntax error stops the reading: it is the only problem.
     let problems = check_text("[gateway\nlisten = 1\n", &Overrides::default()).unwrap_err();
     assert_eq!(problems.len(), 1, "{problems:?}");
