@@ -855,6 +855,23 @@ pub fn stats_request(
 mod tests {
     use super::*;
 
+    /// A journal in `dir` and its appender.
+    fn open_journal(dir: &Path) -> (apiwatch_journal::Journal, Appender) {
+        let (journal, _) =
+            apiwatch_journal::Journal::open(apiwatch_journal::JournalConfig::new(dir)).unwrap();
+        let appender = journal.appender();
+        (journal, appender)
+    }
+
+    /// Polls `done` until it holds, failing with `what` after 20 s.
+    fn wait_until(what: &str, done: &dyn Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The value of an unlabelled metric in `registry`'s text.
     fn metric(registry: &Registry, name: &str) -> Option<i64> {
         let mut text = String::new();
@@ -868,10 +885,7 @@ mod tests {
     #[test]
     fn the_lag_gauge_is_the_journal_size_less_what_the_store_ingested() {
         let dir = tempfile::tempdir().unwrap();
-        let (journal, _) =
-            apiwatch_journal::Journal::open(apiwatch_journal::JournalConfig::new(dir.path()))
-                .unwrap();
-        let appender = journal.appender();
+        let (journal, appender) = open_journal(dir.path());
         let store = Arc::new(Store::open_writer(dir.path(), StoreConfig::default()).unwrap());
         // A journal size the follower cannot reach yet: 30 records ahead of the store.
         let journal_size = Gauge::<i64, AtomicI64>::default();
@@ -890,23 +904,56 @@ mod tests {
             let event = Event::new(EventKind::Request, "test", OffsetDateTime::now_utc());
             appender.append_blocking(event.to_json()).unwrap();
         }
-        let wait = |what: &str, done: &dyn Fn() -> bool| {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !done() {
-                assert!(Instant::now() < deadline, "{what}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        };
-        wait("the store ingested the 10 records", &|| {
+        wait_until("the store ingested the 10 records", &|| {
             store.next_seq() == 10
         });
-        wait("the lag fell to 20", &|| {
+        wait_until("the lag fell to 20", &|| {
             metric(&registry, "apiwatch_store_lag_records") == Some(20)
         });
         journal_size.set(10);
-        wait("the lag fell to 0", &|| {
+        wait_until("the lag fell to 0", &|| {
             metric(&registry, "apiwatch_store_lag_records") == Some(0)
         });
+        stage.stop();
+        journal.shutdown().unwrap();
+    }
+
+    /// The server's store compacts on its own thread: two flushed pieces of an hour that is
+    /// over become one file, with every event still there.
+    #[test]
+    fn the_store_stage_compacts_finished_hours_on_its_own_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, appender) = open_journal(dir.path());
+        let config = StoreConfig {
+            flush_rows: 50,
+            row_group_rows: 64,
+            ..StoreConfig::default()
+        };
+        let store = Arc::new(Store::open_writer(dir.path(), config).unwrap());
+        let mut registry = Registry::default();
+        let stage = StoreStage::start(
+            Arc::clone(&store),
+            dir.path(),
+            appender.clone(),
+            Gauge::default(),
+            &mut registry,
+        )
+        .unwrap();
+        let hour = |h: i64| OffsetDateTime::now_utc() - time::Duration::hours(h);
+        // Two pieces of the hour three hours ago, flushed one at a time; then the last hour.
+        for (piece, at) in [(1, hour(3)), (2, hour(3)), (3, hour(1))] {
+            for _ in 0..50 {
+                let event = Event::new(EventKind::Request, "test", at);
+                appender.append_blocking(event.to_json()).unwrap();
+            }
+            wait_until("the piece was flushed", &|| {
+                store.status().file_rows == piece * 50
+            });
+        }
+        wait_until("the finished hour's two pieces became one file", &|| {
+            store.status().files == 2
+        });
+        assert_eq!(store.status().file_rows, 150);
         stage.stop();
         journal.shutdown().unwrap();
     }

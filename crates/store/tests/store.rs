@@ -257,6 +257,15 @@ async fn pages_stay_exact_while_events_arrive_and_files_are_flushed_and_compacte
         if page_number == 1 {
             store.ingest(&newer[..20]);
             store.flush().unwrap(); // and compaction (small_config compacts)
+            let manifest =
+                apiwatch_store::files::Manifest::load(&dir.path().join("store")).unwrap();
+            assert!(
+                manifest
+                    .files
+                    .iter()
+                    .any(|file| file.name.ends_with(".c.parquet")),
+                "the flush compacted finished hours: {manifest:#?}"
+            );
         }
         if page_number == 2 {
             store.ingest(&newer[20..]);
