@@ -149,5 +149,10 @@ finally:
     subprocess.run([BIN, "token", "revoke", f"bench{os.getpid()}", "--data", DATA], capture_output=True)
 
 parquet_bytes = sum(os.path.getsize(f) for f in FILES)
-journal_bytes = sum(os.path.getsize(f) for f in glob.glob(os.path.join(DATA, "journal", "segment-*.awj")))
-print(f"\nParquet: {parquet_bytes / total:.1f} bytes/event; journal (JSON + framing): {journal_bytes / total:.1f} bytes/event")
+segments = glob.glob(os.path.join(DATA, "journal", "segment-*.awj"))
+journal_bytes = sum(os.path.getsize(f) for f in segments)
+# The raw JSON: the journal less its framing (a 16-byte header per segment and per record;
+# crates/journal/src/segment.rs), with one record per event.
+json_bytes = journal_bytes - 16 * len(segments) - 16 * total
+print(f"\nParquet: {parquet_bytes / total:.1f} bytes/event; raw JSON: {json_bytes / total:.1f} bytes/event; "
+      f"journal (JSON + framing): {journal_bytes / total:.1f} bytes/event")
