@@ -188,43 +188,42 @@ fn add_headers(event: &mut Event, client: u32) {
     }
 }
 
-/// Runs `gen`.
-pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
-    if args.output.join("journal").exists() {
-        anyhow::bail!(
-            "{} already holds a journal; choose a new directory",
-            args.output.display()
-        );
-    }
-    let mut config = JournalConfig::new(&args.output);
-    config.fsync = FsyncPolicy::Interval(Duration::from_secs(1));
-    if let Some(bytes) = args.segment_max_bytes {
-        config.segment_max_bytes = bytes;
-    }
-    let (journal, _) = Journal::open(config)?;
-    let appender = journal.appender();
-    let mut rng = Rng(args.seed);
-    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
-    let span = i64::from(args.days.max(1)) * 86_400_000_000_000;
-    let start = now - span;
-    let step = span / args.events.max(1) as i64;
-    let started = Instant::now();
-    let mut batch = Vec::with_capacity(8192);
-    let mut burst: Option<(u32, u64, u8)> = None; // (attacker, remaining, kind)
-    let clients = args.clients.max(1);
-    for index in 0..args.events {
-        let nanos = start + index as i64 * step;
-        if burst.is_none() && rng.chance(0.002) {
-            // An attacker outside the regular clients, for a few hundred requests.
-            burst = Some((
-                clients + rng.below(1000) as u32,
-                200 + rng.below(800),
-                rng.below(3) as u8,
-            ));
+/// The synthetic traffic: ordinary clients, skewed (a few heavy ones, a long tail), and now
+/// and then an attacker from outside them for a few hundred requests (a burst: brute force
+/// on the login, a scanner probing for files, or an enumeration of user ids). A burst starts
+/// on 0.002% of events (one per 50,000 on average), so about 1% of events are attacks.
+struct Traffic {
+    rng: Rng,
+    clients: u32,
+    /// (attacker, requests left, kind).
+    burst: Option<(u32, u64, u8)>,
+    /// Bursts started so far.
+    bursts: u64,
+}
+
+impl Traffic {
+    fn new(seed: u64, clients: u32) -> Traffic {
+        Traffic {
+            rng: Rng(seed),
+            clients: clients.max(1),
+            burst: None,
+            bursts: 0,
         }
-        let event = match &mut burst {
+    }
+
+    /// The next event, at `nanos`.
+    fn next_event(&mut self, nanos: i64) -> Event {
+        let (rng, clients) = (&mut self.rng, self.clients);
+        if self.burst.is_none() && rng.chance(0.002) {
+            // An attacker outside the regular clients, for a few hundred requests.
+            // The kinds take turns, so that even a short run has each.
+            let kind = (self.bursts % 3) as u8;
+            self.bursts += 1;
+            self.burst = Some((clients + rng.below(1000) as u32, 200 + rng.below(800), kind));
+        }
+        match &mut self.burst {
             Some((attacker, remaining, kind)) => {
-                let mut event = ordinary(&mut rng, *attacker, nanos);
+                let mut event = ordinary(rng, *attacker, nanos);
                 match kind {
                     0 => {
                         event.method = Some("POST".to_owned());
@@ -258,7 +257,7 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
                 event.outcome = Some("failure".to_owned());
                 *remaining -= 1;
                 if *remaining == 0 {
-                    burst = None;
+                    self.burst = None;
                 }
                 event
             }
@@ -269,9 +268,36 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     rng.below(u64::from(clients)) as u32
                 };
-                ordinary(&mut rng, client, nanos)
+                ordinary(rng, client, nanos)
             }
-        };
+        }
+    }
+}
+
+/// Runs `gen`.
+pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
+    if args.output.join("journal").exists() {
+        anyhow::bail!(
+            "{} already holds a journal; choose a new directory",
+            args.output.display()
+        );
+    }
+    let mut config = JournalConfig::new(&args.output);
+    config.fsync = FsyncPolicy::Interval(Duration::from_secs(1));
+    if let Some(bytes) = args.segment_max_bytes {
+        config.segment_max_bytes = bytes;
+    }
+    let (journal, _) = Journal::open(config)?;
+    let appender = journal.appender();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    let span = i64::from(args.days.max(1)) * 86_400_000_000_000;
+    let start = now - span;
+    let step = span / args.events.max(1) as i64;
+    let started = Instant::now();
+    let mut batch = Vec::with_capacity(8192);
+    let mut traffic = Traffic::new(args.seed, args.clients);
+    for index in 0..args.events {
+        let event = traffic.next_event(start + index as i64 * step);
         batch.push(event.to_json());
         if batch.len() == batch.capacity() {
             appender
@@ -292,4 +318,67 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
         args.output.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// What the benchmarks rely on: thousands of skewed clients, routes with ids, a status
+    /// mix, the headers the gateway records, and bursts of each attack from outside the
+    /// clients. Seeded, so the same every run.
+    #[test]
+    fn traffic_has_many_clients_routes_with_ids_a_status_mix_headers_and_every_attack() {
+        let mut traffic = Traffic::new(1, 3000);
+        let events: Vec<Event> = (0..300_000).map(|i| traffic.next_event(i)).collect();
+        let clients: HashSet<String> = (0..3000).map(client_ip).collect();
+        let ip = |event: &Event| event.source_ip.clone().unwrap();
+        let regular: HashSet<String> = events
+            .iter()
+            .map(ip)
+            .filter(|ip| clients.contains(ip))
+            .collect();
+        assert!(regular.len() > 2500, "{} clients seen", regular.len());
+        assert!(regular.iter().any(|ip| ip.contains(':')), "IPv6 clients");
+        assert!(events.iter().any(|event| {
+            event.route.as_deref() == Some("/api/users/{id}")
+                && event.url_path.as_deref() != Some("/api/users/{id}")
+        }));
+        let statuses: HashSet<u16> = events.iter().filter_map(|e| e.status_code).collect();
+        for status in [200, 201, 401, 403, 404, 500] {
+            assert!(statuses.contains(&status), "no {status}: {statuses:?}");
+        }
+        assert!(
+            events
+                .iter()
+                .all(|event| event.request_headers.contains_key("host"))
+        );
+        // Attackers come from outside the clients; each kind of burst is there.
+        let attacks: Vec<&Event> = events
+            .iter()
+            .filter(|event| !clients.contains(&ip(event)))
+            .collect();
+        let brute_force = attacks
+            .iter()
+            .filter(|e| e.status_code == Some(401) && e.url_path.as_deref() == Some("/api/login"))
+            .count();
+        let scanning = attacks
+            .iter()
+            .filter(|e| e.user_agent.as_deref() == Some("Mozilla/5.0 zgrab/0.x"))
+            .count();
+        let enumeration = attacks
+            .iter()
+            .filter(|e| e.route.as_deref() == Some("/api/users/{id}"))
+            .count();
+        for (kind, count) in [
+            ("brute force", brute_force),
+            ("scanning", scanning),
+            ("enumeration", enumeration),
+        ] {
+            assert!(count >= 200, "{kind}: {count} events");
+        }
+        let share = attacks.len() as f64 / events.len() as f64;
+        assert!((0.002..0.05).contains(&share), "attack share {share}");
+    }
 }
