@@ -618,12 +618,7 @@ fn sql_position(message: &str) -> Option<usize> {
 
 impl QueryService {
     fn journal(&self, event: Event) -> BoxFuture<()> {
-        let appender = self.appender.clone();
-        Box::pin(async move {
-            if let Err(err) = appender.append(event.to_json()).await {
-                tracing::error!(error = %err, "failed to journal a query's audit event");
-            }
-        })
+        journal_audit(&self.appender, event)
     }
 
     /// Journals the audit event of an API query that was answered, or refused with `err`
@@ -788,7 +783,22 @@ impl EventsApi for QueryService {
             Ok(json!({ "rows": rows }))
         })
     }
+}
 
+/// Journals the audit events of reads the admin API answers without the query store
+/// (findings) or refuses before it (a SQL body that is no query), as `query.via = "api"`.
+pub struct ReadAuditor {
+    appender: Appender,
+}
+
+impl ReadAuditor {
+    /// Journals through `appender`.
+    pub fn new(appender: Appender) -> ReadAuditor {
+        ReadAuditor { appender }
+    }
+}
+
+impl apiwatch_server::AuditApi for ReadAuditor {
     fn audit_read(
         &self,
         kind: &str,
@@ -796,15 +806,19 @@ impl EventsApi for QueryService {
         by: String,
         outcome: Result<usize, String>,
     ) -> BoxFuture<()> {
-        let service = self.clone();
-        let kind = kind.to_owned();
-        Box::pin(async move {
-            let outcome = outcome.map_err(bad_request);
-            service
-                .audit(&by, &kind, &text, (None, None), &outcome, |rows| *rows)
-                .await;
-        })
+        let event = outcome_audit_event(&by, kind, &text, (None, None), outcome, "api");
+        journal_audit(&self.appender, event)
     }
+}
+
+/// Journals an audit event of the API (a failure is logged: the answer is not held back).
+fn journal_audit(appender: &Appender, event: Event) -> BoxFuture<()> {
+    let appender = appender.clone();
+    Box::pin(async move {
+        if let Err(err) = appender.append(event.to_json()).await {
+            tracing::error!(error = %err, "failed to journal an audit event");
+        }
+    })
 }
 
 /// The aggregation a `stats` kind names, with its parameters checked.

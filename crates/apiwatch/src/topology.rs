@@ -257,7 +257,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
         journal.appender(),
     );
     tokio::spawn(Arc::clone(&retention).run(shutdown.subscribe()));
-    admin_state = admin_state.with_retention(retention);
+    admin_state = admin_state
+        .with_retention(retention)
+        .with_audit(Arc::new(crate::store::ReadAuditor::new(journal.appender())));
     let store = match store {
         Some((store, stage)) => {
             admin_state = admin_state.with_events(Arc::new(crate::store::QueryService::new(

@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    get, journal_events, poll, post, run, run_ok, serve, serve_trusting_loopback, start_upstream,
-    stdout_of,
+    get, journal_events, poll, post, run, run_ok, serve, serve_configured, serve_trusting_loopback,
+    start_upstream, stdout_of,
 };
 use serde_json::Value;
 
@@ -608,6 +608,35 @@ fn a_cli_read_without_a_server_flushes_the_journal_tail_to_files_first() {
         status["file_rows"].as_u64().unwrap() >= 3000,
         "the journal's events are in files: {status}"
     );
+}
+
+/// Findings are read from the journal, not the store: with the store off they are still
+/// answered, and still audited.
+#[test]
+fn findings_are_audited_with_the_store_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("apiwatch.toml");
+    std::fs::write(&config, "[store]\nenabled = false\n").unwrap();
+    let upstream = start_upstream();
+    let apiwatch = serve_configured(&data, upstream.addr, &config);
+    let token = apiwatch.token();
+    assert_eq!(api(apiwatch.admin, &token, "/api/v1/events").0, 404);
+    let (status, body) = api(apiwatch.admin, &token, "/api/v1/findings?since=2h&limit=7");
+    assert_eq!(status, 200, "{body}");
+    poll(
+        Duration::from_secs(5),
+        || {
+            journal_events(&data).into_iter().find(|event| {
+                event["labels"]["query.kind"] == "findings"
+                    && event["labels"]["query.text"] == "since=2h limit=7"
+                    && event["user.name"] == "admin"
+                    && event["event.outcome"] == "success"
+            })
+        },
+        || "the findings read was not audited".to_owned(),
+    );
+    assert!(apiwatch.terminate().success());
 }
 
 #[test]

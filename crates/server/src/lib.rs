@@ -63,10 +63,14 @@ pub trait EventsApi: Send + Sync + 'static {
         params: std::collections::HashMap<String, String>,
         by: String,
     ) -> BoxFuture<Result<serde_json::Value, ApiError>>;
-    /// Journals the audit event of a `kind` read that did not go through the methods above:
-    /// a query refused before it reached the store, such as a SQL body that is not JSON
-    /// (`Err` says why), or a read the server answered itself, such as `findings` (`Ok`
-    /// holds the rows). `text` is what was asked.
+}
+
+/// The audit of reads that do not go through [`EventsApi`], whether or not the query store
+/// runs; the binary journals them.
+pub trait AuditApi: Send + Sync + 'static {
+    /// Journals the audit event of a `kind` read: a query refused before it reached the
+    /// store, such as a SQL body that is not JSON (`Err` says why), or a read the server
+    /// answered itself, such as `findings` (`Ok` holds the rows). `text` is what was asked.
     fn audit_read(
         &self,
         kind: &str,
@@ -154,6 +158,7 @@ pub struct AdminState {
     alerts: Option<Arc<dyn AlertsApi>>,
     events: Option<Arc<dyn EventsApi>>,
     retention: Option<Arc<dyn RetentionApi>>,
+    audit: Option<Arc<dyn AuditApi>>,
 }
 
 /// What the `/api/` handlers need: who may ask, and where the journal is.
@@ -175,7 +180,15 @@ impl AdminState {
             alerts: None,
             events: None,
             retention: None,
+            audit: None,
         }
+    }
+
+    /// Journals reads that do not go through the events API (findings, refused queries)
+    /// through `audit`.
+    pub fn with_audit(mut self, audit: Arc<dyn AuditApi>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Serves `/api/v1/decisions` (list, add, delete) through `decisions`.
@@ -439,9 +452,11 @@ async fn run_sql(
         Err(err) => {
             let message = format!("body: expected {{\"query\": \"SELECT ...\"}} ({err})");
             let sent = String::from_utf8_lossy(&body).into_owned();
-            events
-                .audit_read("sql", sent, by, Err(message.clone()))
-                .await;
+            if let Some(audit) = &state.audit {
+                audit
+                    .audit_read("sql", sent, by, Err(message.clone()))
+                    .await;
+            }
             return error(StatusCode::BAD_REQUEST, message);
         }
     };
@@ -514,12 +529,12 @@ async fn findings_handler(
     );
     let answer = findings_answer(api, params).await;
     // Findings are read from the journal: a read of events, audited like a search.
-    if let Some(events) = &state.events {
+    if let Some(audit) = &state.audit {
         let outcome = match &answer {
             Ok(found) => Ok(found.len()),
             Err((_, message)) => Err(message.clone()),
         };
-        events.audit_read("findings", asked, by, outcome).await;
+        audit.audit_read("findings", asked, by, outcome).await;
     }
     match answer {
         Ok(found) => Json(json!({ "findings": found })).into_response(),
