@@ -208,11 +208,19 @@ pub fn open_for_reading(data_dir: &Path) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// Whether `path` exists and belongs to this process's user (the owner of `/proc/self`).
+/// Whether `path` exists and belongs to this process's user.
 fn ours(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let owner = |path: &Path| std::fs::metadata(path).map(|metadata| metadata.uid()).ok();
-    owner(path).is_some_and(|uid| Some(uid) == owner(Path::new("/proc/self")))
+    let owner = std::fs::metadata(path).map(|metadata| metadata.uid()).ok();
+    owner.is_some_and(|uid| Some(uid) == process_uid())
+}
+
+/// This process's user id: the owner of `/proc/self` (which `$USER` cannot fake).
+pub fn process_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|metadata| metadata.uid())
+        .ok()
 }
 
 /// Brings the store of `data_dir` up to the journal when no server holds it (a server

@@ -192,35 +192,51 @@ async fn pages_follow_the_cursor_newest_first_without_gaps_or_repeats() {
     let dir = tempfile::tempdir().unwrap();
     let all = events(230);
     let store = files_and_memtable(dir.path(), &all, 150);
+    let (seen, pages) = pages_of_25(&store, "status>=400", |_| {}).await;
+    assert_eq!(seen, newest_first_matching(&all, "status>=400"));
+    assert!(pages > 3);
+}
+
+/// The ids of every page of `query`, 25 at a time, following each page's cursor (sent as
+/// its text, as an API client would), with `between(n)` run after page `n`; and how many
+/// pages there were.
+async fn pages_of_25(
+    store: &Store,
+    query: &str,
+    mut between: impl FnMut(usize),
+) -> (Vec<String>, usize) {
     let mut seen = Vec::new();
     let mut cursor: Option<Cursor> = None;
-    let mut pages = 0;
-    loop {
+    for page_number in 0.. {
         let page = store
             .search(&SearchRequest {
-                query: "status>=400".into(),
+                query: query.into(),
                 limit: 25,
                 cursor: cursor.clone(),
                 ..SearchRequest::default()
             })
             .await
             .unwrap();
-        pages += 1;
         seen.extend(page.events.into_iter().map(|(_, event)| event.id));
+        between(page_number);
         match page.next_cursor {
             Some(next) => cursor = Some(Cursor::decode(&next.encode()).unwrap()),
-            None => break,
+            None => return (seen, page_number + 1),
         }
     }
-    let parsed = Query::parse("status>=400").unwrap();
+    unreachable!("pages are counted without end")
+}
+
+/// The ids of the events of `all` that `query` matches, newest first.
+fn newest_first_matching(all: &[Event], query: &str) -> Vec<String> {
+    let parsed = Query::parse(query).unwrap();
     let mut expected: Vec<String> = all
         .iter()
         .filter(|event| parsed.matches(event))
         .map(|event| event.id.clone())
         .collect();
     expected.reverse();
-    assert_eq!(seen, expected);
-    assert!(pages > 3);
+    expected
 }
 
 /// Pages stay exact while the store changes under them: events newer than the first page
@@ -241,19 +257,7 @@ async fn pages_stay_exact_while_events_arrive_and_files_are_flushed_and_compacte
         .into_iter()
         .map(|(seq, bytes)| (seq + 230, bytes))
         .collect();
-    let mut seen = Vec::new();
-    let mut cursor: Option<Cursor> = None;
-    for page_number in 0.. {
-        let page = store
-            .search(&SearchRequest {
-                query: "status>=400".into(),
-                limit: 25,
-                cursor: cursor.clone(),
-                ..SearchRequest::default()
-            })
-            .await
-            .unwrap();
-        seen.extend(page.events.into_iter().map(|(_, event)| event.id));
+    let (seen, _) = pages_of_25(&store, "status>=400", |page_number| {
         if page_number == 1 {
             store.ingest(&newer[..20]);
             store.flush().unwrap(); // and compaction (small_config compacts)
@@ -270,18 +274,9 @@ async fn pages_stay_exact_while_events_arrive_and_files_are_flushed_and_compacte
         if page_number == 2 {
             store.ingest(&newer[20..]);
         }
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    let parsed = Query::parse("status>=400").unwrap();
-    let mut expected: Vec<String> = all
-        .iter()
-        .filter(|event| parsed.matches(event))
-        .map(|event| event.id.clone())
-        .collect();
-    expected.reverse();
+    })
+    .await;
+    let expected = newest_first_matching(&all, "status>=400");
     assert!(expected.len() > 75, "three pages at least");
     assert_eq!(seen, expected);
     assert_eq!(store.status().next_seq, 270);

@@ -152,8 +152,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Who runs this command: the process's user id (owner of `/proc/self`, which `$USER` cannot
 /// fake) and its name from `/etc/passwd`, as `cli:alice(uid=1000)`.
 pub(super) fn who() -> String {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(uid) = std::fs::metadata("/proc/self").map(|metadata| metadata.uid()) else {
+    let Some(uid) = crate::store::process_uid() else {
         return "cli:unknown".to_owned();
     };
     let name = std::fs::read_to_string("/etc/passwd")
@@ -185,7 +184,7 @@ pub(super) fn audit_read(
     }
     let event = crate::store::outcome_audit_event(&who(), kind, text, range, outcome, "cli");
     if let Err(err) = crate::store::spool_audit(data, &event) {
-        eprintln!("warning: the read's audit record was not written: {err:#}");
+        eprintln!("warning: the read ran but its audit record was not written: {err:#}");
     }
 }
 
@@ -213,10 +212,7 @@ fn audit<T>(
     rows: impl FnOnce(&T) -> usize,
 ) {
     let outcome = outcome.as_ref().map(rows).map_err(ToString::to_string);
-    let event = crate::store::outcome_audit_event(&who(), kind, text, range, outcome, "cli");
-    if let Err(err) = crate::store::spool_audit(data, &event) {
-        eprintln!("warning: the query ran but its audit record was not written: {err:#}");
-    }
+    audit_read(data, kind, text, range, outcome);
 }
 
 /// Prints a search-language error with a caret under the offending column.
