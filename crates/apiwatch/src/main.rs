@@ -4,6 +4,7 @@
 //! runtime error (bad flags, unreadable files, ports in use).
 
 mod alerting;
+mod allocator;
 mod cli;
 mod config;
 mod demo;
@@ -16,11 +17,6 @@ mod topology;
 mod watchdog;
 
 use std::process::ExitCode;
-
-/// mimalloc instead of glibc malloc: the gateway allocates many short-lived strings per request,
-/// and glibc's allocator took about 12% of the gateway's CPU under load (perf, bench/proxy.sh).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     cli::main()

@@ -430,6 +430,8 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 pub fn store(command: StoreCommand) -> anyhow::Result<ExitCode> {
     match command {
         StoreCommand::Rebuild { data, force } => {
+            // Before any thread starts (the rebuild starts several).
+            crate::allocator::keep_freed_memory();
             let (events, took) =
                 crate::store::rebuild(&data, apiwatch_store::StoreConfig::default(), force)?;
             let status = apiwatch_store::Store::open_reader(&data)?.status();
