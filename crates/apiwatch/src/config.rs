@@ -603,10 +603,18 @@ fn parse_around_problems(text: &str) -> (Option<RawConfig>, Vec<ConfigProblem>) 
         let Some(span) = span.filter(|_| syntax_ok && problems.len() < MAX_PROBLEMS) else {
             return (None, problems);
         };
-        let (after, gone) = blank_entry(&text, span);
-        // Nothing changed, or the blanking broke the syntax (a value spread oddly over lines):
-        // what was found is all this reading can tell.
-        if after == text || toml::from_str::<toml::Table>(&after).is_err() {
+        let (mut after, mut gone) = blank_entry(&text, span.clone());
+        if toml::from_str::<toml::Table>(&after).is_err() {
+            // The value is spread over lines with others (an element of a multi-line array
+            // whose bracket shares its line): blank the fewest lines around it that leave
+            // the rest readable.
+            match blank_enclosing(&text, span) {
+                Some(wider) => (after, gone) = wider,
+                None => return (None, problems),
+            }
+        }
+        // Nothing changed: what was found is all this reading can tell.
+        if after == text {
             return (None, problems);
         }
         blanked.push(gone);
@@ -654,6 +662,49 @@ fn blank_entry(text: &str, span: std::ops::Range<usize>) -> (String, std::ops::R
     }
     let blanked = String::from_utf8(bytes).unwrap_or_else(|_| text.to_owned());
     (blanked, start..end)
+}
+
+/// Lines around a blanked entry tried by [`blank_enclosing`], above and below together.
+const MAX_WIDENING_LINES: usize = 64;
+
+/// `text` with the fewest whole lines around `span` turned to spaces (at most
+/// `MAX_WIDENING_LINES` more than `span`'s own) such that the rest still parses as TOML, and
+/// the range blanked; `None` when no such range is found.
+fn blank_enclosing(
+    text: &str,
+    span: std::ops::Range<usize>,
+) -> Option<(String, std::ops::Range<usize>)> {
+    // The byte offset where each line starts, and the lines `span` covers.
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+        .filter(|&at| at < text.len())
+        .collect();
+    let line_of = |offset: usize| starts.partition_point(|&start| start <= offset).max(1) - 1;
+    let first = line_of(span.start);
+    let last = line_of(span.end.saturating_sub(1).max(span.start));
+    let end_of = |line: usize| starts.get(line + 1).map_or(text.len(), |next| next - 1);
+    for extra in 1..=MAX_WIDENING_LINES {
+        for up in 0..=extra.min(first) {
+            let down = extra - up;
+            if last + down >= starts.len() {
+                continue;
+            }
+            let range = starts[first - up]..end_of(last + down);
+            let mut bytes = text.as_bytes().to_vec();
+            for byte in &mut bytes[range.clone()] {
+                if *byte != b'\n' {
+                    *byte = b' ';
+                }
+            }
+            let Ok(blanked) = String::from_utf8(bytes) else {
+                continue;
+            };
+            if toml::from_str::<toml::Table>(&blanked).is_ok() {
+                return Some((blanked, range));
+            }
+        }
+    }
+    None
 }
 
 /// Loads, parses and validates a file with overrides applied.

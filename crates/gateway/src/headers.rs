@@ -1,5 +1,6 @@
-//! Hop-by-hop header handling (RFC 9110 section 7.6.1) and the request id.
+//! Hop-by-hop header handling (RFC 9110 section 7.6.1), `Via` and the request id.
 
+use http::Version;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that apply to one connection only and are never forwarded.
@@ -41,6 +42,20 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     } else {
         headers.remove(header::UPGRADE);
     }
+}
+
+/// The `Via` entry the gateway adds to each request it forwards (RFC 9110 section 7.6.3: a
+/// gateway must): the protocol version the request was received with, and `apiwatch` as the
+/// receiver's pseudonym (no host name or port is disclosed). Appended after any `Via` lines
+/// the request carried, so the list keeps the order of the hops.
+pub fn via(received: Version) -> HeaderValue {
+    HeaderValue::from_static(match received {
+        Version::HTTP_09 => "0.9 apiwatch",
+        Version::HTTP_10 => "1.0 apiwatch",
+        Version::HTTP_2 => "2 apiwatch",
+        Version::HTTP_3 => "3 apiwatch",
+        _ => "1.1 apiwatch",
+    })
 }
 
 /// Whether the request asks for a protocol upgrade (e.g. WebSocket) over HTTP/1.1.

@@ -468,8 +468,10 @@ fn build_upstream_request(
     parts.uri = upstream_uri
         .parse()
         .unwrap_or_else(|_| http::Uri::from_static("/"));
+    let received = parts.version;
     parts.version = Version::HTTP_11;
     headers::remove_hop_by_hop(&mut parts.headers, is_upgrade);
+    parts.headers.append(header::VIA, headers::via(received));
     if let Some(host) = original_host {
         parts.headers.insert(header::HOST, host.clone());
         parts.headers.entry("x-forwarded-host").or_insert(host);

@@ -19,12 +19,15 @@ async fn request_is_forwarded_and_recorded_as_exactly_one_event() {
         .header("connection", "keep-alive, x-hop")
         .header("x-hop", "must not pass")
         .header("user-agent", "test-agent/1.0")
+        .header("via", "1.1 edge-proxy")
         .body(empty())
         .unwrap();
     let (status, headers, body) = send(&client, request).await;
     assert_eq!(status, StatusCode::OK);
     let echoed: serde_json::Value = serde_json::from_str(&body).unwrap();
     let upstream_headers = &echoed["headers"];
+    // The gateway adds its own hop after the ones the request carried (RFC 9110 7.6.3).
+    assert_eq!(upstream_headers["via"], "1.1 edge-proxy, 1.1 apiwatch");
     assert!(
         upstream_headers.get("x-hop").is_none(),
         "hop-by-hop header forwarded: {upstream_headers}"
@@ -83,6 +86,8 @@ async fn http2_with_prior_knowledge_is_served() {
     let (status, _, body) = send(&h2c_client(), get(gateway, "/h2").body(empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("\"path\":\"/h2\""));
+    // Forwarded as HTTP/1.1; `Via` says how it was received.
+    assert!(body.contains("\"via\":\"2 apiwatch\""), "{body}");
     let event = &sink.wait_for(1).await[0];
     assert_eq!(event.http_version.as_deref(), Some("2"));
     assert_eq!(event.url_domain.as_deref(), Some("127.0.0.1"));

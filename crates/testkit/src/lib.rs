@@ -113,17 +113,21 @@ async fn upstream_handler(
             Response::new(full(vec![b'x'; count]))
         }
         _ => {
-            // Echo what arrived, for header assertions.
-            let headers: serde_json::Map<String, serde_json::Value> = request
-                .headers()
-                .iter()
-                .map(|(name, value)| {
-                    (
-                        name.to_string(),
-                        String::from_utf8_lossy(value.as_bytes()).into(),
-                    )
-                })
-                .collect();
+            // Echo what arrived, for header assertions; the lines of a repeated header joined
+            // with ", " in their order, as a list header's lines combine (RFC 9110 5.3).
+            let mut headers = serde_json::Map::new();
+            for (name, value) in request.headers() {
+                let value = String::from_utf8_lossy(value.as_bytes());
+                match headers.get_mut(name.as_str()) {
+                    Some(serde_json::Value::String(earlier)) => {
+                        earlier.push_str(", ");
+                        earlier.push_str(&value);
+                    }
+                    _ => {
+                        headers.insert(name.to_string(), value.into());
+                    }
+                }
+            }
             let body = serde_json::json!({"path": path, "headers": headers});
             Response::new(full(body.to_string()))
         }

@@ -261,6 +261,27 @@ fn one_reading_reports_unknown_keys_mistyped_values_and_bad_values_together() {
     let problems = check_text(text, &Overrides::default()).unwrap_err();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].position, Some((5, 8)), "{problems:?}");
+    // A mistyped element of a multi-line array whose closing bracket shares its line: the
+    // array is set aside, and the reading goes on to the problems after it.
+    let text = "[gateway]\n\
+                trusted_proxies = [\n  \"10.0.0.0/8\",\n  42]\n\
+                listen = \"nowhere\"\n\
+                [journal]\n\
+                bogus = 1\n\
+                [[gateway.routes]]\n\
+                upstream = \"http://127.0.0.1:3000\"\n";
+    let problems = check_text(text, &Overrides::default()).unwrap_err();
+    let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(problems.len(), 3, "{rendered:#?}");
+    assert!(rendered[0].starts_with("4:3:"), "{rendered:#?}");
+    assert!(
+        rendered[1].starts_with("5:10: gateway.listen:"),
+        "{rendered:#?}"
+    );
+    assert!(
+        rendered[2].starts_with("7:1:") && rendered[2].contains("unknown field `bogus`"),
+        "{rendered:#?}"
+    );
     // A syntax error stops the reading: it is the only problem.
     let problems = check_text("[gateway\nlisten = 1\n", &Overrides::default()).unwrap_err();
     assert_eq!(problems.len(), 1, "{problems:?}");
