@@ -7,6 +7,7 @@
 #
 #   bash bench/query.sh                 # 10,000,000 events
 #   EVENTS=1000000 bash bench/query.sh
+#   INGEST=0 bash bench/query.sh        # queries only, over the store of the last run
 #
 # Needs: python3 with duckdb (PyPI; installed when missing), the release binary (built).
 # Everything listens on 127.0.0.1 only.
@@ -23,11 +24,17 @@ cargo build --release -q -p apiwatch
 BIN="$CARGO_TARGET_DIR/release/apiwatch"
 
 DATA="$WORK/data-$EVENTS"
-if [ ! -f "$DATA/store/manifest.json" ]; then
+# A finished generation leaves `.generated` (or, from before that marker, a store).
+if [ ! -f "$DATA/.generated" ] && [ ! -f "$DATA/store/manifest.json" ]; then
   rm -rf "$DATA"
   mkdir -p "$WORK"
   echo "== gen $EVENTS events"
   "$BIN" gen --events "$EVENTS" --days 7 -o "$DATA"
+  touch "$DATA/.generated"
+fi
+# Ingest is measured on every run (the events of an earlier run are generated once and
+# kept): the whole journal into an empty store. INGEST=0 keeps the store as it is.
+if [ "${INGEST:-1}" != 0 ] || [ ! -f "$DATA/store/manifest.json" ]; then
   echo "== store rebuild (ingest)"
   "$BIN" store rebuild --data "$DATA" | tee "$WORK/ingest-$EVENTS.txt"
 fi

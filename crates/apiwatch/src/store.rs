@@ -111,6 +111,16 @@ impl StoreStage {
                 let mut last_spool_check = Instant::now();
                 loop {
                     let stopping_now = stopping.load(Ordering::Relaxed);
+                    // CLI audits spooled while this server held the journal go into it first,
+                    // so that the poll below (and, at the stop, the last flush) takes them.
+                    if last_spool_check.elapsed() >= SPOOL_CHECK || stopping_now {
+                        last_spool_check = Instant::now();
+                        if let Err(err) = drain_spool(&data_dir, |record| {
+                            appender.append_blocking(record).map(|_| ()).map_err(|err| err.to_string())
+                        }) {
+                            tracing::error!(error = %err, "failed to journal the CLI audit spool");
+                        }
+                    }
                     let records = match follower.poll() {
                         Ok(records) => records,
                         Err(err) => {
@@ -147,14 +157,6 @@ impl StoreStage {
                     file_rows.set(status.file_rows as i64);
                     file_bytes.set(status.file_bytes as i64);
                     memtable_rows.set(status.memtable_rows as i64);
-                    if last_spool_check.elapsed() >= SPOOL_CHECK || stopping_now {
-                        last_spool_check = Instant::now();
-                        if let Err(err) = drain_spool(&data_dir, |record| {
-                            appender.append_blocking(record).map(|_| ()).map_err(|err| err.to_string())
-                        }) {
-                            tracing::error!(error = %err, "failed to journal the CLI audit spool");
-                        }
-                    }
                     if stopping_now && !full {
                         return;
                     }

@@ -423,9 +423,18 @@ fn the_cli_asks_the_same_store_with_or_without_a_server_and_a_restart_loses_noth
     );
     assert_eq!(api(apiwatch.admin, &token, "/api/v1/events?limit=1").0, 200);
 
-    // SIGKILL: the memtable is lost with the process, and replayed from the journal.
+    // SIGKILL: the memtable is lost with the process, and replayed from the journal by the
+    // next server (asked before any CLI read, which would catch the files up itself).
     apiwatch.kill9();
-    assert_eq!(requests_by_cli(data_arg), r#"{"n":21}"#);
+    let store_status = || -> Value {
+        let status = run(&["store", "status", "--data", data_arg]);
+        serde_json::from_str(stdout_of(&status).trim()).unwrap()
+    };
+    let killed = store_status();
+    assert!(
+        killed["journal_records_not_in_files"].as_u64().unwrap() > 0,
+        "the killed server's memtable held records the files lack: {killed}"
+    );
     let apiwatch = serve_trusting_loopback(&data, upstream.addr);
     let (status, body) = sql(
         apiwatch.admin,
@@ -434,11 +443,16 @@ fn the_cli_asks_the_same_store_with_or_without_a_server_and_a_restart_loses_noth
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rows"][0]["n"], 21);
-    // A clean stop flushes the memtable to Parquet.
+    // A clean stop flushes the replayed memtable to Parquet.
     assert!(apiwatch.terminate().success());
-    let status = run(&["store", "status", "--data", data_arg]);
-    let status: Value = serde_json::from_str(stdout_of(&status).trim()).unwrap();
-    assert!(status["file_rows"].as_u64().unwrap() >= 21, "{status}");
+    // Everything journaled is in the files then, the CLI audits the server spooled included.
+    let stopped = store_status();
+    assert_eq!(stopped["journal_records_not_in_files"], 0, "{stopped}");
+    assert!(
+        stopped["file_rows"].as_u64().unwrap() > killed["file_rows"].as_u64().unwrap(),
+        "{killed} then {stopped}"
+    );
+    assert_eq!(requests_by_cli(data_arg), r#"{"n":21}"#);
 
     // Without a server: exports in three formats, and a rebuild from the journal.
     for (format, file) in [
@@ -499,6 +513,30 @@ fn the_cli_asks_the_same_store_with_or_without_a_server_and_a_restart_loses_noth
         data_arg,
     ]);
     assert_eq!(stdout_of(&output), "n\n1\n");
+    // The row cap and the time limit are the caller's to set.
+    let output = run(&[
+        "sql",
+        "SELECT url_path FROM events WHERE event_kind = 'request'",
+        "--format",
+        "csv",
+        "--max-rows",
+        "2",
+        "--data",
+        data_arg,
+    ]);
+    assert!(output.status.success());
+    assert_eq!(stdout_of(&output).lines().count(), 3, "a header and 2 rows");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("(cut at 2 rows"));
+    let output = run(&[
+        "sql",
+        "SELECT 1",
+        "--timeout",
+        "eventually",
+        "--data",
+        data_arg,
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--timeout: expected a duration"));
     // The offline queries were journaled by the CLI itself.
     let journal = journal_events(&data);
     let export_started = journal
@@ -508,11 +546,28 @@ fn the_cli_asks_the_same_store_with_or_without_a_server_and_a_restart_loses_noth
     assert_eq!(export_started["event.outcome"], "unknown");
     let who = export_started["user.name"].as_str().unwrap();
     assert!(who.starts_with("cli:") && who.contains("(uid="), "{who}");
-    let cli_audits = journal_events(&data)
-        .into_iter()
-        .filter(|event| event["labels"]["query.via"] == "cli")
-        .count();
-    assert!(cli_audits >= 6, "{cli_audits}");
+    let offline_audit = |kind: &str, text: &str| {
+        journal
+            .iter()
+            .rev()
+            .find(|event| {
+                event["labels"]["query.via"] == "cli"
+                    && event["labels"]["query.kind"] == kind
+                    && event["labels"]["query.text"] == text
+            })
+            .unwrap_or_else(|| panic!("no {kind} {text:?} audited"))
+    };
+    // The query, who asked, and the rows: 1 for the count, 21 for each export's end.
+    let counted = offline_audit(
+        "sql",
+        "SELECT count(*) AS n FROM events WHERE source_ip = '2001:db8::5'",
+    );
+    assert_eq!(counted["event.outcome"], "success");
+    assert_eq!(counted["labels"]["query.rows"], "1");
+    assert!(counted["user.name"].as_str().unwrap().starts_with("cli:"));
+    let exported = offline_audit("export", "kind=request");
+    assert_eq!(exported["event.outcome"], "success");
+    assert_eq!(exported["labels"]["query.rows"], "21");
     assert!(
         journal_events(&data)
             .iter()

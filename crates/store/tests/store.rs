@@ -1115,6 +1115,17 @@ async fn routes_read_as_view_strings_answer_and_export_as_text() {
         reader.schema().as_ref(),
         apiwatch_store::schema::schema().as_ref()
     );
+    // Every event is in the file, read back whole.
+    let mut exported: Vec<String> = Vec::new();
+    for batch in reader.build().unwrap() {
+        for (_, event) in apiwatch_store::schema::events_from_batch(&batch.unwrap()).unwrap() {
+            exported.push(event.id);
+        }
+    }
+    exported.sort();
+    let mut expected: Vec<String> = all.iter().map(|event| event.id.clone()).collect();
+    expected.sort();
+    assert_eq!(exported, expected);
     let mut csv = Vec::new();
     store
         .export_to("", None, None, apiwatch_store::ExportFormat::Csv, &mut csv)
