@@ -654,14 +654,19 @@ fn blank_entry(text: &str, span: std::ops::Range<usize>) -> (String, std::ops::R
         }
         end = next;
     }
+    (blank(text, start..end), start..end)
+}
+
+/// `text` with the bytes of `range` (whole lines) turned to spaces, line breaks kept.
+fn blank(text: &str, range: std::ops::Range<usize>) -> String {
     let mut bytes = text.as_bytes().to_vec();
-    for byte in &mut bytes[start..end] {
+    for byte in &mut bytes[range] {
         if *byte != b'\n' {
             *byte = b' ';
         }
     }
-    let blanked = String::from_utf8(bytes).unwrap_or_else(|_| text.to_owned());
-    (blanked, start..end)
+    // Whole lines of UTF-8 replaced by ASCII: still UTF-8.
+    String::from_utf8(bytes).unwrap_or_else(|_| text.to_owned())
 }
 
 /// Lines around a blanked entry tried by [`blank_enclosing`], above and below together.
@@ -690,15 +695,7 @@ fn blank_enclosing(
                 continue;
             }
             let range = starts[first - up]..end_of(last + down);
-            let mut bytes = text.as_bytes().to_vec();
-            for byte in &mut bytes[range.clone()] {
-                if *byte != b'\n' {
-                    *byte = b' ';
-                }
-            }
-            let Ok(blanked) = String::from_utf8(bytes) else {
-                continue;
-            };
+            let blanked = blank(text, range.clone());
             if toml::from_str::<toml::Table>(&blanked).is_ok() {
                 return Some((blanked, range));
             }
