@@ -23,7 +23,8 @@ unsafe extern "C" {
 }
 
 /// Keeps the memory the process frees for its own reuse instead of returning it to the OS
-/// after mimalloc's purge delay (1 s): for batch commands (`store rebuild`) that free and
+/// after mimalloc's purge delay (1 s in mimalloc v3, which `libmimalloc-sys` builds; 10 ms in
+/// v2): for batch commands (`store rebuild`) that free and
 /// allocate hundreds of MB a second, where every purged page comes back as a fresh page the
 /// kernel must zero (13-16% of a rebuild's CPU in `perf`, docs/benchmarks.md). Not for the
 /// server, which should give memory back. Left alone when `MIMALLOC_PURGE_DELAY` is set.
@@ -49,6 +50,9 @@ fn purge_delay() -> std::ffi::c_long {
 
 #[cfg(test)]
 mod tests {
+    /// The one test of this binary that sets an option; other tests' threads may run (and
+    /// allocate) meanwhile, which the setter's rule forbids for a command but which here
+    /// can only change when their freed pages go back to the OS.
     #[test]
     fn the_purge_delay_option_is_the_one_set() {
         // The default of the option at this index is mimalloc v3's purge delay (1000 ms),

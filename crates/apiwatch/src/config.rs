@@ -254,6 +254,8 @@ pub struct RawGateway {
     pub capture_body: bool,
     /// Size of that prefix.
     pub capture_body_max_bytes: Option<usize>,
+    /// Append `Via` to forwarded requests (default true).
+    pub via: Option<bool>,
     /// Threads serving connections (default: one per core; 0 = on the main runtime; at most
     /// [`MAX_GATEWAY_THREADS`]).
     pub threads: Option<Spanned<usize>>,
@@ -1086,6 +1088,7 @@ impl RawConfig {
                 route_templates: self.gateway.route_templates,
                 capture_body: self.gateway.capture_body,
                 capture_body_max_bytes,
+                send_via: self.gateway.via.unwrap_or(true),
                 threads,
             },
             fsync,

@@ -280,6 +280,23 @@ const REBUILD_CHUNK: usize = 32_768;
 /// read (of about 30 MB each with records of 900 bytes).
 const REBUILD_CHUNKS: usize = 4;
 
+/// The largest record buffer a rebuild reuses. A buffer keeps the size of the longest record
+/// it held, so reusing long ones (captured bodies, large findings) would keep the pool at
+/// that size for every later record; they are freed instead, and the pool stays near
+/// `REBUILD_CHUNKS * REBUILD_CHUNK` times the usual record (900 bytes), never above this.
+const REUSED_RECORD_MAX: usize = 4096;
+
+/// Takes the record buffers of a loaded chunk back into `buffers`, but for those grown past
+/// [`REUSED_RECORD_MAX`].
+fn recycle(chunk: Vec<(u64, Vec<u8>)>, buffers: &mut Vec<Vec<u8>>) {
+    buffers.extend(
+        chunk
+            .into_iter()
+            .map(|(_, buffer)| buffer)
+            .filter(|buffer| buffer.capacity() <= REUSED_RECORD_MAX),
+    );
+}
+
 /// Rebuilds the store of `data_dir` from the whole journal (no server may run). Returns the
 /// events ingested and the time it took.
 pub fn rebuild(
@@ -330,10 +347,14 @@ fn rebuild_in_chunks(
                     let old = if made < REBUILD_CHUNKS {
                         recycled.try_recv().ok()
                     } else {
-                        recycled.recv().ok()
+                        match recycled.recv() {
+                            Ok(old) => Some(old),
+                            // The loader has stopped (an error it returns): so does reading.
+                            Err(_) => return Ok(()),
+                        }
                     };
                     match old {
-                        Some(old) => buffers.extend(old.into_iter().map(|(_, buffer)| buffer)),
+                        Some(old) => recycle(old, &mut buffers),
                         None => {
                             made += 1;
                             buffers.resize_with(chunk_records, Vec::new);
@@ -359,7 +380,7 @@ fn rebuild_in_chunks(
     let mut total = 0u64;
     for chunk in received {
         total += load.add(&chunk)? as u64;
-        // Never blocks: at most `REBUILD_CHUNKS` chunks exist. Fails once the reader is done.
+        // Never full: at most `REBUILD_CHUNKS` chunks exist. Fails once the reader is done.
         let _ = spent.try_send(chunk);
     }
     reader
@@ -733,17 +754,11 @@ impl EventsApi for QueryService {
                 .as_ref()
                 .map_or((None, None), |request| (request.from, request.to));
             let outcome = match request {
-                Ok(request) => match tokio::time::timeout(
-                    service.limits.timeout,
-                    service.store.search(&request),
-                )
-                .await
-                {
-                    Ok(result) => result.map_err(store_error),
-                    Err(_) => Err(store_error(apiwatch_store::Error::Timeout(
-                        service.limits.timeout,
-                    ))),
-                },
+                Ok(request) => service
+                    .store
+                    .search_within(&request, service.limits.timeout)
+                    .await
+                    .map_err(store_error),
                 Err(err) => Err(err),
             };
             service
@@ -936,19 +951,15 @@ mod tests {
     /// A rebuild reads the journal into a fixed set of chunks that come back once loaded:
     /// with many more chunks than that set (1,000 records in chunks of 16), every record
     /// arrives once and whole, also where a buffer that held a long record is reused for a
-    /// short one.
+    /// short one, and where one too long to keep was freed.
     #[test]
-    fn a_rebuild_reuses_its_chunks_and_loses_nothing() {
+    fn a_rebuild_in_many_more_chunks_than_it_keeps_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (journal, appender) = open_journal(dir.path());
         let at = OffsetDateTime::now_utc() - time::Duration::hours(2);
         for index in 0..1_000u64 {
             let mut event = Event::new(EventKind::Request, "test", at);
-            // Lengths that rise and fall: 1 to 300 bytes.
-            event.url_path = Some(format!(
-                "/{index}/{}",
-                "x".repeat((index * 37 % 300) as usize)
-            ));
+            event.url_path = Some(long_path(index));
             appender.append_blocking(event.to_json()).unwrap();
         }
         journal.shutdown().unwrap();
@@ -970,9 +981,32 @@ mod tests {
         for (index, row) in rows.iter().enumerate() {
             let index = index as u64;
             assert_eq!(row["journal_seq"], index, "{row}");
-            let path = format!("/{index}/{}", "x".repeat((index * 37 % 300) as usize));
-            assert_eq!(row["url_path"], path.as_str(), "{row}");
+            assert_eq!(row["url_path"], long_path(index).as_str(), "{row}");
         }
+    }
+
+    /// Lengths that rise and fall, 1 to 300 bytes, and every 97th past what is reused.
+    fn long_path(index: u64) -> String {
+        let length = if index % 97 == 0 {
+            REUSED_RECORD_MAX
+        } else {
+            (index * 37 % 300) as usize
+        };
+        format!("/{index}/{}", "x".repeat(length))
+    }
+
+    #[test]
+    fn buffers_grown_past_the_cap_are_not_reused() {
+        let chunk = vec![
+            (0, Vec::with_capacity(100)),
+            (1, Vec::with_capacity(REUSED_RECORD_MAX + 1)),
+            (2, Vec::with_capacity(REUSED_RECORD_MAX)),
+        ];
+        let mut buffers = vec![Vec::with_capacity(10)];
+        recycle(chunk, &mut buffers);
+        let kept: Vec<usize> = buffers.iter().map(Vec::capacity).collect();
+        assert_eq!(kept.len(), 3);
+        assert!(kept.iter().all(|&capacity| capacity <= REUSED_RECORD_MAX));
     }
 
     /// The lag is what the journal holds past what the store ingested: shown before the

@@ -537,6 +537,22 @@ fn the_cli_asks_the_same_store_with_or_without_a_server_and_a_restart_loses_noth
     ]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--timeout: expected a duration"));
+    // A search has a time limit too: past it nothing is printed and the failure is audited.
+    let output = run(&[
+        "search",
+        "method=GET",
+        "--timeout",
+        "1ns",
+        "--data",
+        data_arg,
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("ran longer than its limit of 1ns"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout_of(&output), "");
     // The offline queries were journaled by the CLI itself.
     let journal = journal_events(&data);
     let export_started = journal
@@ -565,6 +581,10 @@ fn the_cli_asks_the_same_store_with_or_without_a_server_and_a_restart_loses_noth
     assert_eq!(counted["event.outcome"], "success");
     assert_eq!(counted["labels"]["query.rows"], "1");
     assert!(counted["user.name"].as_str().unwrap().starts_with("cli:"));
+    let stopped = offline_audit("search", "method=GET");
+    assert_eq!(stopped["event.outcome"], "failure");
+    let refused = offline_audit("sql", "SELECT 1");
+    assert_eq!(refused["event.outcome"], "failure");
     let exported = offline_audit("export", "kind=request");
     assert_eq!(exported["event.outcome"], "success");
     assert_eq!(exported["labels"]["query.rows"], "21");

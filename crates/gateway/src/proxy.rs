@@ -471,7 +471,9 @@ fn build_upstream_request(
     let received = parts.version;
     parts.version = Version::HTTP_11;
     headers::remove_hop_by_hop(&mut parts.headers, is_upgrade);
-    parts.headers.append(header::VIA, headers::via(received));
+    if shared.settings.send_via {
+        parts.headers.append(header::VIA, headers::via(received));
+    }
     if let Some(host) = original_host {
         parts.headers.insert(header::HOST, host.clone());
         parts.headers.entry("x-forwarded-host").or_insert(host);

@@ -80,6 +80,21 @@ async fn client_request_id_is_kept_and_returned() {
 }
 
 #[tokio::test]
+async fn via_can_be_turned_off() {
+    let upstream = start_upstream().await;
+    let (gateway, _sink) = start_gateway(upstream, |settings| settings.send_via = false).await;
+    let request = get(gateway, "/")
+        .header("via", "1.1 edge-proxy")
+        .body(empty())
+        .unwrap();
+    let (status, _, body) = send(&http1_client(), request).await;
+    assert_eq!(status, StatusCode::OK);
+    let echoed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // The client's hops pass as they came, without the gateway's.
+    assert_eq!(echoed["headers"]["via"], "1.1 edge-proxy");
+}
+
+#[tokio::test]
 async fn http2_with_prior_knowledge_is_served() {
     let upstream = start_upstream().await;
     let (gateway, sink) = start_gateway(upstream, |_| {}).await;

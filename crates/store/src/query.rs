@@ -179,13 +179,35 @@ pub enum ExportFormat {
 }
 
 impl Store {
-    /// The events matching `request`, newest first unless asked otherwise.
+    /// The events matching `request`, newest first unless asked otherwise, however long that
+    /// takes (see [`Store::search_within`]).
     pub async fn search(&self, request: &SearchRequest) -> Result<SearchPage> {
-        let limit = request.limit.max(1);
-        let (frame, _) = self
+        let (frame, limit, ascending) = self.search_plan(request).await?;
+        search_page(frame, limit, ascending).await
+    }
+
+    /// [`Store::search`] stopped with [`Error::Timeout`] past `timeout`. The search executes
+    /// on threads of its own, as SQL does, so the limit holds while it computes without
+    /// pausing and the caller's threads stay free; a deadline already past when it would
+    /// start stops it before it starts.
+    pub async fn search_within(
+        &self,
+        request: &SearchRequest,
+        timeout: Duration,
+    ) -> Result<SearchPage> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (frame, limit, ascending) =
+            tokio::time::timeout_at(deadline, self.search_plan(request))
+                .await
+                .map_err(|_| Error::Timeout(timeout))??;
+        on_own_threads(deadline, timeout, search_page(frame, limit, ascending)).await
+    }
+
+    /// The frame of `request`'s matches after its cursor, with the page size and order.
+    async fn search_plan(&self, request: &SearchRequest) -> Result<(DataFrame, usize, bool)> {
+        let (mut frame, _) = self
             .matching(&request.query, request.from, request.to)
             .await?;
-        let mut frame = frame;
         if let Some(cursor) = &request.cursor {
             let time = lit(ScalarValue::TimestampNanosecond(
                 Some(cursor.nanos),
@@ -203,73 +225,8 @@ impl Store {
             };
             frame = frame.filter(after)?;
         }
-        let ascending = request.oldest_first;
-        let order: Vec<SortExpr> = vec![
-            col(TIME_COLUMN).sort(ascending, false),
-            col("event_id").sort(ascending, false),
-        ];
-        // Two passes, so that whole rows are decoded only where the page is. First the times
-        // and journal seqs of the first `limit + 1` matches by time alone (narrow columns:
-        // the page's order also compares event ids, but decoding that wide unique column for
-        // every match cost a third of a search). Then whole rows of the matching events whose
-        // seq lies between those keys' lowest and highest, or whose time is the keys' last
-        // time. That holds the page: every match before the last time is among the keys, and
-        // ties at the last time (which the event id orders) are all read. The seq bounds and
-        // the time prune row groups (files and chunks follow the journal), where one pass
-        // decoded every column of every matching row group before sorting.
-        let keys = frame
-            .clone()
-            .select_columns(&[TIME_COLUMN, SEQ_COLUMN])?
-            .sort(vec![col(TIME_COLUMN).sort(ascending, false)])?
-            .limit(0, Some(limit + 1))?
-            .collect()
-            .await?;
-        let Some(keys) = page_keys(&keys, ascending)? else {
-            return Ok(SearchPage {
-                events: Vec::new(),
-                next_cursor: None,
-            });
-        };
-        let mut in_page = col(SEQ_COLUMN)
-            .gt_eq(lit(ScalarValue::UInt64(Some(keys.low_seq))))
-            .and(col(SEQ_COLUMN).lt_eq(lit(ScalarValue::UInt64(Some(keys.high_seq)))));
-        if keys.rows > limit {
-            in_page = in_page.or(col(TIME_COLUMN).eq(time_literal(keys.last_time)));
-        }
-        let frame = frame
-            .filter(in_page)?
-            .sort(order)?
-            .limit(0, Some(limit + 1))?;
-        // The second pass keeps few of the rows it reads (the page, out of the row groups of
-        // its seq range): with late materialisation the filter's columns are decoded first
-        // and the other columns only for the rows that pass (at 10M events, query 5's
-        // search 101 -> 84-90 ms; for the first pass, which keeps every match's key, it is
-        // slower, so the session default stays off).
-        let (mut state, plan) = frame.into_parts();
-        let options = state.config_mut().options_mut();
-        options.execution.parquet.pushdown_filters = true;
-        options.execution.parquet.reorder_filters = true;
-        let frame = DataFrame::new(state, plan);
-        let batches = frame.collect().await?;
-        let mut events = Vec::new();
-        for batch in &batches {
-            events.extend(schema::events_from_batch(batch)?);
-        }
-        let more = events.len() > limit;
-        events.truncate(limit);
-        let next_cursor = match events.last() {
-            Some((_, event)) if more => Some(Cursor {
-                nanos: schema::timestamp_nanos(&event.timestamp)?,
-                id: event.id.clone(),
-            }),
-            _ => None,
-        };
-        Ok(SearchPage {
-            events,
-            next_cursor,
-        })
+        Ok((frame, request.limit.max(1), request.oldest_first))
     }
-
     /// A data frame of the events matching a search text and time range, with the session
     /// it belongs to.
     pub(crate) async fn matching(
@@ -578,24 +535,26 @@ fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
 }
 
-/// Threads each SQL query or aggregation executes on, apart from every caller's runtime.
-pub const SQL_THREADS: usize = 2;
+/// Threads each SQL query, aggregation or time-limited search executes on, apart from every
+/// caller's runtime.
+pub const QUERY_THREADS: usize = 2;
 
-/// SQL queries executing at once, counting those abandoned at their time limit until they
-/// stop; a query that finds them all taken waits, within its own time limit.
-pub const SQL_RUNNING_MAX: usize = 4;
+/// SQL queries, aggregations and time-limited searches executing at once, counting those
+/// abandoned at their time limit until they stop; a query that finds them all taken waits,
+/// within its own time limit.
+pub const QUERIES_RUNNING_MAX: usize = 4;
 
-fn sql_slots() -> Arc<tokio::sync::Semaphore> {
+fn query_slots() -> Arc<tokio::sync::Semaphore> {
     static SLOTS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
-    Arc::clone(SLOTS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(SQL_RUNNING_MAX))))
+    Arc::clone(SLOTS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(QUERIES_RUNNING_MAX))))
 }
 
 /// A query's own runtime, shut down without waiting when dropped: also when the caller's
 /// future is dropped mid-query (a client gone), where dropping a runtime in async context
 /// would panic. A query still computing stops at its next yield, and its threads end.
-struct SqlThreads(Option<tokio::runtime::Runtime>);
+struct QueryThreads(Option<tokio::runtime::Runtime>);
 
-impl std::ops::Deref for SqlThreads {
+impl std::ops::Deref for QueryThreads {
     type Target = tokio::runtime::Runtime;
 
     fn deref(&self) -> &tokio::runtime::Runtime {
@@ -603,11 +562,122 @@ impl std::ops::Deref for SqlThreads {
     }
 }
 
-impl Drop for SqlThreads {
+impl Drop for QueryThreads {
     fn drop(&mut self) {
         if let Some(runtime) = self.0.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+/// The page of `frame`'s matches: the first `limit` in time order (oldest first when
+/// `ascending`), and the cursor after them when more match.
+async fn search_page(frame: DataFrame, limit: usize, ascending: bool) -> Result<SearchPage> {
+    let order: Vec<SortExpr> = vec![
+        col(TIME_COLUMN).sort(ascending, false),
+        col("event_id").sort(ascending, false),
+    ];
+    // Two passes, so that whole rows are decoded only where the page is. First the times
+    // and journal seqs of the first `limit + 1` matches by time alone (narrow columns:
+    // the page's order also compares event ids, but decoding that wide unique column for
+    // every match cost a third of a search). Then whole rows of the matching events whose
+    // seq lies between those keys' lowest and highest, or whose time is the keys' last
+    // time. That holds the page: every match before the last time is among the keys, and
+    // ties at the last time (which the event id orders) are all read. The seq bounds and
+    // the time prune row groups (files and chunks follow the journal), where one pass
+    // decoded every column of every matching row group before sorting.
+    let keys = frame
+        .clone()
+        .select_columns(&[TIME_COLUMN, SEQ_COLUMN])?
+        .sort(vec![col(TIME_COLUMN).sort(ascending, false)])?
+        .limit(0, Some(limit + 1))?
+        .collect()
+        .await?;
+    let Some(keys) = page_keys(&keys, ascending)? else {
+        return Ok(SearchPage {
+            events: Vec::new(),
+            next_cursor: None,
+        });
+    };
+    let mut in_page = col(SEQ_COLUMN)
+        .gt_eq(lit(ScalarValue::UInt64(Some(keys.low_seq))))
+        .and(col(SEQ_COLUMN).lt_eq(lit(ScalarValue::UInt64(Some(keys.high_seq)))));
+    if keys.rows > limit {
+        in_page = in_page.or(col(TIME_COLUMN).eq(time_literal(keys.last_time)));
+    }
+    let frame = frame
+        .filter(in_page)?
+        .sort(order)?
+        .limit(0, Some(limit + 1))?;
+    // The second pass keeps few of the rows it reads (the page, out of the row groups of
+    // its seq range): with late materialisation the filter's columns are decoded first
+    // and the other columns only for the rows that pass (at 10M events, query 5's
+    // search 101 -> 84-90 ms; for the first pass, which keeps every match's key, it is
+    // slower, so the session default stays off).
+    let (mut state, plan) = frame.into_parts();
+    let options = state.config_mut().options_mut();
+    options.execution.parquet.pushdown_filters = true;
+    options.execution.parquet.reorder_filters = true;
+    let frame = DataFrame::new(state, plan);
+    let batches = frame.collect().await?;
+    let mut events = Vec::new();
+    for batch in &batches {
+        events.extend(schema::events_from_batch(batch)?);
+    }
+    let more = events.len() > limit;
+    events.truncate(limit);
+    let next_cursor = match events.last() {
+        Some((_, event)) if more => Some(Cursor {
+            nanos: schema::timestamp_nanos(&event.timestamp)?,
+            id: event.id.clone(),
+        }),
+        _ => None,
+    };
+    Ok(SearchPage {
+        events,
+        next_cursor,
+    })
+}
+
+/// Runs `work` to its end or until `deadline` (then [`Error::Timeout`] of `timeout`), on
+/// threads of its own: a runtime per query, so that a query that computes for long without
+/// yielding (a nested-loop join of large inputs) holds neither the caller's thread (where
+/// its time limit, the admin API and health must go on) nor threads that later queries
+/// need. It waits for one of [`QUERIES_RUNNING_MAX`] slots within the deadline; a deadline
+/// already past when the slot is had stops it before it starts.
+async fn on_own_threads<T: Send + 'static>(
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    let slot = tokio::time::timeout_at(deadline, query_slots().acquire_owned())
+        .await
+        .map_err(|_| Error::Timeout(timeout))?
+        .map_err(|_| Error::Query("the query slots are closed".into()))?;
+    if tokio::time::Instant::now() >= deadline {
+        return Err(Error::Timeout(timeout));
+    }
+    let threads = QueryThreads(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(QUERY_THREADS)
+            .thread_name("apiwatch-query")
+            .enable_time()
+            .build()
+            .map_err(|err| DataFusionError::External(Box::new(err)))?,
+    ));
+    let mut running = threads.spawn(async move {
+        let _slot = slot; // free once the query ends, abandoned or not
+        work.await
+    });
+    let outcome = tokio::time::timeout_at(deadline, &mut running).await;
+    drop(threads);
+    match outcome {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(join)) => {
+            let failed = format!("the query's task failed: {join}");
+            Err(DataFusionError::Execution(failed).into())
+        }
+        Err(_elapsed) => Err(Error::Timeout(timeout)),
     }
 }
 
@@ -634,37 +704,8 @@ async fn collect_capped(frame: DataFrame, limits: Limits) -> Result<SqlAnswer> {
         }
         Ok::<_, Error>((batches, rows))
     };
-    // On threads of its own, a runtime per query: a query that computes for long without
-    // yielding (a nested-loop join of large inputs) would otherwise hold the caller's thread,
-    // so that neither its time limit nor anything else there (the admin API, health) could
-    // run; and an abandoned one would hold threads that later queries need.
     let deadline = tokio::time::Instant::now() + limits.timeout;
-    let slot = tokio::time::timeout_at(deadline, sql_slots().acquire_owned())
-        .await
-        .map_err(|_| Error::Timeout(limits.timeout))?
-        .map_err(|_| Error::Query("sql: the query slots are closed".into()))?;
-    let threads = SqlThreads(Some(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(SQL_THREADS)
-            .thread_name("apiwatch-sql")
-            .enable_time()
-            .build()
-            .map_err(|err| DataFusionError::External(Box::new(err)))?,
-    ));
-    let mut running = threads.spawn(async move {
-        let _slot = slot; // free once the query ends, abandoned or not
-        run.await
-    });
-    let outcome = tokio::time::timeout_at(deadline, &mut running).await;
-    drop(threads);
-    let (mut batches, rows) = match outcome {
-        Ok(Ok(answer)) => answer?,
-        Ok(Err(join)) => {
-            let failed = format!("the query's task failed: {join}");
-            return Err(DataFusionError::Execution(failed).into());
-        }
-        Err(_elapsed) => return Err(Error::Timeout(limits.timeout)),
-    };
+    let (mut batches, rows) = on_own_threads(deadline, limits.timeout, run).await?;
     let truncated = rows > limits.max_rows;
     if truncated {
         let mut keep = limits.max_rows;

@@ -472,6 +472,39 @@ async fn sql_answers_are_capped_and_timed() {
     assert!(matches!(err, apiwatch_store::Error::Timeout(_)), "{err}");
 }
 
+/// A time-limited search answers as an unlimited one within its limit, and one whose limit
+/// has passed before it could start is stopped, whatever the machine's speed.
+#[tokio::test]
+async fn searches_within_a_time_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_writer(dir.path(), small_config()).unwrap();
+    store.ingest(&records(&events(300)));
+    let request = SearchRequest {
+        query: "status>=400".into(),
+        limit: 20,
+        ..SearchRequest::default()
+    };
+    let unlimited = store.search(&request).await.unwrap();
+    let limited = store
+        .search_within(&request, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let keys = |page: &apiwatch_store::SearchPage| -> Vec<(u64, String)> {
+        page.events
+            .iter()
+            .map(|(seq, event)| (*seq, event.id.clone()))
+            .collect()
+    };
+    assert_eq!(unlimited.events.len(), 20);
+    assert_eq!(keys(&limited), keys(&unlimited));
+    assert_eq!(limited.next_cursor, unlimited.next_cursor);
+    let err = store
+        .search_within(&request, std::time::Duration::from_nanos(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, apiwatch_store::Error::Timeout(_)), "{err}");
+}
+
 #[tokio::test]
 async fn explain_and_explain_analyze_answer_their_plans() {
     let dir = tempfile::tempdir().unwrap();

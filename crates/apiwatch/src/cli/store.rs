@@ -66,6 +66,9 @@ pub struct SearchArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Longest run; past it the search is stopped and nothing is printed.
+    #[arg(long, default_value = "30s")]
+    timeout: String,
     /// Data directory.
     #[arg(long, default_value = "./apiwatch-data")]
     data: PathBuf,
@@ -188,6 +191,18 @@ pub(super) fn audit_read(
     }
 }
 
+/// The `--timeout` flag's duration, or its refusal audited as a `kind` query of `text` on `data`.
+fn timeout_audited(
+    data: &Path,
+    kind: &str,
+    text: &str,
+    value: &str,
+) -> anyhow::Result<std::time::Duration> {
+    humantime::parse_duration(value)
+        .map_err(|err| anyhow::anyhow!("--timeout: expected a duration such as 30s ({err})"))
+        .inspect_err(|err| audit_read(data, kind, text, (None, None), Err(format!("{err:#}"))))
+}
+
 impl Range {
     /// The range, or its refusal audited as a `kind` query of `text` on `data`.
     fn resolve_audited(
@@ -228,6 +243,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let range = args
         .range
         .resolve_audited(&args.data, "search", &args.query)?;
+    let timeout = timeout_audited(&args.data, "search", &args.query, &args.timeout)?;
     let store = crate::store::open_for_reading(&args.data)?;
     let request = SearchRequest {
         query: args.query.clone(),
@@ -237,7 +253,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         cursor: None,
         oldest_first: args.oldest_first,
     };
-    let result = runtime()?.block_on(store.search(&request));
+    let result = runtime()?.block_on(store.search_within(&request, timeout));
     audit(&args.data, "search", &args.query, range, &result, |page| {
         page.events.len()
     });
@@ -340,8 +356,7 @@ fn csv_cell(cell: &str) -> String {
 
 /// Runs `sql`.
 pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
-    let timeout = humantime::parse_duration(&args.timeout)
-        .map_err(|err| anyhow::anyhow!("--timeout: expected a duration such as 30s ({err})"))?;
+    let timeout = timeout_audited(&args.data, "sql", &args.query, &args.timeout)?;
     let store = crate::store::open_for_reading(&args.data)?;
     let limits = Limits {
         max_rows: args.max_rows.max(1),

@@ -14,6 +14,7 @@ fn full_fixture_validates_with_every_section() {
     assert!(matches!(settings.fsync, FsyncPolicy::Always));
     assert_eq!(settings.listen.to_string(), "127.0.0.1:18080");
     assert_eq!(settings.gateway.threads, 2);
+    assert!(!settings.gateway.send_via, "via = false");
     let alerts = &settings.alerts;
     assert_eq!(alerts.receivers.len(), 6);
     let route = &alerts.routing.routes()[0];
