@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 EVENTS="${EVENTS:-10000000}"
-RUNS="${RUNS:-5}"
+RUNS="${RUNS:-11}"
 WORK="${WORK:-/var/tmp/apiwatch-bench-query}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/apiwatch-target}"
 
