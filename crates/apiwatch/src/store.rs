@@ -282,19 +282,23 @@ const REBUILD_CHUNKS: usize = 4;
 
 /// The largest record buffer a rebuild reuses. A buffer keeps the size of the longest record
 /// it held, so reusing long ones (captured bodies, large findings) would keep the pool at
-/// that size for every later record; they are freed instead, and the pool stays near
-/// `REBUILD_CHUNKS * REBUILD_CHUNK` times the usual record (900 bytes), never above this.
+/// that size for every later record: such a buffer is replaced by an empty one, which grows
+/// to its next record. The pool's count never falls (the reader waits for buffers once it
+/// has made `REBUILD_CHUNKS` chunks' worth), and its memory stays below
+/// `REBUILD_CHUNKS * REBUILD_CHUNK` buffers of this size (512 MiB), near 900 bytes each for
+/// the usual records.
 const REUSED_RECORD_MAX: usize = 4096;
 
-/// Takes the record buffers of a loaded chunk back into `buffers`, but for those grown past
-/// [`REUSED_RECORD_MAX`].
+/// Takes the record buffers of a loaded chunk back into `buffers`, one per record, those
+/// grown past [`REUSED_RECORD_MAX`] replaced by empty ones.
 fn recycle(chunk: Vec<(u64, Vec<u8>)>, buffers: &mut Vec<Vec<u8>>) {
-    buffers.extend(
-        chunk
-            .into_iter()
-            .map(|(_, buffer)| buffer)
-            .filter(|buffer| buffer.capacity() <= REUSED_RECORD_MAX),
-    );
+    buffers.extend(chunk.into_iter().map(|(_, buffer)| {
+        if buffer.capacity() > REUSED_RECORD_MAX {
+            Vec::new()
+        } else {
+            buffer
+        }
+    }));
 }
 
 /// Rebuilds the store of `data_dir` from the whole journal (no server may run). Returns the
@@ -951,7 +955,9 @@ mod tests {
     /// A rebuild reads the journal into a fixed set of chunks that come back once loaded:
     /// with many more chunks than that set (1,000 records in chunks of 16), every record
     /// arrives once and whole, also where a buffer that held a long record is reused for a
-    /// short one, and where one too long to keep was freed.
+    /// short one, and through a run of 200 records too long to keep (more than the 4 chunks'
+    /// worth of buffers: a pool that lost their buffers would run dry and wait forever,
+    /// which the watchdog turns into a failure).
     #[test]
     fn a_rebuild_in_many_more_chunks_than_it_keeps_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -963,7 +969,15 @@ mod tests {
             appender.append_blocking(event.to_json()).unwrap();
         }
         journal.shutdown().unwrap();
-        let (events, _) = rebuild_in_chunks(dir.path(), StoreConfig::default(), false, 16).unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let data = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let _ = done.send(rebuild_in_chunks(&data, StoreConfig::default(), false, 16));
+        });
+        let (events, _) = finished
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the rebuild ended within 2 minutes")
+            .unwrap();
         assert_eq!(events, 1_000);
         let store = Store::open_reader(dir.path()).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -985,9 +999,10 @@ mod tests {
         }
     }
 
-    /// Lengths that rise and fall, 1 to 300 bytes, and every 97th past what is reused.
+    /// Lengths that rise and fall, 1 to 300 bytes, but every 97th and those from 300 to 499
+    /// past what is reused.
     fn long_path(index: u64) -> String {
-        let length = if index % 97 == 0 {
+        let length = if index % 97 == 0 || (300..500).contains(&index) {
             REUSED_RECORD_MAX
         } else {
             (index * 37 % 300) as usize
@@ -1005,8 +1020,10 @@ mod tests {
         let mut buffers = vec![Vec::with_capacity(10)];
         recycle(chunk, &mut buffers);
         let kept: Vec<usize> = buffers.iter().map(Vec::capacity).collect();
-        assert_eq!(kept.len(), 3);
+        // One buffer per record still (the pool never shrinks), none past the cap.
+        assert_eq!(kept.len(), 4);
         assert!(kept.iter().all(|&capacity| capacity <= REUSED_RECORD_MAX));
+        assert_eq!(kept[2], 0, "the grown buffer was replaced by an empty one");
     }
 
     /// The lag is what the journal holds past what the store ingested: shown before the

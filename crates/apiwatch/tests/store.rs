@@ -537,6 +537,9 @@ fn the_cli_asks_the_same_store_with_or_without_a_server_and_a_restart_loses_noth
     ]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--timeout: expected a duration"));
+    let output = run(&["search", "--timeout", "0s", "--data", data_arg]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("above zero"));
     // A search has a time limit too: past it nothing is printed and the failure is audited.
     let output = run(&[
         "search",

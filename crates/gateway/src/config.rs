@@ -28,9 +28,9 @@ pub struct GatewaySettings {
     pub capture_body: bool,
     /// How many body bytes to keep when capture is on.
     pub capture_body_max_bytes: usize,
-    /// Append `Via: <version> apiwatch` to forwarded requests (RFC 9110 7.6.3; on by
-    /// default). Off for upstreams that treat a Via as a proxy's request and change their
-    /// answer for it, as nginx's `gzip_proxied off` (its default) stops compressing.
+    /// Append `Via: <version> apiwatch` to forwarded requests (RFC 9110 7.6.3, where a
+    /// gateway MUST; on by default). Off only for upstreams that change their answer for a
+    /// Via, as nginx's `gzip_proxied off` (its default) stops compressing.
     pub send_via: bool,
     /// Threads serving connections, each with its own runtime and upstream pool; 0 serves
     /// them on the runtime that calls [`Gateway::serve`](crate::Gateway::serve).

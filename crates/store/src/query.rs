@@ -195,12 +195,13 @@ impl Store {
         request: &SearchRequest,
         timeout: Duration,
     ) -> Result<SearchPage> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let (frame, limit, ascending) =
             tokio::time::timeout_at(deadline, self.search_plan(request))
                 .await
                 .map_err(|_| Error::Timeout(timeout))??;
-        on_own_threads(deadline, timeout, search_page(frame, limit, ascending)).await
+        let page = search_page(frame, limit, ascending);
+        on_own_threads(Slots::Search, deadline, timeout, page).await
     }
 
     /// The frame of `request`'s matches after its cursor, with the page size and order.
@@ -539,14 +540,37 @@ fn first_line(text: &str) -> &str {
 /// caller's runtime.
 pub const QUERY_THREADS: usize = 2;
 
-/// SQL queries, aggregations and time-limited searches executing at once, counting those
-/// abandoned at their time limit until they stop; a query that finds them all taken waits,
-/// within its own time limit.
+/// SQL queries and aggregations executing at once, and apart from them time-limited
+/// searches, counting those abandoned at their time limit until they stop; a query that
+/// finds its kind's slots all taken waits, within its own time limit. Searches have slots of
+/// their own so that runaway SQL cannot stop them.
 pub const QUERIES_RUNNING_MAX: usize = 4;
 
-fn query_slots() -> Arc<tokio::sync::Semaphore> {
-    static SLOTS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
-    Arc::clone(SLOTS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(QUERIES_RUNNING_MAX))))
+/// The slots of one kind of query (SQL and aggregations, or searches).
+#[derive(Clone, Copy)]
+enum Slots {
+    Sql,
+    Search,
+}
+
+impl Slots {
+    fn semaphore(self) -> Arc<tokio::sync::Semaphore> {
+        type Shared = std::sync::OnceLock<Arc<tokio::sync::Semaphore>>;
+        static SQL: Shared = std::sync::OnceLock::new();
+        static SEARCH: Shared = std::sync::OnceLock::new();
+        let slots = match self {
+            Slots::Sql => &SQL,
+            Slots::Search => &SEARCH,
+        };
+        Arc::clone(slots.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(QUERIES_RUNNING_MAX))))
+    }
+}
+
+/// A deadline `timeout` from now; one too far to represent (a limit of years) is a day.
+fn deadline_after(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400))
 }
 
 /// A query's own runtime, shut down without waiting when dropped: also when the caller's
@@ -643,14 +667,15 @@ async fn search_page(frame: DataFrame, limit: usize, ascending: bool) -> Result<
 /// threads of its own: a runtime per query, so that a query that computes for long without
 /// yielding (a nested-loop join of large inputs) holds neither the caller's thread (where
 /// its time limit, the admin API and health must go on) nor threads that later queries
-/// need. It waits for one of [`QUERIES_RUNNING_MAX`] slots within the deadline; a deadline
-/// already past when the slot is had stops it before it starts.
+/// need. It waits for one of its kind's [`QUERIES_RUNNING_MAX`] slots within the deadline;
+/// a deadline already past when the slot is had stops it before it starts.
 async fn on_own_threads<T: Send + 'static>(
+    slots: Slots,
     deadline: tokio::time::Instant,
     timeout: Duration,
     work: impl std::future::Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    let slot = tokio::time::timeout_at(deadline, query_slots().acquire_owned())
+    let slot = tokio::time::timeout_at(deadline, slots.semaphore().acquire_owned())
         .await
         .map_err(|_| Error::Timeout(timeout))?
         .map_err(|_| Error::Query("the query slots are closed".into()))?;
@@ -704,8 +729,8 @@ async fn collect_capped(frame: DataFrame, limits: Limits) -> Result<SqlAnswer> {
         }
         Ok::<_, Error>((batches, rows))
     };
-    let deadline = tokio::time::Instant::now() + limits.timeout;
-    let (mut batches, rows) = on_own_threads(deadline, limits.timeout, run).await?;
+    let deadline = deadline_after(limits.timeout);
+    let (mut batches, rows) = on_own_threads(Slots::Sql, deadline, limits.timeout, run).await?;
     let truncated = rows > limits.max_rows;
     if truncated {
         let mut keep = limits.max_rows;

@@ -200,6 +200,13 @@ fn timeout_audited(
 ) -> anyhow::Result<std::time::Duration> {
     humantime::parse_duration(value)
         .map_err(|err| anyhow::anyhow!("--timeout: expected a duration such as 30s ({err})"))
+        .and_then(|timeout| {
+            anyhow::ensure!(
+                !timeout.is_zero(),
+                "--timeout: expected a duration above zero, such as 30s"
+            );
+            Ok(timeout)
+        })
         .inspect_err(|err| audit_read(data, kind, text, (None, None), Err(format!("{err:#}"))))
 }
 
