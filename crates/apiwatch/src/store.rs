@@ -681,10 +681,6 @@ fn sql_position(message: &str) -> Option<usize> {
 }
 
 impl QueryService {
-    fn journal(&self, event: Event) -> BoxFuture<()> {
-        journal_audit(&self.appender, event)
-    }
-
     /// Journals the audit event of an API query that was answered, or refused with `err`
     /// (bad parameters, a bad query, past its time limit): a refused query is audited too,
     /// with why it was refused.
@@ -701,8 +697,8 @@ impl QueryService {
             .as_ref()
             .map(rows)
             .map_err(|err| err.message.clone());
-        self.journal(outcome_audit_event(by, kind, query, range, outcome, "api"))
-            .await;
+        let event = outcome_audit_event(by, kind, query, range, outcome, "api");
+        journal_audit(&self.appender, event).await;
     }
 }
 

@@ -228,6 +228,7 @@ impl Store {
         }
         Ok((frame, request.limit.max(1), request.oldest_first))
     }
+
     /// A data frame of the events matching a search text and time range, with the session
     /// it belongs to.
     pub(crate) async fn matching(

@@ -158,6 +158,17 @@ pub fn run_ok(args: &[&str]) -> String {
     stdout_of(&output)
 }
 
+/// Runs apiwatch, which must refuse with exit code 2 (a usage error) and say `said` on
+/// stderr (else the test fails with both); its output.
+#[allow(dead_code)] // not every test binary uses it
+pub fn run_refused(args: &[&str], said: &str) -> Output {
+    let output = run(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "apiwatch {args:?}: {stderr}");
+    assert!(stderr.contains(said), "apiwatch {args:?}: {stderr}");
+    output
+}
+
 pub fn stdout_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
